@@ -1,0 +1,453 @@
+"""The socket wire protocol: every request and reply, the version, error codes and caps.
+
+One JSON object per line, UTF-8. Requests carry `{"cmd": "<verb>", ...}`; replies carry
+`{"version": 1, "ok": true|false, "error"?, "code"?, ...}`. Requests are strict (unknown
+verbs and unknown fields are refused); this module does no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from hyperhive.errors import InvalidName, ProtocolError
+from hyperhive.names import validate_agent_name, validate_recipient
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_LINE_BYTES",
+    "MAX_RECV",
+    "MAX_RECV_WAIT",
+    "PROTOCOL_VERSION",
+    "ErrorCode",
+    "Request",
+    "decode_request",
+]
+
+PROTOCOL_VERSION = 1
+MAX_LINE_BYTES = 1024 * 1024
+"""A request line longer than this is refused and the connection closed."""
+MAX_BODY_BYTES = 64 * 1024
+"""A message body over this many UTF-8 bytes is refused; pass larger things as /state paths."""
+MAX_RECV_WAIT = 180
+MAX_RECV = 32
+MAX_QUESTION_TTL = 6 * 3600
+MAX_NAP_SECONDS = 6 * 3600
+MAX_TEXT = 16 * 1024
+"""Cap on short free-text fields (descriptions, notes, questions, answers)."""
+
+
+class ErrorCode:
+    """Named error codes carried in `code` on every `ok: false` reply."""
+
+    BAD_JSON = "bad_json"
+    """The line is not a JSON object."""
+    BAD_REQUEST = "bad_request"
+    """A field is missing, of the wrong type, or not allowed."""
+    UNKNOWN_VERB = "unknown_verb"
+    """`cmd` names no verb, or none this socket offers."""
+    LINE_TOO_LONG = "line_too_long"
+    """The line exceeded MAX_LINE_BYTES; the connection is closed after this reply."""
+    INVALID_NAME = "invalid_name"
+    """An agent name does not match the name rule or is reserved."""
+    TOO_LARGE = "too_large"
+    """A body exceeded MAX_BODY_BYTES."""
+    FORBIDDEN = "forbidden"
+    """The caller's socket does not grant this (allow-list, manager-only, self-target)."""
+    NOT_FOUND = "not_found"
+    """No such agent, approval or question."""
+    CONFLICT = "conflict"
+    """The current state refuses the request (already exists, already resolved)."""
+    INTERNAL = "internal"
+    """The daemon failed; the request may be retried."""
+
+
+class _Req(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _agent_name(value: str) -> str:
+    try:
+        return validate_agent_name(value)
+    except InvalidName as exc:
+        raise ValueError(exc.message) from None
+
+
+def _body(value: str) -> str:
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_BODY_BYTES:
+        raise ValueError(f"body is {size} bytes, over the {MAX_BODY_BYTES}-byte cap; pass a /state path")
+    return value
+
+
+AgentName = Annotated[str, Field(max_length=64)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
+class _Named(_Req):
+    name: AgentName
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        return _agent_name(v)
+
+
+# ---- verbs shared by several sockets ------------------------------------------------------
+
+
+class SendReq(_Req):
+    cmd: Literal["send"]
+    to: Annotated[str, Field(max_length=64)]
+    body: str
+    in_reply_to: int | None = Field(default=None, ge=1)
+
+    @field_validator("to")
+    @classmethod
+    def _check_to(cls, v: str) -> str:
+        try:
+            return validate_recipient(v)
+        except InvalidName as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("body")
+    @classmethod
+    def _check_body(cls, v: str) -> str:
+        return _body(v)
+
+
+class ListReq(_Req):
+    cmd: Literal["list"]
+
+
+class StartReq(_Named):
+    cmd: Literal["start"]
+
+
+class StopReq(_Named):
+    cmd: Literal["stop"]
+
+
+class RestartReq(_Named):
+    cmd: Literal["restart"]
+
+
+class AnswerReq(_Req):
+    cmd: Literal["answer"]
+    id: int = Field(ge=1)
+    answer: Text
+
+
+class RequestSpawnReq(_Named):
+    cmd: Literal["request_spawn"]
+    description: Text | None = None
+
+
+# ---- host (operator) verbs ----------------------------------------------------------------
+
+
+class SpawnReq(_Named):
+    cmd: Literal["spawn"]
+
+    @field_validator("name")
+    @classmethod
+    def _not_manager(cls, v: str) -> str:
+        if v == "manager":
+            raise ValueError("'manager' is a reserved name")
+        return v
+
+
+class DestroyReq(_Named):
+    cmd: Literal["destroy"]
+    purge: bool = False
+
+
+class InboxReq(_Req):
+    cmd: Literal["inbox"]
+    limit: int = Field(default=50, ge=1, le=1000)
+
+
+class PendingReq(_Req):
+    cmd: Literal["pending"]
+    diff_id: int | None = Field(default=None, ge=1)
+
+
+class ApproveReq(_Req):
+    cmd: Literal["approve"]
+    id: int = Field(ge=1)
+
+
+class DenyReq(_Req):
+    cmd: Literal["deny"]
+    id: int = Field(ge=1)
+    note: Text | None = None
+
+
+class QuestionsReq(_Req):
+    cmd: Literal["questions"]
+
+
+class CancelQuestionReq(_Req):
+    cmd: Literal["cancel_question"]
+    id: int = Field(ge=1)
+
+
+class EventsReq(_Named):
+    cmd: Literal["events"]
+    after: int = Field(default=0, ge=0)
+    limit: int = Field(default=2000, ge=1, le=2000)
+
+
+class RevivReq(_Named):
+    cmd: Literal["revive"]
+
+
+class PingReq(_Req):
+    cmd: Literal["ping"]
+
+
+# ---- agent verbs --------------------------------------------------------------------------
+
+
+class RecvReq(_Req):
+    cmd: Literal["recv"]
+    wait_seconds: float = Field(default=0, ge=0, le=MAX_RECV_WAIT)
+    max: int = Field(default=1, ge=1, le=MAX_RECV)
+
+
+class AckTurnReq(_Req):
+    cmd: Literal["ack_turn"]
+
+
+class RequeueInflightReq(_Req):
+    cmd: Literal["requeue_inflight"]
+
+
+class StatusReq(_Req):
+    cmd: Literal["status"]
+
+
+class WhoamiReq(_Req):
+    cmd: Literal["whoami"]
+
+
+class AgentConfigReq(_Req):
+    cmd: Literal["agent_config"]
+
+
+class RecentReq(_Req):
+    cmd: Literal["recent"]
+    limit: int = Field(default=20, ge=1, le=200)
+
+
+HarnessState = Literal["idle", "thinking", "compacting", "napping", "needs_login", "starting"]
+
+
+class ReportStateReq(_Req):
+    """The harness tells the core its turn state (drives badges and login events)."""
+
+    cmd: Literal["report_state"]
+    state: HarnessState
+    model: Annotated[str, Field(max_length=200)] | None = None
+    last_turn_ms: int | None = Field(default=None, ge=0)
+
+
+class AskReq(_Req):
+    cmd: Literal["ask"]
+    question: Text
+    options: Annotated[list[Annotated[str, Field(max_length=500)]], Field(max_length=20)] = []
+    multi: bool = False
+    ttl_seconds: int | None = Field(default=None, ge=1, le=MAX_QUESTION_TTL)
+    to: AgentName | None = None
+
+    @field_validator("to")
+    @classmethod
+    def _check_to(cls, v: str | None) -> str | None:
+        if v is None or v == "operator":
+            return None
+        return _agent_name(v)
+
+
+class OpenThreadsReq(_Req):
+    cmd: Literal["open_threads"]
+
+
+# ---- manager verbs ------------------------------------------------------------------------
+
+
+class RequestInitConfigReq(_Named):
+    cmd: Literal["request_init_config"]
+    description: Text | None = None
+
+
+class RequestApplyCommitReq(_Req):
+    cmd: Literal["request_apply_commit"]
+    agent: AgentName
+    commit_ref: Annotated[str, Field(max_length=64)]
+    description: Text | None = None
+
+    @field_validator("agent")
+    @classmethod
+    def _check_agent(cls, v: str) -> str:
+        return _agent_name(v)
+
+
+class KillReq(_Named):
+    cmd: Literal["kill"]
+
+
+class UpdateReq(_Named):
+    cmd: Literal["update"]
+
+
+Request = Annotated[
+    SendReq
+    | ListReq
+    | StartReq
+    | StopReq
+    | RestartReq
+    | AnswerReq
+    | RequestSpawnReq
+    | SpawnReq
+    | DestroyReq
+    | InboxReq
+    | PendingReq
+    | ApproveReq
+    | DenyReq
+    | QuestionsReq
+    | CancelQuestionReq
+    | EventsReq
+    | RevivReq
+    | PingReq
+    | RecvReq
+    | AckTurnReq
+    | RequeueInflightReq
+    | StatusReq
+    | WhoamiReq
+    | AgentConfigReq
+    | RecentReq
+    | ReportStateReq
+    | AskReq
+    | OpenThreadsReq
+    | RequestInitConfigReq
+    | RequestApplyCommitReq
+    | KillReq
+    | UpdateReq,
+    Field(discriminator="cmd"),
+]
+
+_REQUEST = TypeAdapter(Request)
+VERBS: frozenset[str] = frozenset(
+    m.model_fields["cmd"].annotation.__args__[0]  # type: ignore[union-attr]
+    for m in Request.__origin__.__args__  # type: ignore[attr-defined]
+)
+
+HOST_VERBS = frozenset(
+    {
+        "ping", "list", "spawn", "start", "stop", "restart", "destroy", "revive", "send", "inbox",
+        "pending", "approve", "deny", "questions", "answer", "cancel_question", "events",
+        "request_spawn",
+    }
+)  # fmt: skip
+AGENT_VERBS = frozenset(
+    {
+        "ping", "send", "recv", "ack_turn", "requeue_inflight", "status", "whoami", "agent_config",
+        "recent", "report_state", "ask", "answer", "open_threads",
+    }
+)  # fmt: skip
+MANAGER_VERBS = AGENT_VERBS | frozenset(
+    {"request_spawn", "request_init_config", "request_apply_commit", "kill", "start", "restart",
+     "update", "list"}
+)  # fmt: skip
+
+
+class ProtocolFailure(ProtocolError):
+    """A request that failed to decode; `code` is one of ErrorCode."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:3]:
+        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p.endswith("Req")))
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"`{loc}`: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def decode_request(line: bytes | str) -> Any:
+    """Decode one request line into its typed model, or raise ProtocolFailure."""
+    import json
+
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolFailure(f"the line is not valid JSON ({exc.__class__.__name__})", ErrorCode.BAD_JSON) from None
+    if not isinstance(data, dict):
+        raise ProtocolFailure("a request must be a JSON object", ErrorCode.BAD_JSON)
+    cmd = data.get("cmd")
+    if not isinstance(cmd, str):
+        raise ProtocolFailure("`cmd`: missing or not a string", ErrorCode.BAD_REQUEST)
+    if cmd not in VERBS:
+        raise ProtocolFailure(f"unknown verb {cmd[:40]!r}", ErrorCode.UNKNOWN_VERB)
+    try:
+        return _REQUEST.validate_python(data)
+    except ValidationError as exc:
+        text = _describe(exc)
+        code = ErrorCode.INVALID_NAME if "valid agent name" in text or "reserved" in text else ErrorCode.BAD_REQUEST
+        if "byte cap" in text:
+            code = ErrorCode.TOO_LARGE
+        raise ProtocolFailure(text, code) from None
+
+
+# ---- replies ------------------------------------------------------------------------------
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    version: int = PROTOCOL_VERSION
+    ok: bool = True
+    error: str | None = None
+    code: str | None = None
+
+
+def error_reply(message: str, code: str) -> dict[str, Any]:
+    return {"version": PROTOCOL_VERSION, "ok": False, "error": message, "code": code}
+
+
+class Message(BaseModel):
+    """A broker message as delivered to a recipient."""
+
+    id: int
+    sender: str
+    recipient: str
+    body: str
+    sent_at: float
+    in_reply_to: int | None = None
+    broadcast: bool = False
+    redelivered: bool = False
+    delivered_at: float | None = None
+    acked_at: float | None = None
+
+
+CageKind = Literal["bwrap", "nspawn", "process"]
+AgentRunState = Literal["running", "stopped", "crashed", "starting", "stopping"]
+
+
+class AgentRow(BaseModel):
+    name: str
+    cage: str
+    state: AgentRunState
+    harness_state: str | None = None
+    model: str | None = None
+    pid: int | None = None
+    uid: int | None = None
+    unread: int = 0
+    last_turn_ms: int | None = None
+    state_since: float | None = None
+    isolated: bool = True
