@@ -1,0 +1,405 @@
+"""The per-agent event log (DESIGN §6): every `LiveEvent` in SQLite, broadcast to live subscribers.
+
+`emit()` inserts one row, commits it (so the event survives a harness crash) and hands the
+event to every subscriber without waiting: each subscriber has a bounded queue, and one that
+falls behind is dropped (its SSE stream ends and the browser resumes with Last-Event-ID).
+`history()` reads back the newest events; ids keep increasing across restarts (AUTOINCREMENT,
+so even a vacuum that empties the table never lets an id be reused).
+
+If the database cannot be opened or written, the Bus runs in no-store mode: events still
+broadcast with in-memory ids, `history()` serves a small in-memory ring, nothing is persisted,
+one warning goes to the log, and `persistent` / `store_error` say so for `/api/state`.
+
+Everything here runs on the event loop's thread: a single insert + commit is tens of
+microseconds (bench/bench_bus.py), cheaper than a hop to a writer thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+__all__ = [
+    "EVENTS_DB_ENV",
+    "EVENTS_DB_NAME",
+    "KINDS",
+    "MODEL_CHANGED",
+    "NOTE",
+    "STATE_CHANGED",
+    "STREAM",
+    "TURN_END",
+    "TURN_START",
+    "Bus",
+    "EventKind",
+    "LiveEvent",
+    "Subscription",
+    "VacuumCounts",
+    "default_events_path",
+]
+
+log = logging.getLogger(__name__)
+
+EVENTS_DB_ENV: Final = "HYPERHIVE_EVENTS_DB"
+EVENTS_DB_NAME: Final = "hyperhive-events.sqlite"
+
+TURN_START: Final = "turn_start"
+"""A turn began: `{from, body, unread}`."""
+STREAM: Final = "stream"
+"""One Claude Agent SDK message, as a dict."""
+NOTE: Final = "note"
+"""A harness remark or a stderr line: `{text}`."""
+TURN_END: Final = "turn_end"
+"""A turn finished: `{ok, note, duration_ms, usage}`."""
+STATE_CHANGED: Final = "state_changed"
+"""The agent's state changed: `{state, since, ...}`."""
+MODEL_CHANGED: Final = "model_changed"
+"""The model changed: `{model, ...}`."""
+
+EventKind = Literal["turn_start", "stream", "note", "turn_end", "state_changed", "model_changed"]
+KINDS: Final[frozenset[str]] = frozenset({TURN_START, STREAM, NOTE, TURN_END, STATE_CHANGED, MODEL_CHANGED})
+
+DEFAULT_KEEP: Final = 2000
+DEFAULT_MAX_AGE: Final = 7 * 86400.0
+DEFAULT_SUBSCRIBER_QUEUE: Final = 1024
+NO_STORE_RING: Final = 500
+_decode = json.JSONDecoder().decode
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+"""
+
+
+def default_events_path(state_dir: Path, environ: Mapping[str, str]) -> Path:
+    """`$HYPERHIVE_EVENTS_DB` if set and non-empty, else `<state_dir>/hyperhive-events.sqlite`
+    (in the cage `state_dir` is `/state`; DESIGN §2)."""
+    override = environ.get(EVENTS_DB_ENV, "").strip()
+    if override:
+        return Path(override)
+    return state_dir / EVENTS_DB_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    id: int
+    ts: float
+    kind: str
+    payload: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-ready dict sent to browsers and `hive events --json`."""
+        return {"id": self.id, "ts": self.ts, "kind": self.kind, "payload": self.payload}
+
+
+@dataclass(frozen=True, slots=True)
+class VacuumCounts:
+    expired: int  # stage 1: rows older than max_age
+    trimmed: int  # stage 2: rows beyond the newest `keep`
+
+
+class Subscription:
+    """One live subscriber: `async for event in sub`, or await one and `drain()` the rest.
+
+    The queue is bounded; when it is full the Bus drops the subscriber (`dropped` becomes true)
+    instead of waiting. The events already queued are still delivered, then iteration stops,
+    so an SSE stream ends right after the last event it had and the client resumes from there.
+    """
+
+    __slots__ = ("_bus", "_items", "_maxsize", "_wakeup", "closed", "dropped")
+
+    def __init__(self, bus: Bus, maxsize: int) -> None:
+        self._bus = bus
+        self._items: deque[LiveEvent] = deque()
+        self._maxsize = maxsize
+        self._wakeup = asyncio.Event()
+        self.dropped = False
+        self.closed = False
+
+    def _offer(self, event: LiveEvent) -> bool:
+        """Called by `emit()`; False means the queue was full (the caller drops us)."""
+        if len(self._items) >= self._maxsize:
+            return False
+        self._items.append(event)
+        self._wakeup.set()
+        return True
+
+    def _end(self, *, dropped: bool) -> None:
+        self.dropped = self.dropped or dropped
+        self.closed = True
+        self._wakeup.set()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> LiveEvent:
+        while not self._items:
+            if self.closed:
+                raise StopAsyncIteration
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self._items.popleft()
+
+    def drain(self) -> list[LiveEvent]:
+        """Everything queued right now, without waiting (one write per wake-up)."""
+        out = list(self._items)
+        self._items.clear()
+        return out
+
+    def close(self) -> None:
+        """Stop receiving; idempotent. A pending `__anext__` ends after the queued events."""
+        self._bus._subscribers.discard(self)
+        self._end(dropped=False)
+
+
+class Bus:
+    """The per-agent event log. Construct, `emit()`, `history()`, `subscribe()`, `close()`.
+
+    Call it from the event loop's thread only (subscriber wake-ups are `asyncio.Event`s).
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        keep: int = DEFAULT_KEEP,
+        max_age: float = DEFAULT_MAX_AGE,
+        subscriber_queue: int = DEFAULT_SUBSCRIBER_QUEUE,
+    ) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        self.path = path
+        self.keep = keep
+        self.max_age = max_age
+        self._clock = clock
+        self._subscriber_queue = subscriber_queue
+        self._subscribers: set[Subscription] = set()
+        self._conn: sqlite3.Connection | None = None
+        self._ring: deque[LiveEvent] = deque(maxlen=NO_STORE_RING)
+        self._last: dict[str, LiveEvent] = {}
+        self._last_id = 0
+        self._closed = False
+        self.store_error: str | None = None
+        if path is None:
+            self._go_storeless("no events database path was given")
+        else:
+            self._open(path)
+
+    # -- storage -------------------------------------------------------------------------------
+
+    def _open(self, path: Path) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            self._last_id = int(row[0]) if row else 0
+            for kind in KINDS:
+                found = conn.execute(
+                    "SELECT id, ts, kind, payload FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1",
+                    (kind,),
+                ).fetchone()
+                if found is not None:
+                    self._last[kind] = _row_to_event(found)
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            if conn is not None:
+                conn.close()
+            self._go_storeless(f"cannot open {path}: {exc}")
+            return
+        self._conn = conn
+
+    def _go_storeless(self, reason: str) -> None:
+        if self._conn is not None:
+            # Keep the tail we can still read, so the page does not go blank mid-run.
+            try:
+                rows = self._conn.execute(
+                    "SELECT id, ts, kind, payload FROM events ORDER BY id DESC LIMIT ?", (NO_STORE_RING,)
+                ).fetchall()
+                self._ring.extend(_row_to_event(row) for row in reversed(rows))
+            except sqlite3.Error:
+                pass
+            self._conn.close()
+            self._conn = None
+        self.store_error = reason
+        log.warning(
+            "events are not stored (%s): live events still work, the trail will not survive a restart",
+            reason,
+        )
+
+    @property
+    def persistent(self) -> bool:
+        """True while events are written to SQLite (False in no-store mode)."""
+        return self._conn is not None
+
+    @property
+    def last_id(self) -> int:
+        """The id of the newest event emitted (0 before the first one)."""
+        return self._last_id
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def emit(self, kind: EventKind | str, payload: Mapping[str, Any] | None = None) -> LiveEvent:
+        """Store one event (one committed row) and broadcast it; never waits on a subscriber."""
+        if kind not in KINDS:
+            raise ValueError(f"kind: {kind!r} is not one of {', '.join(sorted(KINDS))}")
+        if self._closed:
+            raise RuntimeError("the events bus is closed")
+        body = dict(payload) if payload is not None else {}
+        ts = self._clock()
+        event_id = 0
+        if self._conn is not None:
+            try:
+                cursor = self._conn.execute(
+                    "INSERT INTO events (ts, kind, payload) VALUES (?, ?, ?)",
+                    (ts, kind, json.dumps(body, separators=(",", ":"), default=str)),
+                )
+                event_id = cursor.lastrowid or 0
+            except sqlite3.Error as exc:
+                self._go_storeless(f"cannot write {self.path}: {exc}")
+        if event_id <= self._last_id:  # no-store, or a store that lost rows: stay monotonic
+            event_id = self._last_id + 1
+        self._last_id = event_id
+        event = LiveEvent(event_id, ts, kind, body)
+        if self._conn is None:
+            self._ring.append(event)
+        self._last[kind] = event
+        self._broadcast(event)
+        return event
+
+    def _broadcast(self, event: LiveEvent) -> None:
+        slow: list[Subscription] = []
+        for sub in self._subscribers:
+            if not sub._offer(event):
+                slow.append(sub)
+        for sub in slow:
+            log.warning("dropping a slow live subscriber at event %d", event.id)
+            self._subscribers.discard(sub)
+            sub._end(dropped=True)
+
+    def history(self, limit: int = DEFAULT_KEEP, after: int = 0) -> list[LiveEvent]:
+        """The newest `limit` events with `id > after`, oldest first."""
+        if limit <= 0:
+            return []
+        if self._conn is None:
+            tail = [e for e in self._ring if e.id > after]
+            return tail[-limit:]
+        try:
+            rows = self._conn.execute(
+                "SELECT id, ts, kind, payload FROM events WHERE id > ? ORDER BY id DESC LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            self._go_storeless(f"cannot read {self.path}: {exc}")
+            return []
+        rows.reverse()  # cheaper than a second ORDER BY in SQL
+        return [_row_to_event(row) for row in rows]
+
+    def last_of(self, kind: EventKind | str) -> LiveEvent | None:
+        """The newest event of `kind` (from this run, or found in the store at start)."""
+        return self._last.get(kind)
+
+    def subscribe(self) -> Subscription:
+        if self._closed:
+            raise RuntimeError("the events bus is closed")
+        sub = Subscription(self, self._subscriber_queue)
+        self._subscribers.add(sub)
+        return sub
+
+    # -- vacuum --------------------------------------------------------------------------------
+
+    def vacuum(self, now: float | None = None) -> VacuumCounts:
+        """Drop rows older than `max_age`, then keep only the newest `keep` (DESIGN §6).
+
+        A row exactly `max_age` old is kept. No-store mode has nothing to vacuum (the ring is
+        bounded already).
+        """
+        if self._conn is None:
+            return VacuumCounts(0, 0)
+        cutoff = (self._clock() if now is None else now) - self.max_age
+        try:
+            with _transaction(self._conn):
+                expired = self._conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
+                trimmed = self._conn.execute(
+                    "DELETE FROM events WHERE id < "
+                    "(SELECT min(id) FROM (SELECT id FROM events ORDER BY id DESC LIMIT ?))",
+                    (self.keep,),
+                ).rowcount
+        except sqlite3.Error as exc:
+            self._go_storeless(f"cannot vacuum {self.path}: {exc}")
+            return VacuumCounts(0, 0)
+        if expired or trimmed:
+            log.info("events vacuum: %d expired, %d trimmed", expired, trimmed)
+        return VacuumCounts(expired, trimmed)
+
+    async def run_vacuum(self, interval: float = 3600.0) -> None:
+        """Vacuum now, then every `interval` seconds until cancelled or the Bus closes."""
+        while not self._closed:
+            try:
+                self.vacuum()
+            except Exception:  # a top-level loop: one bad sweep must not end the next ones
+                log.exception("events vacuum failed")
+            await asyncio.sleep(interval)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """End every subscription and close the database; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for sub in list(self._subscribers):
+            sub._end(dropped=False)
+        self._subscribers.clear()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Bus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _row_to_event(row: tuple[Any, ...]) -> LiveEvent:
+    event_id, ts, kind, payload = row
+    try:
+        body = _decode(payload)
+    except ValueError:
+        body = {"unreadable": payload}
+    if type(body) is not dict:
+        body = {"value": body}
+    return LiveEvent(event_id, ts, kind, body)
+
+
+class _transaction:
+    """`BEGIN IMMEDIATE` … `COMMIT` on an autocommit connection (both vacuum stages or neither)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
