@@ -1,0 +1,413 @@
+"""The `hive` command line (DESIGN §12, a contract). Commands parse, call, print; this is the
+only module that exits the process. `--json` prints exactly one JSON document on stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from hyperhive.client import SyncHiveClient
+from hyperhive.config import load_config, parse_env_pairs
+from hyperhive.errors import HiveError, StartupError
+from hyperhive.paths import default_run_dir
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_ERROR = 1
+EXIT_STARTUP = 3
+CAGE_CHOICES = ["auto", "bwrap", "nspawn", "process"]
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> None:
+    click.echo(f"hive: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StartupError as exc:
+            _fail(exc.message, EXIT_STARTUP)
+        except HiveError as exc:
+            _fail(exc.message)
+        except (OSError, TimeoutError) as exc:
+            _fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def run_dir_option(fn: F) -> F:
+    return click.option(
+        "--run-dir", type=click.Path(path_type=Path), envvar="HYPERHIVE_RUN_DIR",
+        help="Socket directory of the daemon [env HYPERHIVE_RUN_DIR].",
+    )(fn)  # fmt: skip
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(fn)
+
+
+def serve_options(fn: F) -> F:
+    options = [
+        click.option("--state-dir", type=click.Path(path_type=Path), envvar="HYPERHIVE_STATE_DIR",
+                     help="Durable state directory [env HYPERHIVE_STATE_DIR]."),
+        click.option("--run-dir", type=click.Path(path_type=Path), envvar="HYPERHIVE_RUN_DIR",
+                     help="Socket directory [env HYPERHIVE_RUN_DIR]."),
+        click.option("--host", envvar="HYPERHIVE_HOST", help="Dashboard address (default 127.0.0.1)."),
+        click.option("--port", type=int, envvar="HYPERHIVE_PORT", help="Dashboard port (default 7000)."),
+        click.option("--cage", type=click.Choice(CAGE_CHOICES), envvar="HYPERHIVE_CAGE",
+                     help="Sandbox backend (default auto: bwrap when it works)."),
+        click.option("--agent-env", multiple=True, metavar="KEY=VALUE",
+                     help="Environment passed into every agent (repeatable)."),
+        click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _client(run_dir: Path | None) -> SyncHiveClient:
+    return SyncHiveClient((run_dir or default_run_dir()) / "host.sock")
+
+
+def _call(run_dir: Path | None, cmd: str, **fields: Any) -> dict[str, Any]:
+    return _client(run_dir).call(cmd, **fields)
+
+
+def _print_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def _age(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    s = max(0, int(time.time() - ts))
+    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hyperhive")
+def main() -> None:
+    """hyperhive: a swarm of Claude Code agents on one host, with the operator in control."""
+
+
+# ---- the daemon ----------------------------------------------------------------------------
+
+
+def _run_daemon(config: Any, *, announce: Callable[[Any], Any] | None = None) -> None:
+    from hyperhive.core.daemon import Daemon
+
+    async def ready(daemon: Daemon) -> None:
+        click.echo(f"hyperhive is up: cage {daemon.services.cage_reason if daemon.services else '?'}", err=True)
+        click.echo(f"dashboard login: {daemon.dashboard_url}", err=True)
+        click.echo(f"login URL: {daemon.dashboard_url}")
+        sys.stdout.flush()
+        if announce is not None:
+            result = announce(daemon)
+            if asyncio.iscoroutine(result):
+                await result
+
+    asyncio.run(Daemon(config, on_ready=ready).serve())
+
+
+@main.command()
+@serve_options
+@handle_errors
+def serve(state_dir: Path | None, run_dir: Path | None, host: str | None, port: int | None, cage: str | None,
+          agent_env: tuple[str, ...], verbose: bool) -> None:  # fmt: skip
+    """Run the core daemon: broker, approvals, questions, cages and the dashboard."""
+    _setup_logging(verbose)
+    config = load_config(state_dir=state_dir, run_dir=run_dir, host=host, port=port, cage=cage,
+                         agent_env=parse_env_pairs(agent_env))  # fmt: skip
+    _run_daemon(config)
+
+
+@main.command()
+@serve_options
+@click.option("--agents", default="alice,bob", show_default=True, help="Comma-separated demo agents.")
+@handle_errors
+def demo(state_dir: Path | None, run_dir: Path | None, host: str | None, port: int | None, cage: str | None,
+         agent_env: tuple[str, ...], verbose: bool, agents: str) -> None:  # fmt: skip
+    """Serve with the offline model (a scripted stand-in, not a real LLM) and a small swarm."""
+    from hyperhive.demo import run_demo
+
+    _setup_logging(verbose)
+    config = load_config(state_dir=state_dir, run_dir=run_dir, host=host, port=port, cage=cage,
+                         agent_env=parse_env_pairs(agent_env))  # fmt: skip
+    run_demo(config, [a.strip() for a in agents.split(",") if a.strip()], _run_daemon)
+
+
+@main.command("dashboard-url")
+@run_dir_option
+@handle_errors
+def dashboard_url(run_dir: Path | None) -> None:
+    """Print the dashboard login URL again."""
+    reply = _call(run_dir, "ping")
+    url = reply.get("dashboard_url")
+    if not url:
+        raise HiveError("the daemon did not report a dashboard URL")
+    click.echo(url)
+
+
+# ---- agents --------------------------------------------------------------------------------
+
+
+@main.command("list")
+@run_dir_option
+@json_option
+@handle_errors
+def list_agents(run_dir: Path | None, as_json: bool) -> None:
+    """Agents: name, cage, state, model, pid/uid."""
+    reply = _call(run_dir, "list")
+    if as_json:
+        _print_json({"agents": reply["agents"], "cage": reply.get("cage"), "cage_reason": reply.get("cage_reason")})
+        return
+    click.echo(f"{'NAME':<20} {'CAGE':<8} {'STATE':<9} {'HARNESS':<12} {'MODEL':<18} {'PID':>7} {'UID':>7} UNREAD")
+    for a in reply["agents"]:
+        cage = a["cage"] + ("!" if not a.get("isolated", True) else "")
+        click.echo(
+            f"{a['name']:<20} {cage:<8} {a['state']:<9} {a.get('harness_state') or '-':<12} "
+            f"{a.get('model') or '-':<18} {a.get('pid') or '-':>7} {a.get('uid') if a.get('uid') is not None else '-':>7} "
+            f"{a.get('unread', 0)}"
+        )
+    if reply.get("cage") == "process":
+        click.echo("! process cages have no isolation (development only)", err=True)
+
+
+def _lifecycle_command(verb: str, help_text: str) -> None:
+    @main.command(verb, help=help_text)
+    @click.argument("name")
+    @run_dir_option
+    @handle_errors
+    def command(name: str, run_dir: Path | None) -> None:
+        reply = _call(run_dir, verb, name=name)
+        agent = reply.get("agent") or {}
+        click.echo(f"{name}: {agent.get('state', 'ok')}")
+
+
+_lifecycle_command("spawn", "Create an agent with the default config and start it.")
+_lifecycle_command("start", "Start a stopped agent.")
+_lifecycle_command("stop", "Stop an agent (its state stays).")
+_lifecycle_command("restart", "Stop and start an agent.")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--purge", is_flag=True, help="Also delete its state, credentials and config repos (no undo).")
+@run_dir_option
+@handle_errors
+def destroy(name: str, purge: bool, run_dir: Path | None) -> None:
+    """Destroy an agent; its state and config stay unless --purge."""
+    _call(run_dir, "destroy", name=name, purge=purge)
+    click.echo(f"{name}: destroyed{' and purged' if purge else ' (state kept)'}")
+
+
+# ---- messages ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("to")
+@click.argument("body")
+@click.option("--reply-to", "in_reply_to", type=int, help="Thread under this message id.")
+@run_dir_option
+@json_option
+@handle_errors
+def send(to: str, body: str, in_reply_to: int | None, run_dir: Path | None, as_json: bool) -> None:
+    """Send BODY to TO as the operator (BODY "-" reads stdin)."""
+    if body == "-":
+        body = sys.stdin.read()
+    reply = _call(run_dir, "send", to=to, body=body, in_reply_to=in_reply_to)
+    if as_json:
+        _print_json({"id": reply.get("id"), "ids": reply.get("ids")})
+    else:
+        click.echo(f"sent #{reply.get('id')} to {to}")
+
+
+@main.command()
+@click.option("--limit", type=int, default=50, show_default=True)
+@run_dir_option
+@json_option
+@handle_errors
+def inbox(limit: int, run_dir: Path | None, as_json: bool) -> None:
+    """The operator's inbox, newest first."""
+    messages = _call(run_dir, "inbox", limit=limit)["messages"]
+    if as_json:
+        _print_json({"messages": messages})
+        return
+    for m in messages:
+        reply = f" ↳#{m['in_reply_to']}" if m.get("in_reply_to") else ""
+        click.echo(f"#{m['id']} {_age(m['sent_at'])} ago  {m['sender']}{reply}: {m['body']}")
+
+
+# ---- approvals and questions -----------------------------------------------------------------
+
+
+@main.command()
+@click.option("--diff", "diff_id", type=int, help="Show the config diff of this approval.")
+@run_dir_option
+@json_option
+@handle_errors
+def pending(diff_id: int | None, run_dir: Path | None, as_json: bool) -> None:
+    """Approvals waiting for the operator."""
+    if diff_id is not None:
+        diff = _call(run_dir, "pending", diff_id=diff_id)["diff"]
+        _print_json({"id": diff_id, "diff": diff}) if as_json else click.echo(diff or "(no diff)")
+        return
+    approvals = _call(run_dir, "pending")["approvals"]
+    if as_json:
+        _print_json({"approvals": approvals})
+        return
+    for a in approvals:
+        sha = f" {a['sha'][:12]}" if a.get("sha") else ""
+        desc = f" — {a['description']}" if a.get("description") else ""
+        click.echo(f"#{a['id']} {a['kind']:<13} {a['agent']}{sha} (by {a['requested_by']}, {_age(a['requested_at'])} ago){desc}")
+
+
+@main.command()
+@click.argument("approval_id", type=int)
+@run_dir_option
+@json_option
+@handle_errors
+def approve(approval_id: int, run_dir: Path | None, as_json: bool) -> None:
+    """Approve a pending request."""
+    a = _call(run_dir, "approve", id=approval_id)["approval"]
+    if as_json:
+        _print_json({"approval": a})
+        return
+    click.echo(f"#{a['id']} {a['status']}" + (f" ({a['tag']})" if a.get("tag") else "") + (f": {a['note']}" if a.get("note") else ""))
+    if a["status"] == "failed":
+        sys.exit(EXIT_ERROR)
+
+
+@main.command()
+@click.argument("approval_id", type=int)
+@click.option("--note", help="The reason, passed to the manager.")
+@run_dir_option
+@handle_errors
+def deny(approval_id: int, note: str | None, run_dir: Path | None) -> None:
+    """Deny a pending request."""
+    a = _call(run_dir, "deny", id=approval_id, note=note)["approval"]
+    click.echo(f"#{a['id']} denied" + (f" ({a['tag']})" if a.get("tag") else ""))
+
+
+@main.command()
+@run_dir_option
+@json_option
+@handle_errors
+def questions(run_dir: Path | None, as_json: bool) -> None:
+    """Questions waiting for an answer."""
+    qs = _call(run_dir, "questions")["questions"]
+    if as_json:
+        _print_json({"questions": qs})
+        return
+    for q in qs:
+        opts = f" [{' | '.join(q['options'])}]" if q["options"] else ""
+        ttl = f" ⏳{int(q['deadline_at'] - time.time())}s" if q.get("deadline_at") else ""
+        click.echo(f"#{q['id']} {q['asker']} → {q['target']}: {q['question']}{opts}{ttl}")
+
+
+@main.command()
+@click.argument("question_id", type=int)
+@click.argument("text")
+@run_dir_option
+@handle_errors
+def answer(question_id: int, text: str, run_dir: Path | None) -> None:
+    """Answer a question as the operator."""
+    _call(run_dir, "answer", id=question_id, answer=text)
+    click.echo(f"#{question_id} answered")
+
+
+@main.command("cancel-question")
+@click.argument("question_id", type=int)
+@run_dir_option
+@handle_errors
+def cancel_question(question_id: int, run_dir: Path | None) -> None:
+    """Cancel a question; the asker gets [cancelled]."""
+    _call(run_dir, "cancel_question", id=question_id)
+    click.echo(f"#{question_id} cancelled")
+
+
+# ---- events --------------------------------------------------------------------------------
+
+
+def _format_event(e: dict[str, Any]) -> str:
+    ts = time.strftime("%H:%M:%S", time.localtime(e["ts"]))
+    p = e.get("payload") or {}
+    kind = e["kind"]
+    if kind == "turn_start":
+        text = f"← {p.get('from')}: {str(p.get('body', ''))[:200]}"
+    elif kind == "turn_end":
+        text = f"{'ok' if p.get('ok') else 'FAILED'} {p.get('duration_ms', 0) / 1000:.1f}s {p.get('note') or ''}"
+    elif kind == "note":
+        text = str(p.get("text", p))[:300]
+    elif kind in ("state_changed", "model_changed"):
+        text = json.dumps(p, ensure_ascii=False)[:300]
+    else:
+        text = json.dumps(p, ensure_ascii=False)[:300]
+    return f"{e['id']:>6} {ts} {kind:<13} {text}"
+
+
+@main.command()
+@click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events.")
+@click.option("--limit", type=int, default=200, show_default=True)
+@run_dir_option
+@json_option
+@handle_errors
+def events(name: str, follow: bool, limit: int, run_dir: Path | None, as_json: bool) -> None:
+    """An agent's event trail (from its events database)."""
+    reply = _call(run_dir, "events", name=name, limit=min(limit, 2000))
+    evs = reply["events"]
+    if as_json and not follow:
+        _print_json({"events": evs})
+        return
+    last = 0
+    for e in evs:
+        click.echo(json.dumps(e, ensure_ascii=False) if as_json else _format_event(e))
+        last = e["id"]
+    while follow:
+        time.sleep(0.5)
+        for e in _call(run_dir, "events", name=name, after=last)["events"]:
+            click.echo(json.dumps(e, ensure_ascii=False) if as_json else _format_event(e))
+            last = e["id"]
+
+
+# ---- inside a cage -------------------------------------------------------------------------
+
+
+@main.group()
+def agent() -> None:
+    """Commands run inside an agent's cage."""
+
+
+@agent.command("serve")
+@click.option("-v", "--verbose", is_flag=True)
+@handle_errors
+def agent_serve(verbose: bool) -> None:
+    """Run the harness: the turn loop, the event log and the agent's web page."""
+    from hyperhive.harness.main import run_harness
+
+    _setup_logging(verbose)
+    asyncio.run(run_harness())
+

@@ -1,0 +1,221 @@
+"""The approval queue: spawn, init_config and apply_commit requests, resolved only by the
+operator. The state machine lives here; git lives in ConfigRepos; cages in Lifecycle.
+
+pending → approving → approved | deployed | failed;  pending → denied.
+The pending → approving step is one conditional UPDATE, so two racing approvals cannot both win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hyperhive.core.broker import Broker
+from hyperhive.core.configrepo import ConfigRepos
+from hyperhive.core.hub import Hub
+from hyperhive.core.lifecycle import Lifecycle
+from hyperhive.errors import AgentNotFound, Conflict, HiveError
+from hyperhive.names import MANAGER, validate_agent_name
+from hyperhive.store.sqlite import Database
+
+__all__ = ["Approvals"]
+
+log = logging.getLogger(__name__)
+HEALTH_TIMEOUT = 60.0
+
+
+def _row(row: sqlite3.Row) -> dict[str, Any]:
+    return {k: row[k] for k in row.keys()}  # noqa: SIM118 (sqlite3.Row is not a Mapping)
+
+
+class Approvals:
+    def __init__(
+        self,
+        db: Database,
+        broker: Broker,
+        hub: Hub,
+        lifecycle: Lifecycle,
+        repos: ConfigRepos,
+        *,
+        clock: Callable[[], float] = time.time,
+        health_timeout: float = HEALTH_TIMEOUT,
+    ) -> None:
+        self.db = db
+        self.broker = broker
+        self.hub = hub
+        self.lifecycle = lifecycle
+        self.repos = repos
+        self.clock = clock
+        self.health_timeout = health_timeout
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def get(self, aid: int) -> dict[str, Any]:
+        row = self.db.read(lambda c: c.execute("SELECT * FROM approvals WHERE id = ?", (aid,)).fetchone())
+        if row is None:
+            raise AgentNotFound(f"no approval #{aid}")
+        return _row(row)
+
+    def pending(self) -> list[dict[str, Any]]:
+        rows = self.db.read(
+            lambda c: c.execute("SELECT * FROM approvals WHERE status IN ('pending', 'approving') ORDER BY id").fetchall()
+        )
+        return [_row(r) for r in rows]
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self.db.read(lambda c: c.execute("SELECT * FROM approvals ORDER BY id DESC LIMIT ?", (limit,)).fetchall())
+        return [_row(r) for r in rows]
+
+    async def diff(self, aid: int) -> str:
+        a = self.get(aid)
+        if a["kind"] != "apply_commit":
+            return ""
+        return await asyncio.to_thread(self.repos.diff, a["agent"], aid)
+
+    # ---- requests ----------------------------------------------------------------------
+
+    async def _insert(self, kind: str, agent: str, description: str | None, requested_by: str, status: str = "pending",
+                      commit_ref: str | None = None) -> int:  # fmt: skip
+        now = self.clock()
+        aid = await self.db.write(
+            lambda c: c.execute(
+                "INSERT INTO approvals (kind, agent, commit_ref, description, requested_by, requested_at, status)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (kind, agent, commit_ref, description, requested_by, now, status),
+            ).lastrowid
+        )
+        assert aid is not None
+        return aid
+
+    def _no_duplicate(self, kind: str, agent: str) -> None:
+        for a in self.pending():
+            if a["kind"] == kind and a["agent"] == agent:
+                raise Conflict(f"a {kind} request for {agent!r} is already pending (#{a['id']})")
+
+    async def request_spawn(self, name: str, description: str | None, *, requested_by: str) -> dict[str, Any]:
+        name = validate_agent_name(name, allow_manager=False)
+        if name in self.lifecycle.agents:
+            raise Conflict(f"agent {name!r} already exists")
+        self._no_duplicate("spawn", name)
+        aid = await self._insert("spawn", name, description, requested_by)
+        return self._added(aid)
+
+    async def request_init_config(self, name: str, description: str | None, *, requested_by: str) -> dict[str, Any]:
+        name = validate_agent_name(name, allow_manager=False)
+        if name in self.lifecycle.agents:
+            raise Conflict(f"agent {name!r} already exists")
+        if self.lifecycle.paths.agent(name).config.exists():
+            raise Conflict(f"{name!r} already has a proposed config repo; edit it and request_apply_commit")
+        self._no_duplicate("init_config", name)
+        aid = await self._insert("init_config", name, description, requested_by)
+        return self._added(aid)
+
+    async def request_apply_commit(
+        self, agent: str, commit_ref: str, description: str | None, *, requested_by: str
+    ) -> dict[str, Any]:
+        """Resolve and freeze the commit (tag proposal/<id>) before it becomes pending; a config
+        that fails validation is recorded as failed and never shown as pending."""
+        agent = validate_agent_name(agent)
+        if not self.lifecycle.paths.agent(agent).config.exists():
+            raise AgentNotFound(f"{agent!r} has no proposed config repo (request_init_config first)")
+        aid = await self._insert("apply_commit", agent, description, requested_by, status="proposing", commit_ref=commit_ref)
+        try:
+            proposal = await asyncio.to_thread(self.repos.propose, agent, commit_ref, aid)
+        except HiveError as exc:
+            await self._finish(aid, "failed", note=exc.message)
+            raise
+        sha = proposal.sha
+        await self.db.write(
+            lambda c: c.execute("UPDATE approvals SET status = 'pending', sha = ?, tag = ? WHERE id = ?",
+                                (sha, f"proposal/{aid}", aid))  # fmt: skip
+        )
+        return self._added(aid)
+
+    def _added(self, aid: int) -> dict[str, Any]:
+        a = self.get(aid)
+        self.hub.publish("approval_added", a)
+        return a
+
+    # ---- resolution --------------------------------------------------------------------
+
+    async def _claim(self, aid: int, to_status: str) -> dict[str, Any]:
+        def claim(c: sqlite3.Connection) -> sqlite3.Row:
+            row = c.execute("SELECT * FROM approvals WHERE id = ?", (aid,)).fetchone()
+            if row is None:
+                raise AgentNotFound(f"no approval #{aid}")
+            if row["status"] != "pending":
+                raise Conflict(f"approval #{aid} is already {row['status']}")
+            c.execute("UPDATE approvals SET status = ? WHERE id = ?", (to_status, aid))
+            return row
+
+        return _row(await self.db.write(claim))
+
+    async def _finish(self, aid: int, status: str, *, note: str | None = None, tag: str | None = None) -> dict[str, Any]:
+        now = self.clock()
+        await self.db.write(
+            lambda c: c.execute(
+                "UPDATE approvals SET status = ?, resolved_at = ?, note = COALESCE(?, note), tag = COALESCE(?, tag) "
+                "WHERE id = ?",
+                (status, now, note, tag, aid),
+            )
+        )
+        a = self.get(aid)
+        self.hub.publish("approval_resolved", a)
+        if a["status"] != "proposing":
+            await self.broker.system_event(
+                MANAGER, "approval_resolved", id=aid, kind=a["kind"], agent=a["agent"], status=status,
+                sha=a["sha"], tag=a["tag"], note=a["note"],
+            )  # fmt: skip
+        return a
+
+    async def deny(self, aid: int, note: str | None = None) -> dict[str, Any]:
+        a = await self._claim(aid, "denying")
+        tag = None
+        if a["kind"] == "apply_commit":
+            await asyncio.to_thread(self.repos.deny, a["agent"], aid, note or "")
+            tag = f"denied/{aid}"
+        return await self._finish(aid, "denied", note=note or "denied by the operator", tag=tag)
+
+    async def approve(self, aid: int) -> dict[str, Any]:
+        a = await self._claim(aid, "approving")
+        self.hub.publish("approval_resolving", {"id": aid})
+        try:
+            if a["kind"] == "spawn":
+                await self.lifecycle.spawn(a["agent"], a["description"])
+                return await self._finish(aid, "approved")
+            if a["kind"] == "init_config":
+                await self.lifecycle.init_config(a["agent"], a["description"])
+                result = await self._finish(aid, "approved")
+                path = f"/agents/{a['agent']}/config"
+                await self.broker.system_event(MANAGER, "config_ready", agent=a["agent"], path=path)
+                return result
+            return await self._deploy(a)
+        except HiveError as exc:
+            log.warning("approval #%d failed: %s", aid, exc.message)
+            return await self._finish(aid, "failed", note=exc.message)
+
+    async def _deploy(self, a: dict[str, Any]) -> dict[str, Any]:
+        aid, agent = a["id"], a["agent"]
+        await asyncio.to_thread(self.repos.tag_approved, agent, aid)
+        first = agent not in self.lifecycle.agents
+        await asyncio.to_thread(self.repos.begin_deploy, agent, aid)
+        try:
+            if first:
+                await self.lifecycle.spawn(agent, a["description"], seed=False)
+            else:
+                await self.lifecycle.restart(agent, reason=f"restarted on approved config #{aid}")
+            await self.lifecycle.wait_healthy(agent, self.health_timeout)
+        except HiveError as exc:
+            await asyncio.to_thread(self.repos.fail_deploy, agent, aid, exc.message)
+            if first:
+                if agent in self.lifecycle.agents:
+                    await self.lifecycle.destroy(agent)
+            else:
+                await self.lifecycle.restart(agent, reason=f"restored after failed config #{aid}")
+            return await self._finish(aid, "failed", note=exc.message, tag=f"failed/{aid}")
+        await asyncio.to_thread(self.repos.finish_deploy, agent, aid)
+        return await self._finish(aid, "deployed", tag=f"deployed/{aid}")

@@ -1,0 +1,270 @@
+"""The message broker: recipients, broadcast, the send allow-list, body cap, at-least-once
+delivery (recv → ack_turn / requeue_inflight), long-poll wake-ups and the vacuum.
+
+SQL lives in the store functions at the bottom; the broker composes them and owns wake-ups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from hyperhive.core.hub import Hub
+from hyperhive.errors import AgentNotFound, HiveError, NotAllowed
+from hyperhive.names import BROADCAST, MANAGER, OPERATOR, SYSTEM
+from hyperhive.protocol import MAX_BODY_BYTES, MAX_RECV, MAX_RECV_WAIT, Message
+from hyperhive.store.sqlite import Database
+
+__all__ = ["Broker", "BodyTooLarge"]
+
+log = logging.getLogger(__name__)
+ACKED_RETENTION = 30 * 86400
+BODY_PREVIEW = 200
+
+
+class BodyTooLarge(HiveError):
+    code = "too_large"
+
+
+def _row_to_message(row: sqlite3.Row) -> Message:
+    return Message(
+        id=row["id"],
+        sender=row["sender"],
+        recipient=row["recipient"],
+        body=row["body"],
+        sent_at=row["sent_at"],
+        in_reply_to=row["in_reply_to"],
+        broadcast=bool(row["broadcast"]),
+        redelivered=bool(row["redelivered"]),
+        delivered_at=row["delivered_at"],
+        acked_at=row["acked_at"],
+    )
+
+
+class Broker:
+    """`agents()` returns the names of existing agents (the lifecycle's registry);
+    `allow_list(name)` returns an agent's allowed recipients ([] = anyone)."""
+
+    def __init__(
+        self,
+        db: Database,
+        hub: Hub,
+        *,
+        agents: Callable[[], Iterable[str]],
+        allow_list: Callable[[str], list[str]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.hub = hub
+        self._agents = agents
+        self._allow_list = allow_list or (lambda _name: [])
+        self._clock = clock
+        self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+
+    # ---- sending -----------------------------------------------------------------------
+
+    def _check_send(self, sender: str, to: str, body: str) -> list[str]:
+        size = len(body.encode("utf-8", "surrogatepass"))
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"body is {size} bytes, over the {MAX_BODY_BYTES}-byte cap; pass a /state path")
+        agents = set(self._agents())
+        if sender not in (OPERATOR, SYSTEM) and sender != MANAGER:
+            allowed = self._allow_list(sender)
+            if allowed and to != MANAGER and to not in allowed:
+                raise NotAllowed(
+                    f"{sender} may not send to {to!r}: allowed recipients are {', '.join(sorted(allowed))} "
+                    "(manager is always reachable; ask the manager to change your config)"
+                )
+        if to == BROADCAST:
+            return sorted(agents - {sender})
+        if to == OPERATOR:
+            return [OPERATOR]
+        if to not in agents:
+            raise AgentNotFound(f"no agent named {to!r}")
+        return [to]
+
+    async def send(self, sender: str, to: str, body: str, in_reply_to: int | None = None) -> list[int]:
+        """Commit the message (one row per recipient for a broadcast) and wake the recipients.
+        Returns the row ids; returns only after the commit."""
+        recipients = self._check_send(sender, to, body)
+        now = self._clock()
+        broadcast = to == BROADCAST
+        ids = await self.db.write(lambda c: _insert(c, sender, recipients, body, now, in_reply_to, broadcast))
+        for recipient, mid in zip(recipients, ids, strict=True):
+            self._wake(recipient)
+            self.hub.publish(
+                "message_sent",
+                {"id": mid, "sender": sender, "recipient": recipient, "preview": body[:BODY_PREVIEW],
+                 "in_reply_to": in_reply_to, "broadcast": broadcast, "ts": now},
+            )  # fmt: skip
+        return ids
+
+    def _wake(self, recipient: str) -> None:
+        for event in self._waiters.get(recipient, ()):
+            event.set()
+
+    # ---- receiving ---------------------------------------------------------------------
+
+    async def recv(self, agent: str, wait_seconds: float = 0, max_messages: int = 1) -> list[Message]:
+        """Pending messages for `agent`, marked delivered. With wait_seconds > 0, long-poll until
+        one arrives or the wait ends; 0 is a peek that returns at once."""
+        wait_seconds = min(max(wait_seconds, 0.0), MAX_RECV_WAIT)
+        max_messages = min(max(max_messages, 1), MAX_RECV)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        while True:
+            event = asyncio.Event()
+            # register before looking, so a send committed in between still wakes us
+            self._waiters[agent].add(event)
+            try:
+                now = self._clock()
+                rows = await self.db.write(lambda c: _pop(c, agent, max_messages, now))
+                if rows or wait_seconds <= 0:
+                    break
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(event.wait(), remaining)
+            finally:
+                waiters = self._waiters.get(agent)
+                if waiters is not None:
+                    waiters.discard(event)
+                    if not waiters:
+                        del self._waiters[agent]
+        messages = [_row_to_message(r) for r in rows]
+        for m in messages:
+            self.hub.publish("message_delivered", {"id": m.id, "recipient": agent, "sender": m.sender})
+        return messages
+
+    async def ack_turn(self, agent: str) -> int:
+        """Acknowledge every delivered, unacknowledged message of `agent`."""
+        now = self._clock()
+        return await self.db.write(
+            lambda c: c.execute(
+                "UPDATE messages SET acked_at = ? WHERE recipient = ? AND delivered_at IS NOT NULL "
+                "AND acked_at IS NULL",
+                (now, agent),
+            ).rowcount
+        )
+
+    async def requeue_inflight(self, agent: str) -> int:
+        """Put delivered-but-unacknowledged rows back; their next delivery says redelivered."""
+        count = await self.db.write(
+            lambda c: c.execute(
+                "UPDATE messages SET delivered_at = NULL, redelivered = 1 WHERE recipient = ? "
+                "AND delivered_at IS NOT NULL AND acked_at IS NULL",
+                (agent,),
+            ).rowcount
+        )
+        if count:
+            self._wake(agent)
+        return count
+
+    def unread(self, agent: str) -> int:
+        row = self.db.read(
+            lambda c: c.execute(
+                "SELECT COUNT(*) FROM messages WHERE recipient = ? AND delivered_at IS NULL", (agent,)
+            ).fetchone()
+        )
+        return int(row[0])
+
+    def unread_counts(self) -> dict[str, int]:
+        rows = self.db.read(
+            lambda c: c.execute(
+                "SELECT recipient, COUNT(*) FROM messages WHERE delivered_at IS NULL GROUP BY recipient"
+            ).fetchall()
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    def recent(self, recipient: str | None = None, limit: int = 50, *, involving: str | None = None) -> list[Message]:
+        """Newest first. `recipient` filters by recipient; `involving` by sender or recipient."""
+        def q(c: sqlite3.Connection) -> list[sqlite3.Row]:
+            if recipient is not None:
+                sql = "SELECT * FROM messages WHERE recipient = ? ORDER BY id DESC LIMIT ?"
+                return c.execute(sql, (recipient, limit)).fetchall()
+            if involving is not None:
+                sql = "SELECT * FROM messages WHERE recipient = ? OR sender = ? ORDER BY id DESC LIMIT ?"
+                return c.execute(sql, (involving, involving, limit)).fetchall()
+            return c.execute("SELECT * FROM messages ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+
+        return [_row_to_message(r) for r in self.db.read(q)]
+
+    def get(self, message_id: int) -> Message | None:
+        row = self.db.read(lambda c: c.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone())
+        return _row_to_message(row) if row else None
+
+    # ---- retention ---------------------------------------------------------------------
+
+    async def vacuum(self, now: float | None = None) -> int:
+        """Delete acknowledged rows older than 30 days; never an unacknowledged one."""
+        cutoff = (self._clock() if now is None else now) - ACKED_RETENTION
+        return await self.db.write(
+            lambda c: c.execute("DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?", (cutoff,)).rowcount
+        )
+
+    async def run_vacuum(self, interval: float = 3600) -> None:
+        """Hourly, with an immediate first sweep."""
+        while True:
+            try:
+                removed = await self.vacuum()
+                if removed:
+                    log.info("broker vacuum removed %d acknowledged messages", removed)
+            except Exception:
+                log.exception("broker vacuum failed")
+            await asyncio.sleep(interval)
+
+    async def system_event(self, to: str, event: str, **fields: Any) -> None:
+        """A helper event from `system` (JSON body with an `event` field)."""
+        import json
+
+        body = json.dumps({"event": event, **fields}, ensure_ascii=False)
+        if len(body.encode()) > MAX_BODY_BYTES:
+            body = json.dumps({"event": event, "note": "event truncated: fields too large"})
+        try:
+            await self.send(SYSTEM, to, body)
+        except AgentNotFound:
+            log.warning("system event %s for %s dropped: no such agent", event, to)
+
+
+# ---- SQL ---------------------------------------------------------------------------------
+
+
+def _insert(
+    c: sqlite3.Connection,
+    sender: str,
+    recipients: list[str],
+    body: str,
+    now: float,
+    in_reply_to: int | None,
+    broadcast: bool,
+) -> list[int]:
+    ids = []
+    for recipient in recipients:
+        # the operator's inbox is a view, not a queue: it is delivered and acknowledged on arrival
+        done = now if recipient == OPERATOR else None
+        cur = c.execute(
+            "INSERT INTO messages (sender, recipient, body, sent_at, in_reply_to, broadcast, delivered_at, acked_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (sender, recipient, body, now, in_reply_to, int(broadcast), done, done),
+        )
+        assert cur.lastrowid is not None
+        ids.append(cur.lastrowid)
+    return ids
+
+
+def _pop(c: sqlite3.Connection, agent: str, limit: int, now: float) -> list[sqlite3.Row]:
+    rows = c.execute(
+        "SELECT * FROM messages WHERE recipient = ? AND delivered_at IS NULL ORDER BY id LIMIT ?",
+        (agent, limit),
+    ).fetchall()
+    if rows:
+        marks = ",".join("?" * len(rows))
+        c.execute(f"UPDATE messages SET delivered_at = ? WHERE id IN ({marks})", (now, *(r["id"] for r in rows)))
+    return rows

@@ -1,0 +1,230 @@
+"""`hive serve`: startup → run → shutdown. Owns the tasks, the signals, the sockets and the
+embedded uvicorn; holds no SQL and no verb logic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import uvicorn
+
+from hyperhive.cages import resolve_cage
+from hyperhive.config import HiveConfig
+from hyperhive.core.approvals import Approvals
+from hyperhive.core.broker import Broker
+from hyperhive.core.configrepo import ConfigRepos
+from hyperhive.core.hub import Hub
+from hyperhive.core.lifecycle import Lifecycle
+from hyperhive.core.questions import Questions
+from hyperhive.core.services import Services
+from hyperhive.core.sockets import Identity, SocketServer
+from hyperhive.core.verbs import Verbs
+from hyperhive.errors import HiveError, StartupError
+from hyperhive.names import MANAGER
+from hyperhive.protocol import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS
+from hyperhive.store.migrations import BROKER_MIGRATIONS
+from hyperhive.store.sqlite import Database
+
+__all__ = ["Daemon"]
+
+log = logging.getLogger(__name__)
+SHUTDOWN_TIMEOUT = 30.0
+
+
+class Daemon:
+    def __init__(self, config: HiveConfig, *, on_ready: Callable[[Daemon], Awaitable[None] | None] | None = None) -> None:
+        self.config = config
+        self.paths = config.paths
+        self.on_ready = on_ready
+        self.should_exit = asyncio.Event()
+        self.services: Services | None = None
+        self.host_server: SocketServer | None = None
+        self.agent_servers: dict[str, SocketServer] = {}
+        self.uvicorn: uvicorn.Server | None = None
+        self.dashboard_url: str | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._db: Database | None = None
+
+    # ---- startup -----------------------------------------------------------------------
+
+    def _prepare_dirs(self) -> None:
+        p = self.paths
+        for d, mode in ((p.state_dir, 0o711), (p.agents_root, 0o711), (p.applied_root, 0o700),
+                        (p.proposed_root, 0o711), (p.run_dir, 0o711), (p.agents_run_root, 0o711)):  # fmt: skip
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, mode)
+
+    async def startup(self) -> None:
+        log.info("hive serve starting (pid %d), state %s, run %s", os.getpid(), self.paths.state_dir, self.paths.run_dir)
+        try:
+            cage, cage_reason = resolve_cage(self.config.cage)
+        except HiveError as exc:
+            raise StartupError(exc.message) from exc
+        log.info("cage backend: %s", cage_reason)
+        self._prepare_dirs()
+        if self.paths.host_socket.exists() and await _socket_answers(self.paths.host_socket):
+            raise StartupError(f"another hive serve is running (it answers on {self.paths.host_socket})")
+        db = Database(self.paths.broker_db, BROKER_MIGRATIONS)
+        self._db = db
+        hub = Hub()
+        repos = ConfigRepos(self.paths)
+        lifecycle_ref: list[Lifecycle] = []
+        broker = Broker(
+            db,
+            hub,
+            agents=lambda: lifecycle_ref[0].names(),
+            allow_list=lambda name: lifecycle_ref[0].allow_list(name),
+        )
+        lifecycle = Lifecycle(self.config, db, broker, hub, cage, repos)
+        lifecycle_ref.append(lifecycle)
+        questions = Questions(db, broker, hub)
+        approvals = Approvals(db, broker, hub, lifecycle, repos)
+        self.services = Services(self.config, db, hub, broker, lifecycle, repos, approvals, questions, cage_reason)
+        verbs = Verbs(self.services)
+        lifecycle.open_socket = self._open_agent_socket
+        lifecycle.close_socket = self._close_agent_socket
+        self._verbs = verbs
+
+        self.host_server = SocketServer(self.paths.host_socket, Identity("operator", "operator"), verbs.handle, HOST_VERBS)
+        await self.host_server.start(mode=0o600)
+        self._spawn(broker.run_vacuum(), "broker-vacuum")
+        self._spawn(questions.run_watchdog(), "question-watchdog")
+        await self._start_dashboard()
+        await lifecycle.start_all()
+        log.info("hive serve ready: host socket %s", self.paths.host_socket)
+
+    async def _open_agent_socket(self, name: str, uid: int | None) -> None:
+        server = self.agent_servers.get(name)
+        if server is not None:
+            return
+        ap = self.paths.agent(name)
+        kind = "manager" if name == MANAGER else "agent"
+        server = SocketServer(ap.socket, Identity(kind, name), self._verbs.handle,
+                              MANAGER_VERBS if name == MANAGER else AGENT_VERBS)  # fmt: skip
+        await server.start(mode=0o600, owner=uid)
+        self.agent_servers[name] = server
+
+    async def _close_agent_socket(self, name: str) -> None:
+        server = self.agent_servers.pop(name, None)
+        if server is not None:
+            await server.close()
+
+    async def _start_dashboard(self) -> None:
+        from hyperhive.dashboard.app import create_app, login_url
+
+        assert self.services is not None
+        app = create_app(self.services)
+        config = uvicorn.Config(
+            app, host=self.config.host, port=self.config.port, log_level="warning", lifespan="off",
+            access_log=False, timeout_graceful_shutdown=5, ws="auto",
+        )  # fmt: skip
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        task = self._spawn(server.serve(), "dashboard")
+        self.uvicorn = server
+        while not server.started:
+            if task.done():
+                exc = task.exception()
+                raise StartupError(f"the dashboard could not listen on {self.config.host}:{self.config.port}: {exc}")
+            await asyncio.sleep(0.02)
+        port = self.config.port
+        with contextlib.suppress(Exception):
+            port = server.servers[0].sockets[0].getsockname()[1]
+        self.dashboard_url = login_url(self.services, self.config.host, port)
+        self.services.dashboard_url = self.dashboard_url
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ---- run ---------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        restore = self._capture_signals()
+        try:
+            await self.startup()
+            if self.on_ready is not None:
+                result = self.on_ready(self)
+                if asyncio.iscoroutine(result):
+                    await result
+            await self.should_exit.wait()
+        finally:
+            await self.shutdown()
+            restore()
+
+    def _capture_signals(self) -> Callable[[], None]:
+        loop = asyncio.get_running_loop()
+        count = {"n": 0}
+
+        def handle(sig: int) -> None:
+            count["n"] += 1
+            if count["n"] > 1:
+                log.warning("second signal: exiting now")
+                os._exit(1)
+            log.info("signal %d: shutting down", sig)
+            self.should_exit.set()
+
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, handle, sig)
+                installed.append(sig)
+
+        def restore() -> None:
+            for sig in installed:
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+
+        return restore
+
+    # ---- shutdown ----------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        log.info("hive serve shutting down (pid %d)", os.getpid())
+        if self.host_server is not None:
+            await self.host_server.close()
+        if self.services is not None:
+            try:
+                await asyncio.wait_for(self.services.lifecycle.close(), SHUTDOWN_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.error("agents did not stop within %.0f s", SHUTDOWN_TIMEOUT)
+        for name in list(self.agent_servers):
+            await self._close_agent_socket(name)
+        if self.uvicorn is not None:
+            self.uvicorn.should_exit = True
+        tasks = [t for t in self._tasks if t.get_name() == "dashboard"]
+        if tasks:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait(tasks, timeout=8)
+        for task in list(self._tasks):
+            task.cancel(msg="hive serve is shutting down")
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._db is not None:
+            self._db.close()
+        log.info("hive serve stopped (pid %d)", os.getpid())
+
+
+async def _socket_answers(path: os.PathLike[str]) -> bool:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    try:
+        writer.write(b'{"cmd":"ping"}\n')
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 2)
+        return bool(line)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()

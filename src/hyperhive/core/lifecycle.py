@@ -1,0 +1,512 @@
+"""Agent lifecycle: spawn, start, stop, restart, destroy, the crash watch and the kicks.
+
+Sandboxes are reached only through the `Cage` interface. The lifecycle owns every cage process
+it starts, so it sees an exit the moment it happens: an exit it did not ask for is a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hyperhive.agentconfig import AgentConfig
+from hyperhive.cages.base import CAGE_STATE, Bind, Cage, CageHandle, CageSpec, ExitInfo, Limits
+from hyperhive.config import HiveConfig
+from hyperhive.core.broker import Broker
+from hyperhive.core.configrepo import ConfigRepos
+from hyperhive.core.hub import Hub
+from hyperhive.errors import AgentNotFound, CageError, Conflict, HiveError, NotAllowed
+from hyperhive.fsutil import safe_rmtree
+from hyperhive.names import MANAGER, OPERATOR, validate_agent_name
+from hyperhive.paths import AgentPaths
+from hyperhive.protocol import AgentRow
+from hyperhive.store.sqlite import Database
+
+__all__ = ["AgentRuntime", "Lifecycle"]
+
+log = logging.getLogger(__name__)
+MANAGER_RESTARTS = 3
+
+
+@dataclass
+class AgentRuntime:
+    name: str
+    id: int
+    uid: int | None
+    state: str = "stopped"  # running | stopped | crashed | starting | stopping
+    state_since: float = field(default_factory=time.time)
+    handle: CageHandle | None = None
+    watcher: asyncio.Task[None] | None = None
+    expected_exit: bool = False
+    harness_state: str | None = None
+    harness_since: float | None = None
+    model: str | None = None
+    last_turn_ms: int | None = None
+    last_exit: ExitInfo | None = None
+    crash_restarts: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set when the harness first reports in
+
+    def set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.state_since = time.time()
+
+
+SocketOpener = Callable[[str, int | None], Awaitable[None]]
+SocketCloser = Callable[[str], Awaitable[None]]
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        config: HiveConfig,
+        db: Database,
+        broker: Broker,
+        hub: Hub,
+        cage: Cage,
+        repos: ConfigRepos,
+    ) -> None:
+        self.config = config
+        self.paths = config.paths
+        self.db = db
+        self.broker = broker
+        self.hub = hub
+        self.cage = cage
+        self.repos = repos
+        self.agents: dict[str, AgentRuntime] = {}
+        self._configs: dict[str, AgentConfig] = {}
+        self.open_socket: SocketOpener | None = None
+        self.close_socket: SocketCloser | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        for row in db.read(lambda c: c.execute("SELECT * FROM agents WHERE destroyed_at IS NULL").fetchall()):
+            self.agents[row["name"]] = AgentRuntime(row["name"], row["id"], row["uid"])
+
+    # ---- queries -----------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return sorted(self.agents)
+
+    def get(self, name: str) -> AgentRuntime:
+        name = validate_agent_name(name)
+        runtime = self.agents.get(name)
+        if runtime is None:
+            raise AgentNotFound(f"no agent named {name!r}")
+        return runtime
+
+    def agent_config(self, name: str) -> AgentConfig:
+        """The applied config (cached; refreshed on every start)."""
+        if name not in self._configs:
+            self._configs[name] = self.repos.applied_config(name)
+        return self._configs[name]
+
+    def allow_list(self, name: str) -> list[str]:
+        try:
+            return list(self.agent_config(name).allowed_recipients)
+        except HiveError:
+            return []
+
+    def row(self, name: str, unread: dict[str, int] | None = None) -> AgentRow:
+        rt = self.get(name)
+        model = rt.model
+        if model is None:
+            with contextlib.suppress(HiveError, OSError):
+                model = self.agent_config(name).model
+        return AgentRow(
+            name=name,
+            cage=self.cage.kind,
+            state=rt.state,  # type: ignore[arg-type]
+            harness_state=rt.harness_state if rt.state == "running" else None,
+            model=model,
+            pid=rt.handle.pid if rt.handle and rt.state == "running" else None,
+            uid=rt.uid,
+            unread=(unread if unread is not None else self.broker.unread_counts()).get(name, 0),
+            last_turn_ms=rt.last_turn_ms,
+            state_since=rt.harness_since if rt.state == "running" and rt.harness_since else rt.state_since,
+            isolated=self.cage.isolated,
+        )
+
+    def rows(self) -> list[AgentRow]:
+        unread = self.broker.unread_counts()
+        return [self.row(n, unread) for n in self.names()]
+
+    def kept_state(self) -> list[dict[str, Any]]:
+        """Agents destroyed without purge whose state remains (names from the database)."""
+        rows = self.db.read(
+            lambda c: c.execute("SELECT name, destroyed_at FROM agents WHERE destroyed_at IS NOT NULL").fetchall()
+        )
+        out = []
+        for row in rows:
+            ap = self.paths.agent(row["name"])
+            if not ap.root.exists():
+                continue
+            out.append(
+                {
+                    "name": row["name"],
+                    "destroyed_at": row["destroyed_at"],
+                    "size_bytes": _tree_size(ap.root),
+                    "has_credentials": (ap.home / ".claude" / ".credentials.json").exists(),
+                }
+            )
+        return out
+
+    def _publish(self, name: str) -> None:
+        if name in self.agents:
+            self.hub.publish("agent_changed", self.row(name).model_dump())
+
+    # ---- spawn / destroy ---------------------------------------------------------------
+
+    async def spawn(self, name: str, description: str | None = None, *, seed: bool = True) -> AgentRuntime:
+        """Create (or re-create, reusing kept state and config) and start an agent."""
+        name = validate_agent_name(name)
+        if name in self.agents:
+            raise Conflict(f"agent {name!r} already exists")
+        ap = self.paths.agent(name)
+        if seed and not self.repos.has_applied(name):
+            if ap.config.exists():
+                raise Conflict(f"agent {name!r} has a proposed config awaiting its first approved commit")
+            await asyncio.to_thread(self.repos.seed, name, description)
+        runtime = await self._register(name, description)
+        self._prepare_dirs(runtime, ap)
+        self.hub.publish("agent_added", {"name": name})
+        await self.start(name, reason="spawned")
+        if name != MANAGER:
+            await self.broker.system_event(MANAGER, "spawned", agent=name)
+        return runtime
+
+    async def _register(self, name: str, description: str | None) -> AgentRuntime:
+        now = time.time()
+
+        def upsert(c: sqlite3.Connection) -> sqlite3.Row:
+            row = c.execute("SELECT * FROM agents WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                next_id = c.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM agents").fetchone()[0]
+                uid = self._uid_for(next_id)
+                c.execute(
+                    "INSERT INTO agents (name, id, created_at, desired, uid, description) VALUES (?,?,?,?,?,?)",
+                    (name, next_id, now, "running", uid, description),
+                )
+            else:
+                c.execute(
+                    "UPDATE agents SET destroyed_at = NULL, desired = 'running', "
+                    "description = COALESCE(?, description) WHERE name = ?",
+                    (description, name),
+                )
+            return c.execute("SELECT * FROM agents WHERE name = ?", (name,)).fetchone()
+
+        row = await self.db.write(upsert)
+        runtime = AgentRuntime(name, row["id"], row["uid"])
+        self.agents[name] = runtime
+        return runtime
+
+    def _uid_for(self, agent_id: int) -> int | None:
+        if os.geteuid() != 0 or not self.cage.isolated:
+            return None
+        return self.config.uid_base + agent_id
+
+    def _prepare_dirs(self, rt: AgentRuntime, ap: AgentPaths) -> None:
+        for d in (ap.state, ap.home, ap.run):
+            d.mkdir(parents=True, exist_ok=True)
+        ap.run.chmod(0o700)
+        ap.root.chmod(0o700)
+        if rt.uid is not None:
+            for d in (ap.state, ap.home, ap.run):
+                _chown_tree(d, rt.uid)
+            os.chown(ap.root, 0, 0)
+        if rt.name == MANAGER:
+            self._grant_manager_repos()
+
+    def _grant_manager_repos(self) -> None:
+        """The manager's uid owns every proposed repo, so its git works on them in its cage."""
+        manager = self.agents.get(MANAGER)
+        root = self.paths.proposed_root
+        root.mkdir(parents=True, exist_ok=True)
+        if manager is not None and manager.uid is not None:
+            _chown_tree(root, manager.uid)
+
+    async def init_config(self, name: str, description: str | None) -> str:
+        """Two-step spawn, step one: seed only the proposed repo (after the operator approved)."""
+        name = validate_agent_name(name, allow_manager=False)
+        if name in self.agents:
+            raise Conflict(f"agent {name!r} already exists")
+        sha = await asyncio.to_thread(self.repos.init_proposed, name, description)
+        self._grant_manager_repos()
+        return sha
+
+    async def destroy(self, name: str, *, purge: bool = False) -> None:
+        rt = self.get(name)
+        if name == MANAGER:
+            raise NotAllowed("the manager cannot be destroyed (stop it instead)")
+        async with rt.lock:
+            await self._stop_locked(rt)
+            self.agents.pop(name, None)
+            self._configs.pop(name, None)
+            if self.close_socket:
+                await self.close_socket(name)
+            now = time.time()
+            if purge:
+                await self.db.write(lambda c: c.execute("DELETE FROM agents WHERE name = ?", (name,)))
+            else:
+                await self.db.write(
+                    lambda c: c.execute("UPDATE agents SET destroyed_at = ?, desired = 'stopped' WHERE name = ?", (now, name))
+                )
+        if purge:
+            await asyncio.to_thread(self._purge_files, name)
+        self.hub.publish("agent_removed", {"name": name, "purged": purge})
+        await self.broker.system_event(MANAGER, "destroyed", agent=name, purged=purge)
+
+    async def purge_kept(self, name: str) -> None:
+        """Purge an agent destroyed earlier without purge (the K3PT ST4T3 section)."""
+        name = validate_agent_name(name)
+        if name in self.agents:
+            raise Conflict(f"agent {name!r} is live; destroy it first")
+        row = self.db.read(lambda c: c.execute("SELECT name FROM agents WHERE name = ?", (name,)).fetchone())
+        if row is None:
+            raise AgentNotFound(f"no kept state for {name!r}")
+        await self.db.write(lambda c: c.execute("DELETE FROM agents WHERE name = ?", (name,)))
+        await asyncio.to_thread(self._purge_files, name)
+        self.hub.publish("agent_removed", {"name": name, "purged": True})
+
+    def _purge_files(self, name: str) -> None:
+        ap = self.paths.agent(name)
+        for path in (ap.root, ap.run, ap.config.parent):
+            safe_rmtree(path, within=self.paths.state_dir if path != ap.run else self.paths.run_dir)
+        self.repos.remove(name)
+
+    # ---- start / stop ------------------------------------------------------------------
+
+    def _spec(self, rt: AgentRuntime, cfg: AgentConfig) -> CageSpec:
+        ap = self.paths.agent(rt.name)
+        env = dict(self.config.agent_env)
+        env.update(cfg.env)
+        env["HYPERHIVE_AGENT_NAME"] = rt.name
+        binds: list[Bind] = []
+        if rt.name == MANAGER:
+            binds.append(Bind(self.paths.proposed_root, "/agents", writable=True, env="HYPERHIVE_AGENTS_DIR"))
+            binds.append(Bind(self.paths.applied_root, "/applied", writable=False, env="HYPERHIVE_APPLIED_DIR"))
+        limits = Limits(memory_bytes=cfg.limits.memory, pids=cfg.limits.pids) if cfg.limits else Limits()
+        return CageSpec(
+            name=rt.name,
+            argv=[sys.executable, "-m", "hyperhive", "agent", "serve"],
+            state_dir=ap.state,
+            home_dir=ap.home,
+            run_dir=ap.run,
+            env=env,
+            binds=binds,
+            uid=rt.uid,
+            gid=rt.uid,
+            network=cfg.network,
+            limits=limits,
+        )
+
+    async def start(self, name: str, *, reason: str = "started") -> None:
+        rt = self.get(name)
+        async with rt.lock:
+            if rt.state in ("running", "starting"):
+                raise Conflict(f"agent {name!r} is already running")
+            await self._start_locked(rt, reason)
+
+    async def _start_locked(self, rt: AgentRuntime, reason: str) -> None:
+        self._configs.pop(rt.name, None)
+        cfg = self.agent_config(rt.name)
+        ap = self.paths.agent(rt.name)
+        self._prepare_dirs(rt, ap)
+        if self.open_socket:
+            await self.open_socket(rt.name, rt.uid)
+        rt.set_state("starting")
+        rt.expected_exit = False
+        rt.ready = asyncio.Event()
+        rt.harness_state = "starting"
+        rt.harness_since = time.time()
+        self._publish(rt.name)
+        try:
+            handle = await self.cage.start(self._spec(rt, cfg))
+        except CageError:
+            rt.set_state("crashed")
+            self._publish(rt.name)
+            raise
+        rt.handle = handle
+        rt.set_state("running")
+        rt.watcher = self._spawn_task(self._watch(rt, handle), f"watch-{rt.name}")
+        await self.db.write(lambda c: c.execute("UPDATE agents SET desired = 'running' WHERE name = ?", (rt.name,)))
+        self._publish(rt.name)
+        await self._kick(rt.name, reason)
+
+    async def _kick(self, name: str, reason: str) -> None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        body = (
+            f"you were {reason} at {when}. your durable notes are at {CAGE_STATE}/notes.md "
+            "(read them if you have lost context); your previous session was resumed if it existed. "
+            "wait for work with recv(wait_seconds=180)."
+        )
+        await self.broker.system_event(name, "kick", reason=reason, note=body)
+
+    async def stop(self, name: str, *, desired: str = "stopped") -> None:
+        rt = self.get(name)
+        async with rt.lock:
+            await self._stop_locked(rt)
+            await self.db.write(lambda c: c.execute("UPDATE agents SET desired = ? WHERE name = ?", (desired, name)))
+
+    async def _stop_locked(self, rt: AgentRuntime) -> None:
+        handle = rt.handle
+        if handle is None or rt.state not in ("running", "starting"):
+            if rt.state == "crashed":
+                rt.set_state("stopped")
+                self._publish(rt.name)
+            return
+        rt.expected_exit = True
+        rt.set_state("stopping")
+        self._publish(rt.name)
+        info = await handle.stop(self.config.stop_grace)
+        if rt.watcher is not None:
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(rt.watcher, 5)
+        rt.last_exit = info
+        rt.handle = None
+        rt.set_state("stopped")
+        rt.harness_state = None
+        self._publish(rt.name)
+
+    async def restart(self, name: str, *, reason: str = "restarted") -> None:
+        rt = self.get(name)
+        async with rt.lock:
+            await self._stop_locked(rt)
+            await self._start_locked(rt, reason)
+
+    async def _watch(self, rt: AgentRuntime, handle: CageHandle) -> None:
+        info = await handle.wait()
+        rt.ready.set()
+        if rt.handle is not handle:
+            return
+        rt.last_exit = info
+        if rt.expected_exit or self._closing:
+            return
+        rt.handle = None
+        rt.set_state("crashed")
+        rt.harness_state = None
+        self._publish(rt.name)
+        log.warning("agent %s exited unexpectedly: code=%s signal=%s", rt.name, info.exit_code, info.signal)
+        event = {"agent": rt.name, "exit_code": info.exit_code, "signal": info.signal, "last_lines": info.last_lines[-15:]}
+        self.hub.publish("container_crash", event)
+        if rt.name == MANAGER:
+            await self.broker.system_event(OPERATOR, "container_crash", **event)
+            if rt.crash_restarts < MANAGER_RESTARTS:
+                rt.crash_restarts += 1
+                await asyncio.sleep(2 * rt.crash_restarts)
+                if rt.state == "crashed" and not self._closing:
+                    async with rt.lock:
+                        if rt.state == "crashed":
+                            await self._start_locked(rt, "restarted after a crash")
+        else:
+            await self.broker.system_event(MANAGER, "container_crash", **event)
+
+    async def wait_healthy(self, name: str, timeout: float = 60.0) -> None:
+        """Wait until the agent's harness reports in; raise CageError if its cage exits first
+        or it stays silent for `timeout` seconds."""
+        rt = self.get(name)
+        try:
+            await asyncio.wait_for(rt.ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise CageError(f"{name} did not report in within {timeout:.0f} s") from None
+        if rt.state != "running" or rt.handle is None:
+            info = rt.last_exit
+            tail = " | ".join(info.last_lines[-5:]) if info else ""
+            code = f"exit code {info.exit_code}, signal {info.signal}" if info else "no exit status"
+            raise CageError(f"{name} exited while starting ({code}): {tail}"[:2000])
+
+    # ---- harness reports ---------------------------------------------------------------
+
+    async def report_state(self, name: str, state: str, model: str | None, last_turn_ms: int | None) -> None:
+        rt = self.get(name)
+        previous = rt.harness_state
+        if state != previous:
+            rt.harness_state = state
+            rt.harness_since = time.time()
+        if state != "starting":
+            rt.ready.set()
+        if model:
+            rt.model = model
+        if last_turn_ms is not None:
+            rt.last_turn_ms = last_turn_ms
+        if state == "idle" and rt.name == MANAGER:
+            rt.crash_restarts = 0
+        self._publish(name)
+        if state == "needs_login" and previous != "needs_login":
+            await self.broker.system_event(MANAGER if name != MANAGER else OPERATOR, "needs_login", agent=name)
+        elif previous == "needs_login" and state != "needs_login":
+            await self.broker.system_event(MANAGER if name != MANAGER else OPERATOR, "logged_in", agent=name)
+
+    # ---- daemon start / stop -----------------------------------------------------------
+
+    async def start_all(self) -> None:
+        """At daemon start: ensure the manager exists, then start every agent meant to run."""
+        if self.config.manager and MANAGER not in self.agents:
+            if not self.repos.has_applied(MANAGER):
+                await asyncio.to_thread(self.repos.seed, MANAGER, "the manager: coordinates the swarm")
+            rt = await self._register(MANAGER, "the manager")
+            self._prepare_dirs(rt, self.paths.agent(MANAGER))
+        desired = dict(self.db.read(lambda c: c.execute("SELECT name, desired FROM agents").fetchall()))
+        order = sorted(self.agents, key=lambda n: (n != MANAGER, n))  # the manager first
+        for name in order:
+            if desired.get(name, "running") != "running":
+                continue
+            try:
+                await self.start(name, reason="started with the hive")
+            except HiveError as exc:
+                log.error("could not start %s: %s", name, exc)
+
+    async def close(self) -> None:
+        self._closing = True
+        await asyncio.gather(
+            *(self._stop_for_shutdown(rt) for rt in list(self.agents.values())), return_exceptions=True
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _stop_for_shutdown(self, rt: AgentRuntime) -> None:
+        if rt.handle is not None:
+            rt.expected_exit = True
+            with contextlib.suppress(CageError):
+                await rt.handle.stop(self.config.stop_grace)
+
+    def _spawn_task(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    """chown a tree to uid:uid without following symlinks (an agent may plant them)."""
+    os.lchown(root, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for entry in dirnames + filenames:
+            with contextlib.suppress(FileNotFoundError):
+                os.lchown(os.path.join(dirpath, entry), uid, uid)
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
+        for f in filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return total
+

@@ -1,0 +1,75 @@
+"""The core's services wired together: what the verbs and the dashboard call. Holds no policy
+of its own beyond composing the parts; the daemon builds one at startup."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from hyperhive.agentconfig import AgentConfig
+from hyperhive.config import HiveConfig
+from hyperhive.core.approvals import Approvals
+from hyperhive.core.broker import Broker
+from hyperhive.core.configrepo import ConfigRepos
+from hyperhive.core.hub import Hub
+from hyperhive.core.lifecycle import Lifecycle
+from hyperhive.core.questions import Questions
+from hyperhive.errors import HiveError
+from hyperhive.store.sqlite import Database, connect
+
+__all__ = ["Services"]
+
+INSTRUCTIONS_CAP = 64 * 1024
+
+
+@dataclass
+class Services:
+    config: HiveConfig
+    db: Database
+    hub: Hub
+    broker: Broker
+    lifecycle: Lifecycle
+    repos: ConfigRepos
+    approvals: Approvals
+    questions: Questions
+    cage_reason: str
+    dashboard_url: str | None = None
+
+    def read_instructions(self, name: str, cfg: AgentConfig) -> str:
+        if not cfg.instructions:
+            return ""
+        try:
+            text = self.repos.read_file_at(name, "current", cfg.instructions)
+        except HiveError:
+            return ""
+        return text[:INSTRUCTIONS_CAP]
+
+    def read_agent_events(self, name: str, *, after: int = 0, limit: int = 2000) -> list[dict[str, Any]]:
+        """Read an agent's event trail from its events db, read-only (the harness writes it)."""
+        path = self.config.paths.agent(name).events_db
+        if path.is_symlink() or not path.is_file():
+            if name not in self.lifecycle.agents:
+                raise HiveError(f"no agent named {name!r}")
+            return []
+        conn = connect(path, readonly=True)
+        try:
+            rows = conn.execute(
+                "SELECT id, ts, kind, payload FROM (SELECT * FROM events WHERE id > ? ORDER BY id DESC LIMIT ?) "
+                "ORDER BY id",
+                (after, limit),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise HiveError(f"could not read {name}'s events: {exc}") from exc
+        finally:
+            conn.close()
+        import json
+
+        return [{"id": r[0], "ts": r[1], "kind": r[2], "payload": json.loads(r[3])} for r in rows]
+
+    def open_threads(self, name: str, *, whole_hive: bool) -> dict[str, Any]:
+        return {
+            "asked": self.questions.open_asked_by(None if whole_hive else name),
+            "owed": self.questions.open_owed_by(name),
+            "approvals": self.approvals.pending() if whole_hive else [],
+        }

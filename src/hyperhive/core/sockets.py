@@ -1,0 +1,126 @@
+"""Unix-socket servers. Identity is the socket: the handler is told who is on the other end by
+which socket they connected to. Every bad line gets `ok: false` and the loop keeps reading;
+an over-long line is refused and the connection closed. No verb logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hyperhive.errors import HiveError
+from hyperhive.framing import LineTooLong, encode, read_line
+from hyperhive.protocol import MAX_LINE_BYTES, ErrorCode, ProtocolFailure, decode_request, error_reply
+
+__all__ = ["Identity", "SocketServer"]
+
+log = logging.getLogger(__name__)
+IDLE_TIMEOUT = 600.0  # a client that sends nothing for this long is closed
+
+
+@dataclass(frozen=True)
+class Identity:
+    kind: str  # "operator" | "agent" | "manager"
+    name: str  # "operator" or the agent's name
+
+    @property
+    def is_manager(self) -> bool:
+        return self.kind == "manager"
+
+
+Handler = Callable[[Identity, Any], Awaitable[dict[str, Any]]]
+
+
+class SocketServer:
+    """One listening unix socket bound to one identity."""
+
+    def __init__(self, path: Path, identity: Identity, handler: Handler, verbs: frozenset[str]) -> None:
+        self.path = path
+        self.identity = identity
+        self.handler = handler
+        self.verbs = verbs
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: set[asyncio.Task[Any]] = set()
+
+    async def start(self, *, mode: int = 0o600, owner: int | None = None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old = os.umask(0o177)  # no window in which the socket is open to others
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_LINE_BYTES + 2)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, mode)
+        if owner is not None:
+            os.chown(self.path, owner, owner)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._conns):
+                task.cancel()
+            await asyncio.gather(*self._conns, return_exceptions=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        try:
+            await self._loop(reader, writer)
+        except (ConnectionError, BrokenPipeError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("connection on %s failed", self.path)
+        finally:
+            self._conns.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1)
+
+    async def _loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                line = await asyncio.wait_for(read_line(reader), IDLE_TIMEOUT)
+            except asyncio.TimeoutError:
+                return
+            except LineTooLong:
+                await self._reply(writer, error_reply(f"line over the {MAX_LINE_BYTES}-byte cap", ErrorCode.LINE_TOO_LONG))
+                return
+            if line is None:
+                return
+            if not line.strip():
+                continue
+            reply = await self._answer(line)
+            await self._reply(writer, reply)
+
+    async def _answer(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = decode_request(line)
+        except ProtocolFailure as exc:
+            return error_reply(exc.message, exc.code)
+        if request.cmd not in self.verbs:
+            return error_reply(f"verb {request.cmd!r} is not available on this socket", ErrorCode.UNKNOWN_VERB)
+        try:
+            reply = await self.handler(self.identity, request)
+        except HiveError as exc:
+            return error_reply(exc.message, exc.code)
+        except Exception:
+            log.exception("verb %s from %s failed", request.cmd, self.identity.name)
+            return error_reply(f"internal error handling {request.cmd!r}; see the daemon log", ErrorCode.INTERNAL)
+        return {"version": 1, "ok": True, **reply}
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+        writer.write(encode(reply))
+        await writer.drain()

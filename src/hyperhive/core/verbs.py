@@ -1,0 +1,185 @@
+"""Host, agent and manager verbs: a typed request in, a reply dict out. No socket code.
+
+Who may do what is decided here from the caller's Identity (its socket): operator-only
+actions (approve, deny, answering the operator's questions) have no agent entry point.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hyperhive import __version__
+from hyperhive import protocol as p
+from hyperhive.core.sockets import Identity
+from hyperhive.errors import AgentNotFound, NotAllowed
+from hyperhive.names import MANAGER, OPERATOR
+
+if TYPE_CHECKING:
+    from hyperhive.core.services import Services
+
+__all__ = ["Verbs"]
+
+
+class Verbs:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    async def handle(self, who: Identity, req: Any) -> dict[str, Any]:
+        method = getattr(self, f"v_{req.cmd}")
+        result: dict[str, Any] = await method(who, req)
+        return result
+
+    # ---- everyone ----------------------------------------------------------------------
+
+    async def v_ping(self, who: Identity, req: p.PingReq) -> dict[str, Any]:
+        reply: dict[str, Any] = {"pong": True, "as": who.name, "hyperhive": __version__}
+        if who.kind == "operator":  # the login URL carries the dashboard token: operator only
+            reply["dashboard_url"] = self.s.dashboard_url
+        return reply
+
+    async def v_send(self, who: Identity, req: p.SendReq) -> dict[str, Any]:
+        ids = await self.s.broker.send(who.name, req.to, req.body, req.in_reply_to)
+        return {"id": ids[0] if ids else None, "ids": ids, "recipients": len(ids)}
+
+    async def v_answer(self, who: Identity, req: p.AnswerReq) -> dict[str, Any]:
+        q = await self.s.questions.answer(req.id, req.answer, answerer=who.name, as_operator=who.kind == "operator")
+        return {"question": q}
+
+    # ---- operator (host.sock) -------------------------------------------------------------
+
+    async def v_list(self, who: Identity, req: p.ListReq) -> dict[str, Any]:
+        return {
+            "agents": [r.model_dump() for r in self.s.lifecycle.rows()],
+            "cage": self.s.lifecycle.cage.kind,
+            "cage_reason": self.s.cage_reason,
+        }
+
+    async def v_spawn(self, who: Identity, req: p.SpawnReq) -> dict[str, Any]:
+        await self.s.lifecycle.spawn(req.name)
+        return {"agent": self.s.lifecycle.row(req.name).model_dump()}
+
+    def _not_self(self, who: Identity, name: str) -> None:
+        if who.kind != "operator" and name == who.name:
+            raise NotAllowed(f"{who.name} cannot stop, start or restart itself")
+
+    async def v_start(self, who: Identity, req: p.StartReq) -> dict[str, Any]:
+        self._not_self(who, req.name)
+        await self.s.lifecycle.start(req.name, reason="started by " + who.name)
+        return {"agent": self.s.lifecycle.row(req.name).model_dump()}
+
+    async def v_stop(self, who: Identity, req: p.StopReq) -> dict[str, Any]:
+        self._not_self(who, req.name)
+        await self.s.lifecycle.stop(req.name)
+        return {"agent": self.s.lifecycle.row(req.name).model_dump()}
+
+    async def v_kill(self, who: Identity, req: p.KillReq) -> dict[str, Any]:
+        self._not_self(who, req.name)
+        await self.s.lifecycle.stop(req.name)
+        await self.s.broker.system_event(MANAGER, "killed", agent=req.name, by=who.name)
+        return {"agent": self.s.lifecycle.row(req.name).model_dump()}
+
+    async def v_restart(self, who: Identity, req: p.RestartReq) -> dict[str, Any]:
+        self._not_self(who, req.name)
+        await self.s.lifecycle.restart(req.name, reason="restarted by " + who.name)
+        return {"agent": self.s.lifecycle.row(req.name).model_dump()}
+
+    async def v_update(self, who: Identity, req: p.UpdateReq) -> dict[str, Any]:
+        self._not_self(who, req.name)
+        await self.s.lifecycle.restart(req.name, reason="updated (restarted on its applied config) by " + who.name)
+        return {"agent": self.s.lifecycle.row(req.name).model_dump()}
+
+    async def v_destroy(self, who: Identity, req: p.DestroyReq) -> dict[str, Any]:
+        await self.s.lifecycle.destroy(req.name, purge=req.purge)
+        return {"destroyed": req.name, "purged": req.purge}
+
+    async def v_revive(self, who: Identity, req: p.RevivReq) -> dict[str, Any]:
+        approval = await self.s.approvals.request_spawn(req.name, "revive: reuse kept config and state", requested_by=who.name)
+        return {"approval": approval}
+
+    async def v_inbox(self, who: Identity, req: p.InboxReq) -> dict[str, Any]:
+        messages = self.s.broker.recent(OPERATOR, req.limit)
+        return {"messages": [m.model_dump() for m in messages]}
+
+    async def v_pending(self, who: Identity, req: p.PendingReq) -> dict[str, Any]:
+        if req.diff_id is not None:
+            return {"diff": await self.s.approvals.diff(req.diff_id)}
+        return {"approvals": self.s.approvals.pending()}
+
+    async def v_approve(self, who: Identity, req: p.ApproveReq) -> dict[str, Any]:
+        return {"approval": await self.s.approvals.approve(req.id)}
+
+    async def v_deny(self, who: Identity, req: p.DenyReq) -> dict[str, Any]:
+        return {"approval": await self.s.approvals.deny(req.id, req.note)}
+
+    async def v_questions(self, who: Identity, req: p.QuestionsReq) -> dict[str, Any]:
+        return {"questions": self.s.questions.pending()}
+
+    async def v_cancel_question(self, who: Identity, req: p.CancelQuestionReq) -> dict[str, Any]:
+        return {"question": await self.s.questions.cancel(req.id)}
+
+    async def v_events(self, who: Identity, req: p.EventsReq) -> dict[str, Any]:
+        events = self.s.read_agent_events(req.name, after=req.after, limit=req.limit)
+        return {"events": events}
+
+    async def v_request_spawn(self, who: Identity, req: p.RequestSpawnReq) -> dict[str, Any]:
+        return {"approval": await self.s.approvals.request_spawn(req.name, req.description, requested_by=who.name)}
+
+    # ---- agents (agents/<name>/mcp.sock) ---------------------------------------------------
+
+    async def v_recv(self, who: Identity, req: p.RecvReq) -> dict[str, Any]:
+        messages = await self.s.broker.recv(who.name, req.wait_seconds, req.max)
+        return {"messages": [m.model_dump() for m in messages], "unread": self.s.broker.unread(who.name)}
+
+    async def v_ack_turn(self, who: Identity, req: p.AckTurnReq) -> dict[str, Any]:
+        return {"acked": await self.s.broker.ack_turn(who.name)}
+
+    async def v_requeue_inflight(self, who: Identity, req: p.RequeueInflightReq) -> dict[str, Any]:
+        return {"requeued": await self.s.broker.requeue_inflight(who.name)}
+
+    async def v_status(self, who: Identity, req: p.StatusReq) -> dict[str, Any]:
+        return {"unread": self.s.broker.unread(who.name)}
+
+    async def v_whoami(self, who: Identity, req: p.WhoamiReq) -> dict[str, Any]:
+        return {
+            "name": who.name,
+            "role": "manager" if who.is_manager else "agent",
+            "cage": self.s.lifecycle.cage.kind,
+            "hyperhive": __version__,
+        }
+
+    async def v_agent_config(self, who: Identity, req: p.AgentConfigReq) -> dict[str, Any]:
+        cfg = self.s.lifecycle.agent_config(who.name)
+        instructions = self.s.read_instructions(who.name, cfg)
+        return {"config": cfg.model_dump(mode="json"), "instructions_text": instructions}
+
+    async def v_recent(self, who: Identity, req: p.RecentReq) -> dict[str, Any]:
+        messages = self.s.broker.recent(who.name, req.limit)
+        return {"messages": [m.model_dump() for m in messages]}
+
+    async def v_report_state(self, who: Identity, req: p.ReportStateReq) -> dict[str, Any]:
+        await self.s.lifecycle.report_state(who.name, req.state, req.model, req.last_turn_ms)
+        return {}
+
+    async def v_ask(self, who: Identity, req: p.AskReq) -> dict[str, Any]:
+        if req.to is not None and req.to not in self.s.lifecycle.agents:
+            raise AgentNotFound(f"no agent named {req.to!r}")
+        if req.to == who.name:
+            raise NotAllowed("an agent cannot ask itself")
+        q = await self.s.questions.ask(
+            who.name, req.question, options=list(req.options), multi=req.multi, ttl_seconds=req.ttl_seconds, to=req.to
+        )
+        return {"id": q["id"], "question": q}
+
+    async def v_open_threads(self, who: Identity, req: p.OpenThreadsReq) -> dict[str, Any]:
+        return self.s.open_threads(who.name, whole_hive=who.is_manager)
+
+    # ---- manager ---------------------------------------------------------------------------
+
+    async def v_request_init_config(self, who: Identity, req: p.RequestInitConfigReq) -> dict[str, Any]:
+        return {"approval": await self.s.approvals.request_init_config(req.name, req.description, requested_by=who.name)}
+
+    async def v_request_apply_commit(self, who: Identity, req: p.RequestApplyCommitReq) -> dict[str, Any]:
+        approval = await self.s.approvals.request_apply_commit(
+            req.agent, req.commit_ref, req.description, requested_by=who.name
+        )
+        return {"approval": approval}

@@ -1,0 +1,63 @@
+"""`hive demo`: the daemon with the offline model (a scripted stand-in, not a real LLM) and a
+small swarm that talks through the broker. Composition only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from hyperhive.config import HiveConfig
+from hyperhive.errors import Conflict
+
+__all__ = ["run_demo"]
+
+log = logging.getLogger(__name__)
+KICKOFF = "relay hello from the demo — the swarm is alive to {second}"
+
+
+def run_demo(config: HiveConfig, agents: list[str], run_daemon: Callable[..., None]) -> None:
+    from hyperhive.offline_model.server import OfflineModelServer
+
+    async def main() -> None:
+        model = OfflineModelServer(host="127.0.0.1", port=0)
+        await model.start()
+        click.echo(f"offline model (scripted stand-in, not a real LLM) at {model.url}", err=True)
+        env = {"ANTHROPIC_BASE_URL": model.url, "ANTHROPIC_API_KEY": "offline-model-stand-in", **config.agent_env}
+        cfg = config.with_overrides(agent_env=env, offline_model=True)
+
+        async def announce(daemon: Any) -> None:
+            services = daemon.services
+            for name in agents:
+                try:
+                    await services.lifecycle.spawn(name, "demo agent")
+                except Conflict:
+                    pass
+            if len(agents) >= 2:
+                await services.broker.send("operator", agents[0], KICKOFF.format(second=agents[1]))
+                click.echo(
+                    f"sent '{KICKOFF.format(second=agents[1])}' to {agents[0]}; watch it arrive in the "
+                    "dashboard's operator inbox (or `hive inbox`)",
+                    err=True,
+                )
+
+        try:
+            await _serve(cfg, announce)
+        finally:
+            await model.stop()
+
+    asyncio.run(main())
+
+
+async def _serve(config: HiveConfig, announce: Callable[[Any], Any]) -> None:
+    from hyperhive.core.daemon import Daemon
+
+    async def ready(daemon: Daemon) -> None:
+        click.echo(f"hyperhive demo is up: cage {daemon.services.cage_reason if daemon.services else '?'}", err=True)
+        click.echo(f"dashboard login URL: {daemon.dashboard_url}")
+        await announce(daemon)
+
+    await Daemon(config, on_ready=ready).serve()

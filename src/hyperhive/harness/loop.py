@@ -1,0 +1,393 @@
+"""The harness turn loop (DESIGN §5): requeue → recv → one claude turn → ack, with back-off on
+failure, the operator's controls (cancel, compact, model, new session, nap) and state reports.
+No SQL, no HTTP: the Bus records, the TurnRunner runs claude, the HiveClient talks to the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hyperhive.client import HiveClient
+from hyperhive.errors import HiveError
+from hyperhive.harness.bus import Bus
+from hyperhive.harness.prompting import format_wake_prompt, load_system_prompt
+from hyperhive.harness.tools import allowed_tool_names, build_hyperhive_server
+from hyperhive.harness.turn import TurnResult, TurnRunner, TurnSpec
+from hyperhive.protocol import MAX_NAP_SECONDS, MAX_RECV_WAIT
+
+__all__ = ["Harness", "HarnessPaths", "Refused"]
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = 60.0
+STATES = ("starting", "idle", "thinking", "compacting", "napping", "needs_login")
+
+
+class Refused(HiveError):
+    """An operator control that cannot run now (the reason says why)."""
+
+    code = "conflict"
+
+
+@dataclass(frozen=True)
+class HarnessPaths:
+    state: Path
+    run: Path
+    home: Path
+    model_file: Path
+    session_file: Path
+    nap_file: Path
+    notes: Path
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | os._Environ[str]) -> HarnessPaths:
+        state = Path(environ.get("HYPERHIVE_AGENT_STATE", "/state"))
+        run = Path(environ.get("HYPERHIVE_AGENT_RUN", "/run/hive"))
+        home = Path(environ.get("HOME", str(state)))
+        return cls(
+            state=state,
+            run=run,
+            home=home,
+            model_file=Path(environ.get("HYPERHIVE_MODEL_FILE", str(state / "hyperhive-model"))),
+            session_file=state / "hyperhive-session.json",
+            nap_file=state / "hyperhive-nap",
+            notes=state / "notes.md",
+        )
+
+
+class Harness:
+    def __init__(
+        self,
+        *,
+        name: str,
+        manager: bool,
+        paths: HarnessPaths,
+        client: HiveClient,
+        poll_client: HiveClient,
+        bus: Bus,
+        runner: TurnRunner,
+        config: dict[str, Any],
+        instructions: str = "",
+        agents_dir: str = "/agents",
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.manager = manager
+        self.paths = paths
+        self.client = client
+        self.poll = poll_client
+        self.bus = bus
+        self.runner = runner
+        self.config = config
+        self.environ = dict(environ or {})
+        self.state = "starting"
+        self.state_since = time.time()
+        self.nap_until: float | None = self._read_nap()
+        self.last_turn_ms: int | None = None
+        self.failures = 0
+        self.model_queued_at: float | None = None
+        self.model_active: str | None = None
+        self.current_message: dict[str, Any] | None = None
+        self._turn_lock = asyncio.Lock()
+        self._nap_cancel = asyncio.Event()
+        self._logged_in = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.system_prompt = load_system_prompt(
+            name, manager=manager, notes_path=str(paths.notes), agents_dir=agents_dir, instructions=instructions
+        )
+        self.server = build_hyperhive_server(client, manager=manager, nap=self.request_nap)
+
+    # ---- state -------------------------------------------------------------------------
+
+    def set_state(self, state: str, **extra: Any) -> None:
+        assert state in STATES, state
+        if state != self.state:
+            self.state = state
+            self.state_since = time.time()
+        self.bus.emit("state_changed", {"state": state, "since": self.state_since, **extra})
+        self._background(self._report(), "report-state")
+
+    async def _report(self) -> None:
+        with contextlib.suppress(HiveError, OSError, asyncio.TimeoutError):
+            await self.client.call(
+                "report_state", state=self.state, model=self.model(), last_turn_ms=self.last_turn_ms
+            )
+
+    def _background(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- model -------------------------------------------------------------------------
+
+    def default_model(self) -> str | None:
+        value = self.config.get("model")
+        return str(value) if value else None
+
+    def model_override(self) -> str | None:
+        try:
+            text = self.paths.model_file.read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        return text or None
+
+    def model(self) -> str | None:
+        """Read at every turn: the operator's override wins over the config's default."""
+        return self.model_override() or self.default_model()
+
+    def set_model(self, name: str | None) -> str | None:
+        """Persist the operator's choice (None clears it). A failed write is a warning event,
+        and the choice still holds for this run... except it cannot be read back, so say so."""
+        warning = None
+        try:
+            if name:
+                self.paths.model_file.write_text(name + "\n", encoding="utf-8")
+            else:
+                self.paths.model_file.unlink(missing_ok=True)
+        except OSError as exc:
+            warning = f"could not persist the model choice to {self.paths.model_file}: {exc}"
+            self.bus.emit("note", {"text": "warning: " + warning, "level": "warning"})
+        self.model_queued_at = time.time()
+        self.bus.emit(
+            "model_changed",
+            {"model": name or self.default_model(), "override": name, "queued": self.state == "thinking",
+             "at": self.model_queued_at, "warning": warning},
+        )  # fmt: skip
+        self._background(self._report(), "report-model")
+        return warning
+
+    # ---- session -----------------------------------------------------------------------
+
+    def session_id(self) -> str | None:
+        try:
+            data = json.loads(self.paths.session_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        sid = data.get("session_id") if isinstance(data, dict) else None
+        return sid if isinstance(sid, str) else None
+
+    def _save_session(self, sid: str | None) -> None:
+        try:
+            if sid:
+                self.paths.session_file.write_text(json.dumps({"session_id": sid}), encoding="utf-8")
+            else:
+                self.paths.session_file.unlink(missing_ok=True)
+        except OSError as exc:
+            self.bus.emit("note", {"text": f"warning: could not save the session id: {exc}", "level": "warning"})
+
+    def new_session(self) -> None:
+        self._save_session(None)
+        self.bus.emit("note", {"text": "the next turn starts a new session (operator)"})
+
+    # ---- the turn ----------------------------------------------------------------------
+
+    def _spec(self, prompt: str) -> TurnSpec:
+        cfg = self.config
+        extra = {}
+        for key, server in (cfg.get("mcp_servers") or {}).items():
+            extra[key] = {"type": "stdio", "command": server["command"], "args": list(server.get("args") or []),
+                          "env": dict(server.get("env") or {})}  # fmt: skip
+        env = {"ENABLE_TOOL_SEARCH": "false", "HOME": str(self.paths.home)}
+        return TurnSpec(
+            prompt=prompt,
+            cwd=self.paths.state,
+            system_prompt=self.system_prompt,
+            model=self.model(),
+            bash_patterns=list(cfg.get("bash") or []),
+            mcp_server=self.server,
+            mcp_tools=allowed_tool_names(manager=self.manager),
+            extra_mcp_servers=extra,  # type: ignore[arg-type]
+            env=env,
+            resume_session=self.session_id(),
+        )
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        self.bus.emit("stream", message)
+
+    def _on_note(self, text: str) -> None:
+        self.bus.emit("note", {"text": text, "level": "stderr"})
+
+    async def _run_turn(self, prompt: str) -> TurnResult:
+        spec = self._spec(prompt)
+        self.model_active = spec.model
+        result = await self.runner.run(spec, self._on_message, self._on_note)
+        if result.prompt_too_long and not result.cancelled:
+            self.bus.emit("note", {"text": "prompt too long: compacting the session once and retrying"})
+            sid = result.session_id or spec.resume_session
+            if sid:
+                self.set_state("compacting")
+                compacted = await self.runner.compact(spec, sid, self._on_message, self._on_note)
+                self._save_session(compacted.session_id or sid)
+                self.set_state("thinking")
+            result = await self.runner.run(self._spec(prompt), self._on_message, self._on_note)
+        if result.session_id:
+            self._save_session(result.session_id)
+        return result
+
+    async def handle(self, message: dict[str, Any], unread: int) -> None:
+        """One wake message → one turn → ack (success or operator cancel) or back-off + requeue."""
+        sender, body = message["sender"], message["body"]
+        self.bus.emit(
+            "turn_start",
+            {"from": sender, "body": body, "unread": unread, "id": message["id"],
+             "redelivered": message.get("redelivered", False)},
+        )  # fmt: skip
+        prompt = format_wake_prompt(message["id"], sender, body, unread, bool(message.get("redelivered")))
+        async with self._turn_lock:
+            self.current_message = message
+            self.set_state("thinking")
+            started = time.monotonic()
+            try:
+                result = await self._run_turn(prompt)
+            finally:
+                self.current_message = None
+        duration_ms = int((time.monotonic() - started) * 1000)
+        self.last_turn_ms = duration_ms
+        note = result.note
+        if result.cancelled:
+            await self._ack()
+            note = f"cancelled by the operator; message #{message['id']} acknowledged (dropped)"
+            self.bus.emit("note", {"text": note})
+        elif result.ok:
+            await self._ack()
+            self.failures = 0
+        self.bus.emit(
+            "turn_end",
+            {"ok": result.ok and not result.cancelled, "note": note, "duration_ms": duration_ms,
+             "usage": result.usage, "cost_usd": result.cost_usd, "cancelled": result.cancelled,
+             "model": self.model_active},
+        )  # fmt: skip
+        if result.ok or result.cancelled:
+            self.set_state("idle")
+            return
+        if result.auth_failed:
+            await self._wait_for_login()
+        else:
+            await self._back_off(result.note)
+        await self.client.call("requeue_inflight")
+
+    async def _ack(self) -> None:
+        try:
+            await self.client.call("ack_turn")
+        except HiveError as exc:
+            self.bus.emit("note", {"text": f"could not acknowledge the turn: {exc.message}", "level": "warning"})
+
+    async def _back_off(self, reason: str) -> None:
+        self.failures += 1
+        delay = min(MAX_BACKOFF, 2.0 ** self.failures)
+        self.bus.emit("note", {"text": f"turn failed ({reason}); retrying in {delay:.0f} s", "level": "warning"})
+        self.set_state("idle")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _wait_for_login(self) -> None:
+        self.bus.emit("note", {"text": "claude is not logged in: waiting for the operator to log in on this page"})
+        self._logged_in.clear()
+        self.set_state("needs_login")
+        await self._logged_in.wait()
+        self.bus.emit("note", {"text": "logged in: retrying"})
+        self.set_state("idle")
+
+    def login_succeeded(self) -> None:
+        self._logged_in.set()
+
+    # ---- operator controls -------------------------------------------------------------
+
+    async def cancel(self) -> str:
+        """End a nap, or interrupt the turn in flight."""
+        if self.state == "napping":
+            self._nap_cancel.set()
+            return "nap ended by the operator"
+        if self.runner.busy:
+            await self.runner.cancel()
+            return "turn cancelled"
+        raise Refused("nothing to cancel: the agent is " + self.state)
+
+    async def compact(self) -> str:
+        """Compact the current session; refused while a turn runs (never two claude processes
+        on one session)."""
+        if self._turn_lock.locked() or self.runner.busy:
+            raise Refused("a turn is running: compact after it ends (or cancel it first)")
+        sid = self.session_id()
+        if not sid:
+            raise Refused("there is no session to compact yet")
+        async with self._turn_lock:
+            previous = self.state
+            self.set_state("compacting")
+            try:
+                result = await self.runner.compact(self._spec("/compact"), sid, self._on_message, self._on_note)
+            finally:
+                self.set_state(previous if previous != "thinking" else "idle")
+        if result.session_id:
+            self._save_session(result.session_id)
+        self.bus.emit("note", {"text": "compacted" if result.ok else f"compaction failed: {result.note}"})
+        return "compacted" if result.ok else f"compaction failed: {result.note}"
+
+    async def request_nap(self, seconds: float) -> str:
+        """The nap tool: park the loop until a wake-not-before time (persisted, bounded)."""
+        seconds = max(1.0, min(float(seconds), MAX_NAP_SECONDS))
+        self.nap_until = time.time() + seconds
+        try:
+            self.paths.nap_file.write_text(str(self.nap_until), encoding="utf-8")
+        except OSError as exc:
+            self.bus.emit("note", {"text": f"warning: nap not persisted: {exc}", "level": "warning"})
+        return (
+            f"napping for {int(seconds)} s after this turn (until {time.strftime('%H:%M:%S', time.localtime(self.nap_until))});"
+            " new messages wait until then. end this turn now."
+        )
+
+    def _read_nap(self) -> float | None:
+        try:
+            until = float(self.paths.nap_file.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return None
+        return min(until, time.time() + MAX_NAP_SECONDS)
+
+    async def _nap_if_asked(self) -> None:
+        if self.nap_until is None or self.nap_until <= time.time():
+            self.nap_until = None
+            return
+        self._nap_cancel.clear()
+        self.set_state("napping", until=self.nap_until)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._nap_cancel.wait(), self.nap_until - time.time())
+        self.bus.emit("note", {"text": "nap ended early by the operator" if self._nap_cancel.is_set() else "nap over"})
+        self.nap_until = None
+        self.paths.nap_file.unlink(missing_ok=True)
+        self.set_state("idle")
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        requeued = (await self.client.call("requeue_inflight")).get("requeued", 0)
+        if requeued:
+            self.bus.emit("note", {"text": f"{requeued} unacknowledged message(s) requeued after a restart"})
+        self.set_state("idle")
+        while not self._stopping.is_set():
+            await self._nap_if_asked()
+            try:
+                reply = await self.poll.call("recv", wait_seconds=MAX_RECV_WAIT, max=1)
+            except HiveError as exc:
+                self.bus.emit("note", {"text": f"recv failed: {exc.message}", "level": "warning"})
+                await self._back_off(exc.message)
+                continue
+            for message in reply.get("messages", []):
+                try:
+                    await self.handle(message, int(reply.get("unread", 0)))
+                except HiveError as exc:
+                    self.bus.emit("note", {"text": f"turn bookkeeping failed: {exc.message}", "level": "warning"})
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._logged_in.set()
+        self._nap_cancel.set()
