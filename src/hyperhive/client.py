@@ -78,7 +78,7 @@ class HiveClient:
                     await self.close()
                     if attempt == 2:
                         raise DaemonNotRunning(f"lost the connection to {self.socket_path}: {exc}") from exc
-                except (asyncio.TimeoutError, ValueError):
+                except (TimeoutError, ValueError):
                     await self.close()
                     raise
         raise AssertionError("unreachable")

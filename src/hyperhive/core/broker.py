@@ -124,7 +124,7 @@ class Broker:
             self._waiters[agent].add(event)
             try:
                 now = self._clock()
-                rows = await self.db.write(lambda c: _pop(c, agent, max_messages, now))
+                rows = await self.db.write(lambda c, now=now: _pop(c, agent, max_messages, now))  # type: ignore[misc]
                 if rows or wait_seconds <= 0:
                     break
                 remaining = deadline - loop.time()

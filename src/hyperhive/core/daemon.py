@@ -29,6 +29,7 @@ from hyperhive.names import MANAGER
 from hyperhive.protocol import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS
 from hyperhive.store.migrations import BROKER_MIGRATIONS
 from hyperhive.store.sqlite import Database
+from hyperhive.webserver import EmbeddedServer
 
 __all__ = ["Daemon"]
 
@@ -45,7 +46,7 @@ class Daemon:
         self.services: Services | None = None
         self.host_server: SocketServer | None = None
         self.agent_servers: dict[str, SocketServer] = {}
-        self.uvicorn: uvicorn.Server | None = None
+        self.uvicorn: EmbeddedServer | None = None
         self.dashboard_url: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._db: Database | None = None
@@ -123,8 +124,7 @@ class Daemon:
             app, host=self.config.host, port=self.config.port, log_level="warning", lifespan="off",
             access_log=False, timeout_graceful_shutdown=5, ws="auto",
         )  # fmt: skip
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = EmbeddedServer(config)
         task = self._spawn(server.serve(), "dashboard")
         self.uvicorn = server
         while not server.started:
@@ -194,7 +194,7 @@ class Daemon:
         if self.services is not None:
             try:
                 await asyncio.wait_for(self.services.lifecycle.close(), SHUTDOWN_TIMEOUT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.error("agents did not stop within %.0f s", SHUTDOWN_TIMEOUT)
         for name in list(self.agent_servers):
             await self._close_agent_socket(name)
@@ -215,14 +215,14 @@ class Daemon:
 async def _socket_answers(path: os.PathLike[str]) -> bool:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     try:
         writer.write(b'{"cmd":"ping"}\n')
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), 2)
         return bool(line)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     finally:
         writer.close()

@@ -416,7 +416,7 @@ class Lifecycle:
         rt = self.get(name)
         try:
             await asyncio.wait_for(rt.ready.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise CageError(f"{name} did not report in within {timeout:.0f} s") from None
         if rt.state != "running" or rt.handle is None:
             info = rt.last_exit

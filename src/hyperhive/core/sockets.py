@@ -92,7 +92,7 @@ class SocketServer:
         while True:
             try:
                 line = await asyncio.wait_for(read_line(reader), IDLE_TIMEOUT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
             except LineTooLong:
                 await self._reply(writer, error_reply(f"line over the {MAX_LINE_BYTES}-byte cap", ErrorCode.LINE_TOO_LONG))

@@ -18,6 +18,7 @@ from hyperhive.harness.bus import Bus, default_events_path
 from hyperhive.harness.loop import Harness, HarnessPaths
 from hyperhive.harness.turn import TurnRunner
 from hyperhive.harness.web import create_agent_app
+from hyperhive.webserver import EmbeddedServer
 
 __all__ = ["run_harness"]
 
@@ -59,11 +60,10 @@ async def run_harness() -> None:
     web_sock = paths.run / "web.sock"
     with contextlib.suppress(FileNotFoundError):
         web_sock.unlink()
-    web = uvicorn.Server(
+    web = EmbeddedServer(
         uvicorn.Config(create_agent_app(harness), uds=str(web_sock), log_level="warning", lifespan="off",
                        access_log=False, timeout_graceful_shutdown=2)  # fmt: skip
     )
-    web.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
