@@ -208,7 +208,7 @@ def _alternates(objects: Path) -> dict[str, str]:
 
 
 def _ref_sha(repo: Path, ref: str) -> str | None:
-    r = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", ok=(0, 1, 128))
+    r = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", ok=(0, 1))
     sha = r.stdout.decode().strip()
     return sha if r.returncode == 0 and _SHA_RE.fullmatch(sha) else None
 
@@ -249,7 +249,7 @@ def _real_dirs(base: Path, *parts: str) -> Path | None:
 
 def _move_into_place(src: Path, dest: Path) -> None:
     try:
-        os.rename(src, dest)
+        src.rename(dest)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
@@ -369,7 +369,9 @@ class ConfigRepos:
             toml = default_agent_toml(name, description)
         cfg = parse_agent_toml(toml)
         if cfg.instructions not in (None, INSTRUCTIONS_MD):
-            raise ConfigInvalid(f"agent.toml: `instructions`: a seed provides only {INSTRUCTIONS_MD!r}", field="instructions")
+            raise ConfigInvalid(
+                f"agent.toml: `instructions`: a seed provides only {INSTRUCTIONS_MD!r}", field="instructions"
+            )
         instructions = manager_instructions() if name == MANAGER else default_instructions(name, description)
         return {AGENT_TOML: toml, INSTRUCTIONS_MD: instructions}
 
@@ -399,7 +401,6 @@ class ConfigRepos:
     def _init_applied(repo: Path) -> None:
         repo.mkdir()
         _git(repo, "init", "-q", "-b", "main")
-        _git(repo, "config", "gc.pruneExpire", "never")  # a fetched, not yet tagged proposal survives gc
 
     def _ensure_applied(self, name: str) -> Path:
         repo = self._applied(name)
@@ -462,7 +463,8 @@ class ConfigRepos:
             ins = entries.get(cfg.instructions)
             if ins is None:
                 raise ConfigInvalid(
-                    f"agent.toml: `instructions`: {cfg.instructions!r} is not a file in the commit", field="instructions"
+                    f"agent.toml: `instructions`: {cfg.instructions!r} is not a file in the commit",
+                    field="instructions",
                 )
             if ins[3] > MAX_FILE_BYTES:
                 raise ConfigInvalid(f"agent.toml: `instructions`: {cfg.instructions!r} is larger than 1 MiB")
@@ -519,9 +521,9 @@ class ConfigRepos:
         is raised and no tag is made. Repeating a call with the same id and commit returns the
         same proposal; a different commit under an existing id is a Conflict.
         """
+        ap = self.paths.agent(name)
         aid = _approval_id(approval_id)
         ref = _commit_ref(commit_ref)
-        ap = self.paths.agent(name)
         with self._lock(ap.name):
             objects = self._proposed_objects(ap.name)
             repo = self._ensure_applied(ap.name)
@@ -736,9 +738,11 @@ class ConfigRepos:
             raise RefNotFound(f"no {tag} for {name!r}")
         if r.stdout.strip() != b"tag":
             return None
-        return _git(repo, "for-each-ref", "--format=%(contents)", f"refs/tags/{tag}").stdout.decode(
-            "utf-8", "replace"
-        ).strip()
+        return (
+            _git(repo, "for-each-ref", "--format=%(contents)", f"refs/tags/{tag}")
+            .stdout.decode("utf-8", "replace")
+            .strip()
+        )
 
     # ---- purge ----
 

@@ -1,0 +1,127 @@
+"""Filesystem helpers for trees an agent could have written into.
+
+Agents own files under the state dir (their state, home, and for the manager every proposed
+config repo), so a tree the core deletes may hold planted symlinks. `safe_rmtree` walks by
+directory file descriptors opened with O_NOFOLLOW: a symlink is unlinked, never followed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from hyperhive.errors import HiveError
+
+__all__ = ["UnsafePath", "is_within", "safe_rmtree"]
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class UnsafePath(HiveError):
+    """A path the core refuses to act on: a symlink where a real directory must be, or a path
+    outside the directory it must stay in."""
+
+    code = "unsafe_path"
+
+    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
+        super().__init__(message)
+        self.path = str(path) if path is not None else None
+
+
+def is_within(path: Path, root: Path) -> bool:
+    """True if `path`, with its parent's symlinks resolved, lies strictly inside `root`.
+
+    The last component is not resolved: a symlink leaf is judged by where it sits, not by where
+    it points (the caller then refuses or unlinks it).
+    """
+    if path.name in ("", ".", ".."):
+        return False
+    parent = path.parent.resolve()
+    real_root = root.resolve()
+    return parent == real_root or real_root in parent.parents
+
+
+def safe_rmtree(path: Path | str, *, within: Path | str | None = None, missing_ok: bool = True) -> None:
+    """Delete the directory tree at `path` without ever following a symlink.
+
+    Symlinks inside the tree are unlinked (their targets are untouched). `path` itself must be a
+    real directory: a symlink there raises UnsafePath, as does a path not inside `within` when it
+    is given. A missing `path` is fine unless `missing_ok` is False. The walk is iterative, so a
+    deeply nested tree cannot exhaust the recursion limit.
+    """
+    path = Path(path)
+    if within is not None and not is_within(path, Path(within)):
+        raise UnsafePath(f"refusing to delete {path}: it is not inside {within}", path=path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePath(f"refusing to delete {path}: it is a symlink", path=path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafePath(f"refusing to delete {path}: it is not a directory", path=path)
+    parent_fd = os.open(path.parent, _DIR_FLAGS & ~os.O_NOFOLLOW)
+    try:
+        _rmtree_at(parent_fd, path.name, st)
+    finally:
+        os.close(parent_fd)
+
+
+def _open_dir(parent_fd: int, name: str, expected: os.stat_result | None) -> int:
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    if expected is not None:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (expected.st_dev, expected.st_ino):
+            os.close(fd)
+            raise UnsafePath(f"refusing to delete {name!r}: it was replaced while being deleted")
+    return fd
+
+
+def _unlink_at(dir_fd: int, name: str, *, is_dir: bool) -> None:
+    try:
+        if is_dir:
+            os.rmdir(name, dir_fd=dir_fd)
+        else:
+            os.unlink(name, dir_fd=dir_fd)
+    except PermissionError:
+        # A directory without write permission (possible for a non-root core): grant it to
+        # ourselves, the owner, and retry once.
+        os.fchmod(dir_fd, 0o700)
+        if is_dir:
+            os.rmdir(name, dir_fd=dir_fd)
+        else:
+            os.unlink(name, dir_fd=dir_fd)
+
+
+def _rmtree_at(parent_fd: int, name: str, expected: os.stat_result) -> None:
+    # Each frame: (fd of the directory being emptied, its name, fd of its parent).
+    stack: list[tuple[int, str, int]] = [(_open_dir(parent_fd, name, expected), name, parent_fd)]
+    try:
+        while stack:
+            fd, dname, pfd = stack[-1]
+            descended = False
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        try:
+                            child = _open_dir(fd, entry.name, entry.stat(follow_symlinks=False))
+                        except PermissionError:
+                            # Only a non-root core gets here (a mode-000 directory of its own).
+                            # The retry re-opens with O_NOFOLLOW and re-checks the inode.
+                            os.chmod(entry.name, 0o700, dir_fd=fd)
+                            child = _open_dir(fd, entry.name, entry.stat(follow_symlinks=False))
+                        stack.append((child, entry.name, fd))
+                        descended = True
+                        break
+                    _unlink_at(fd, entry.name, is_dir=False)
+            if descended:
+                continue
+            stack.pop()
+            os.close(fd)
+            _unlink_at(pfd, dname, is_dir=True)
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
