@@ -19,6 +19,7 @@ bounded by a timeout, and passes git only validated refs and shas: never a shell
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -185,7 +186,8 @@ def _git(
     try:
         out, err = proc.communicate(input, timeout=timeout)
     except BaseException as exc:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         if isinstance(exc, subprocess.TimeoutExpired):
             raise GitError(f"git {args[0]} timed out after {timeout:g}s in {repo}") from None
