@@ -1,0 +1,107 @@
+"""Text the harness shows the model: the wake prompt and the system prompt templates.
+
+The wake prompt format is shared with the offline model's policy, which parses it back, so
+both sides use `format_wake_prompt` / `parse_wake_prompt` from here. No I/O except reading
+the packaged prompt templates.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from importlib import resources
+
+__all__ = [
+    "REDELIVERED_BANNER",
+    "WakePrompt",
+    "format_wake_prompt",
+    "load_system_prompt",
+    "parse_wake_prompt",
+]
+
+REDELIVERED_BANNER = "[redelivered after harness restart — may already be handled]"
+_SEPARATOR = "---"
+_HEADER_RE = re.compile(
+    r"\[hyperhive\] message (?P<id>\d+) from (?P<sender>\S+)"
+    r"(?: \((?P<unread>\d+) more pending: drain them with mcp__hyperhive__recv\))?"
+)
+
+
+@dataclass(frozen=True)
+class WakePrompt:
+    msg_id: int
+    sender: str
+    body: str
+    unread: int = 0
+    redelivered: bool = False
+
+
+def format_wake_prompt(
+    msg_id: int, sender: str, body: str, unread: int = 0, redelivered: bool = False
+) -> str:
+    """The prompt that starts a turn for one broker message.
+
+    ```
+    [hyperhive] message 12 from operator (3 more pending: drain them with mcp__hyperhive__recv)
+    [redelivered after harness restart — may already be handled]
+    ---
+    <body>
+    ```
+    The "(N more pending…)" part appears only when unread > 0, the banner only when redelivered.
+    """
+    header = f"[hyperhive] message {int(msg_id)} from {sender}"
+    if unread > 0:
+        header += f" ({int(unread)} more pending: drain them with mcp__hyperhive__recv)"
+    lines = [header]
+    if redelivered:
+        lines.append(REDELIVERED_BANNER)
+    lines.append(_SEPARATOR)
+    lines.append(body)
+    return "\n".join(lines)
+
+
+def parse_wake_prompt(text: str) -> WakePrompt | None:
+    """Parse a wake prompt back; None if `text` is not one (leading whitespace is ignored)."""
+    text = text.lstrip()
+    head, sep, body = text.partition("\n" + _SEPARATOR + "\n")
+    if not sep:
+        # An empty body leaves the separator as the last line.
+        if text.endswith("\n" + _SEPARATOR):
+            head, body = text[: -len(_SEPARATOR) - 1], ""
+        else:
+            return None
+    head_lines = head.split("\n")
+    match = _HEADER_RE.fullmatch(head_lines[0])
+    if match is None:
+        return None
+    rest = head_lines[1:]
+    if rest not in ([], [REDELIVERED_BANNER]):
+        return None
+    return WakePrompt(
+        msg_id=int(match["id"]),
+        sender=match["sender"],
+        body=body,
+        unread=int(match["unread"] or 0),
+        redelivered=bool(rest),
+    )
+
+
+def load_system_prompt(
+    name: str,
+    *,
+    manager: bool = False,
+    notes_path: str = "/state/notes.md",
+    agents_dir: str = "/agents",
+    instructions: str | None = None,
+) -> str:
+    """The system prompt for agent `name`: the packaged template filled in, plus the config's
+    `instructions` text (already read from the config repo) appended under its own heading."""
+    template_name = "manager.md" if manager else "agent.md"
+    text = resources.files("hyperhive.harness").joinpath("prompts", template_name).read_text(encoding="utf-8")
+    prompt = string.Template(text).substitute(name=name, notes_path=notes_path, agents_dir=agents_dir)
+    if instructions and instructions.strip():
+        prompt = (
+            prompt.rstrip() + "\n\n## Instructions from your configuration\n\n" + instructions.strip() + "\n"
+        )
+    return prompt

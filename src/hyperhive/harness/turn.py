@@ -1,0 +1,390 @@
+"""One claude turn through the Claude Agent SDK (its bundled `claude` CLI).
+
+The turn gets an allow-list of built-in tools (Bash only through pattern rules), the in-process
+`hyperhive` MCP server, and `permission_mode="dontAsk"`, so whatever is not allowed is denied
+rather than prompted (bypassPermissions is refused as root anyway). Every SDK message is handed
+to the caller as a JSON-ready dict; stderr lines and harness remarks as notes. Knows nothing of
+the broker: the caller acks, persists the session id, compacts and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from claude_agent_sdk import (
+    AssistantMessage,
+    ClaudeAgentOptions,
+    ClaudeSDKClient,
+    ClaudeSDKError,
+    RateLimitEvent,
+    ResultMessage,
+    StreamEvent,
+    SystemMessage,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+    UserMessage,
+)
+from claude_agent_sdk.types import McpServerConfig, ServerToolResultBlock, ServerToolUseBlock
+
+__all__ = [
+    "DEFAULT_BUILTINS",
+    "FORBIDDEN_BUILTINS",
+    "TurnResult",
+    "TurnRunner",
+    "TurnSpec",
+    "build_options",
+    "message_to_dict",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUILTINS: tuple[str, ...] = ("Read", "Edit", "Write", "Glob", "Grep")
+FORBIDDEN_BUILTINS: tuple[str, ...] = (
+    "WebFetch", "WebSearch", "Task", "Agent", "TodoWrite", "NotebookEdit", "KillShell", "BashOutput",
+    "ExitPlanMode", "Skill", "SlashCommand",
+)  # fmt: skip
+"""Never offered, whatever the config says: no web, no nested agents."""
+
+_AUTH_RE = re.compile(
+    r"not logged in|invalid api key|authentication_error|authentication_failed|/login", re.I
+)
+_TOO_LONG_RE = re.compile(r"prompt is too long", re.I)
+
+MessageCallback = Callable[[dict[str, Any]], None]
+NoteCallback = Callable[[str], None]
+
+
+@dataclass
+class TurnSpec:
+    """Everything one turn needs. `bash_patterns` like `"git *"` become `Bash(git *)` rules."""
+
+    prompt: str
+    cwd: Path
+    system_prompt: str = ""
+    model: str | None = None
+    allowed_builtins: list[str] = field(default_factory=lambda: list(DEFAULT_BUILTINS))
+    bash_patterns: list[str] = field(default_factory=list)
+    mcp_server: McpServerConfig | None = None
+    """The in-process `hyperhive` server (tools.build_hyperhive_server)."""
+    mcp_tools: list[str] = field(default_factory=list)
+    """Full names of the hyperhive tools to allow (tools.allowed_tool_names)."""
+    extra_mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
+    """Config-declared servers; all their tools are allowed (`mcp__<key>`)."""
+    env: dict[str, str] = field(default_factory=dict)
+    resume_session: str | None = None
+    max_turns: int = 40
+    cli_path: str | Path | None = None
+
+
+@dataclass
+class TurnResult:
+    ok: bool
+    note: str
+    session_id: str | None = None
+    duration_ms: int = 0
+    usage: dict[str, Any] | None = None
+    cost_usd: float | None = None
+    auth_failed: bool = False
+    prompt_too_long: bool = False
+    cancelled: bool = False
+    text: str = ""
+    """The assistant's text of this turn, joined (for the UI and tests)."""
+
+
+# ---- options -------------------------------------------------------------------------------
+
+
+def _builtin_tools(spec: TurnSpec) -> list[str]:
+    tools = [t for t in spec.allowed_builtins if t not in FORBIDDEN_BUILTINS and t != "Bash"]
+    if spec.bash_patterns:
+        tools.append("Bash")
+    return list(dict.fromkeys(tools))
+
+
+def build_options(spec: TurnSpec, *, stderr: NoteCallback | None = None) -> ClaudeAgentOptions:
+    """The SDK options for a spec: base tool set, allow rules, dontAsk, no filesystem settings."""
+    builtins = _builtin_tools(spec)
+    allowed = [t for t in builtins if t != "Bash"]
+    allowed += [f"Bash({p})" for p in spec.bash_patterns]
+    allowed += list(spec.mcp_tools)
+    allowed += [f"mcp__{key}" for key in spec.extra_mcp_servers]
+    servers: dict[str, McpServerConfig] = dict(spec.extra_mcp_servers)
+    if spec.mcp_server is not None:
+        servers["hyperhive"] = spec.mcp_server
+    # No telemetry, update checks or session-title side requests from inside a cage; MCP tools
+    # listed directly instead of behind the tool-search tool.
+    env = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", **spec.env, "ENABLE_TOOL_SEARCH": "false"}
+    return ClaudeAgentOptions(
+        tools=builtins,
+        allowed_tools=allowed,
+        disallowed_tools=[t for t in FORBIDDEN_BUILTINS if t not in builtins],
+        permission_mode="dontAsk",
+        system_prompt=spec.system_prompt,
+        mcp_servers=servers,
+        strict_mcp_config=True,
+        setting_sources=[],
+        model=spec.model,
+        resume=spec.resume_session,
+        max_turns=spec.max_turns,
+        cwd=spec.cwd,
+        env=env,
+        cli_path=spec.cli_path,
+        stderr=stderr,
+    )
+
+
+# ---- messages → dicts ----------------------------------------------------------------------
+
+_BLOCK_TYPES: dict[type, str] = {
+    TextBlock: "text",
+    ThinkingBlock: "thinking",
+    ToolUseBlock: "tool_use",
+    ToolResultBlock: "tool_result",
+    ServerToolUseBlock: "server_tool_use",
+    ServerToolResultBlock: "server_tool_result",
+}
+_MESSAGE_TYPES: dict[type, str] = {
+    AssistantMessage: "assistant",
+    UserMessage: "user",
+    ResultMessage: "result",
+    StreamEvent: "stream_event",
+    RateLimitEvent: "rate_limit_event",
+}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.removesuffix("Message")).lower()
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        kind = _BLOCK_TYPES.get(type(value))
+        if kind is not None:
+            out = {"type": kind, **out}
+        return out
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def message_to_dict(message: object) -> dict[str, Any]:
+    """An SDK message as a JSON-serialisable dict with a `type` field ("assistant", "user",
+    "system" (with `subtype`), "result", "stream_event", …); content blocks get `type` too."""
+    body = _plain(message)
+    if not isinstance(body, dict):
+        body = {"value": body}
+    if isinstance(message, SystemMessage):
+        kind = "system"
+    else:
+        kind = _MESSAGE_TYPES.get(type(message)) or _snake(type(message).__name__)
+    return {"type": kind, **{k: v for k, v in body.items() if k != "type"}}
+
+
+# ---- the runner ----------------------------------------------------------------------------
+
+
+class TurnRunner:
+    """Runs turns one at a time; `cancel()` from another task interrupts the one in flight."""
+
+    def __init__(self, *, interrupt_grace: float = 5.0) -> None:
+        self.interrupt_grace = interrupt_grace
+        self._lock = asyncio.Lock()
+        self._client: ClaudeSDKClient | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._done = asyncio.Event()
+        self._cancel_requested = False
+        self._killed = False
+
+    @property
+    def busy(self) -> bool:
+        return self._client is not None
+
+    async def run(self, spec: TurnSpec, on_message: MessageCallback, on_note: NoteCallback) -> TurnResult:
+        """Run one turn; never raises for a CLI or API failure (they come back in the result)."""
+        async with self._lock:
+            self._done.clear()
+            self._cancel_requested = self._killed = False
+            self._task = asyncio.current_task()
+            try:
+                return await self._run(spec, on_message, on_note)
+            finally:
+                self._client = None
+                self._task = None
+                self._done.set()
+
+    async def _run(self, spec: TurnSpec, on_message: MessageCallback, on_note: NoteCallback) -> TurnResult:
+        started = time.monotonic()
+        stderr_tail: list[str] = []
+
+        def note(line: str) -> None:
+            stderr_tail.append(line)
+            del stderr_tail[:-20]
+            _safe(on_note, line)
+
+        client = ClaudeSDKClient(build_options(spec, stderr=note))
+        result: ResultMessage | None = None
+        texts: list[str] = []
+        auth_failed = too_long = auth_abort = False
+        failure: str | None = None
+        try:
+            self._client = client
+            await client.connect()
+            await client.query(spec.prompt)
+            async for message in client.receive_response():
+                _safe(on_message, message_to_dict(message))
+                if isinstance(message, AssistantMessage):
+                    if message.error == "authentication_failed":
+                        auth_failed = True
+                    for block in message.content:
+                        if isinstance(block, TextBlock):
+                            texts.append(block.text)
+                elif isinstance(message, ResultMessage):
+                    result = message
+                elif _is_auth_retry(message) and not auth_abort:
+                    # The CLI retries a 401 ten times with back-off (minutes): stop it now.
+                    auth_failed = auth_abort = True
+                    _safe(on_note, "the API refused the credentials (401); stopping the turn")
+                    await self._interrupt_or_kill(client)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not (self._killed and task is not None and task.uncancel() == 0):
+                raise
+            failure = "the turn was cancelled and the CLI killed"
+        except ClaudeSDKError as exc:
+            failure = f"{type(exc).__name__}: {_short(str(exc), 600)}"
+        finally:
+            with contextlib.suppress(ClaudeSDKError, OSError):
+                await client.disconnect()
+
+        duration_ms = int((time.monotonic() - started) * 1000)
+        cancelled = self._cancel_requested
+        evidence = "\n".join([*texts, failure or "", *stderr_tail])
+        if result is not None:
+            evidence += "\n" + (result.result or "") + "\n" + "\n".join(result.errors or [])
+            if result.terminal_reason in ("aborted_streaming", "aborted_tools") and not auth_abort:
+                cancelled = True
+        auth_failed = auth_failed or (bool(_AUTH_RE.search(evidence)) and (result is None or result.is_error))
+        too_long = too_long or bool(_TOO_LONG_RE.search(evidence))
+        ok = (
+            result is not None
+            and not result.is_error
+            and result.subtype == "success"
+            and not cancelled
+            and not auth_failed
+        )
+        if ok:
+            assert result is not None
+            note_text = _short(result.result or "", 500)
+        elif cancelled:
+            note_text = "cancelled"
+        elif failure is not None:
+            note_text = failure
+        elif result is not None:
+            note_text = _short(
+                f"{result.subtype}: " + (result.result or "; ".join(result.errors or []) or "no detail"), 600
+            )
+        else:
+            note_text = "the CLI ended without a result"
+        if auth_failed:
+            note_text = "not logged in: " + note_text
+        return TurnResult(
+            ok=ok,
+            note=note_text,
+            session_id=result.session_id if result is not None else None,
+            duration_ms=result.duration_ms if result is not None and result.duration_ms else duration_ms,
+            usage=_plain(result.usage) if result is not None else None,
+            cost_usd=result.total_cost_usd if result is not None else None,
+            auth_failed=auth_failed,
+            prompt_too_long=too_long,
+            cancelled=cancelled,
+            text="\n".join(texts),
+        )
+
+    async def cancel(self) -> bool:
+        """Interrupt the turn in flight (the SDK's interrupt); if it has not ended within the
+        grace, kill the CLI, then cancel the run. False when no turn was running."""
+        client = self._client
+        if client is None:
+            return False
+        self._cancel_requested = True
+        try:
+            async with asyncio.timeout(self.interrupt_grace):
+                await client.interrupt()
+                await self._done.wait()
+            return True
+        except (TimeoutError, ClaudeSDKError) as exc:
+            logger.warning("interrupt did not end the turn (%r); killing the CLI", exc)
+        self._killed = True
+        _kill_cli(client)
+        try:
+            async with asyncio.timeout(self.interrupt_grace):
+                await self._done.wait()
+        except TimeoutError:
+            if self._task is not None and not self._task.done():
+                self._task.cancel("turn cancelled: the CLI did not stop")
+            async with asyncio.timeout(self.interrupt_grace * 2):
+                await self._done.wait()
+        return True
+
+    async def _interrupt_or_kill(self, client: ClaudeSDKClient) -> None:
+        try:
+            async with asyncio.timeout(self.interrupt_grace):
+                await client.interrupt()
+        except (TimeoutError, ClaudeSDKError):
+            _kill_cli(client)
+
+    async def compact(
+        self, spec: TurnSpec, session_id: str, on_message: MessageCallback, on_note: NoteCallback
+    ) -> TurnResult:
+        """Run `/compact` on `session_id` (with `spec`'s model, tools and env); the result's
+        session_id is the one to resume next."""
+        compact_spec = dataclasses.replace(spec, prompt="/compact", resume_session=session_id)
+        return await self.run(compact_spec, on_message, on_note)
+
+
+def _is_auth_retry(message: object) -> bool:
+    if not isinstance(message, SystemMessage) or message.subtype != "api_retry":
+        return False
+    data = message.data or {}
+    return data.get("error") == "authentication_failed" or data.get("error_status") in (401, 403)
+
+
+def _kill_cli(client: ClaudeSDKClient) -> None:
+    # The SDK has no public kill; its transport keeps the anyio Process here.
+    process = getattr(getattr(client, "_transport", None), "_process", None)
+    if process is not None and getattr(process, "returncode", 0) is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _safe(callback: Callable[[Any], None], value: Any) -> None:
+    try:
+        callback(value)
+    except Exception:
+        logger.exception("turn callback failed")
+
+
+def dumps(message: dict[str, Any]) -> str:
+    """Compact JSON for a message dict (what `message_to_dict` returns is always serialisable)."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))

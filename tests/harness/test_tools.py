@@ -1,0 +1,189 @@
+"""The hyperhive MCP tools (DESIGN §5, §12): each one HiveClient call, refusals as tool errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hyperhive.client import HiveClient
+from hyperhive.harness.tools import (
+    AGENT_TOOLS,
+    MANAGER_TOOLS,
+    allowed_tool_names,
+    build_hyperhive_server,
+    build_hyperhive_tools,
+)
+
+
+class FakeHive:
+    """A tiny JSON-line unix socket server: records requests, answers from a table."""
+
+    def __init__(self, path: Path, replies: dict[str, dict[str, Any]]) -> None:
+        self.path = path
+        self.replies = replies
+        self.requests: list[dict[str, Any]] = []
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> FakeHive:
+        self._server = await asyncio.start_unix_server(self._handle, str(self.path))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                request = json.loads(line)
+                self.requests.append(request)
+                reply = self.replies.get(request["cmd"], {})
+                writer.write(json.dumps({"version": 1, "ok": True, **reply}).encode() + b"\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+REPLIES: dict[str, dict[str, Any]] = {
+    "send": {"id": 31},
+    "recv": {
+        "messages": [
+            {"id": 4, "sender": "iris", "recipient": "bob", "body": "hello", "sent_at": 1.0},
+            {
+                "id": 5,
+                "sender": "manager",
+                "recipient": "*",
+                "body": "all hands",
+                "sent_at": 2.0,
+                "broadcast": True,
+                "redelivered": True,
+            },  # fmt: skip
+        ],
+        "unread": 2,
+    },
+    "whoami": {"name": "bob", "manager": False},
+    "ask": {"id": 8},
+    "open_threads": {"asked": [{"id": 8}], "waiting": []},
+    "request_apply_commit": {"id": 3, "tag": "proposal/3"},
+    "send_refused": {},
+}
+
+
+@pytest.fixture
+async def hive(short_dir: Path) -> AsyncIterator[FakeHive]:
+    async with FakeHive(short_dir / "mcp.sock", REPLIES) as fake:
+        yield fake
+
+
+def by_name(tools: list[Any]) -> dict[str, Any]:
+    return {t.name: t for t in tools}
+
+
+def text_of(result: dict[str, Any]) -> str:
+    return "".join(c["text"] for c in result["content"])
+
+
+async def test_agent_and_manager_tool_surfaces() -> None:
+    """Agents get the seven agent tools; the manager adds its seven verbs; names are mcp__hyperhive__*."""
+    client = HiveClient("/nonexistent")
+    agent = by_name(build_hyperhive_tools(client, manager=False, nap=lambda s: None))
+    manager = by_name(build_hyperhive_tools(client, manager=True, nap=lambda s: None))
+    assert set(agent) == set(AGENT_TOOLS)
+    assert set(manager) == set(AGENT_TOOLS) | set(MANAGER_TOOLS)
+    assert allowed_tool_names(manager=False) == [f"mcp__hyperhive__{t}" for t in AGENT_TOOLS]
+    server = build_hyperhive_server(client, manager=False, nap=lambda s: None)
+    assert server["type"] == "sdk" and server["name"] == "hyperhive"
+
+
+async def test_each_tool_is_one_socket_call_with_its_arguments(hive: FakeHive) -> None:
+    """send/recv/ask/answer/open_threads/manager verbs send exactly the verb and their arguments."""
+    async with HiveClient(hive.path) as client:
+        tools = by_name(build_hyperhive_tools(client, manager=True, nap=lambda s: None))
+        sent = await tools["send"].handler({"to": "iris", "body": "hi", "in_reply_to": 4})
+        await tools["ask"].handler({"question": "ok?", "options": ["y", "n"], "to": "iris"})
+        await tools["answer"].handler({"id": 2, "answer": "yes"})
+        await tools["get_open_threads"].handler({})
+        applied = await tools["request_apply_commit"].handler({"agent": "iris", "commit_ref": "abc"})
+        await tools["kill"].handler({"name": "iris"})
+    assert hive.requests == [
+        {"cmd": "send", "to": "iris", "body": "hi", "in_reply_to": 4},
+        {"cmd": "ask", "question": "ok?", "options": ["y", "n"], "to": "iris"},
+        {"cmd": "answer", "id": 2, "answer": "yes"},
+        {"cmd": "open_threads"},
+        {"cmd": "request_apply_commit", "agent": "iris", "commit_ref": "abc"},
+        {"cmd": "kill", "name": "iris"},
+    ]
+    assert "message 31" in text_of(sent) and not sent.get("is_error")
+    assert "proposal/3" in text_of(applied)
+
+
+async def test_recv_formats_messages_with_broadcast_and_redelivery_marks(hive: FakeHive) -> None:
+    """recv shows each message readably; broadcasts and redeliveries are marked (DESIGN §4)."""
+    async with HiveClient(hive.path) as client:
+        tools = by_name(build_hyperhive_tools(client, manager=False, nap=lambda s: None))
+        result = await tools["recv"].handler({"wait_seconds": 5, "max": 4})
+    assert hive.requests == [{"cmd": "recv", "wait_seconds": 5, "max": 4}]
+    text = text_of(result)
+    assert "message 4 from iris\n---\nhello" in text
+    assert "message 5 from manager (broadcast — may not need action)" in text
+    assert "[redelivered after harness restart — may already be handled]" in text
+    assert "(2 more pending)" in text
+
+
+async def test_ask_says_it_does_not_block(hive: FakeHive) -> None:
+    async with HiveClient(hive.path) as client:
+        tools = by_name(build_hyperhive_tools(client, manager=False, nap=lambda s: None))
+        text = text_of(await tools["ask"].handler({"question": "?"}))
+    assert "question 8" in text and "does not wait" in text
+
+
+REFUSAL = "iris is not in your allowed_recipients"
+
+
+async def test_a_refusal_becomes_a_tool_error_not_an_exception(short_dir: Path) -> None:
+    """ok:false from the core → is_error text with the code and reason; the turn goes on."""
+
+    class Refusing(FakeHive):
+        async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while line := await reader.readline():
+                self.requests.append(json.loads(line))
+                refusal = {"version": 1, "ok": False, "error": REFUSAL, "code": "forbidden"}
+                writer.write(json.dumps(refusal).encode() + b"\n")
+                await writer.drain()
+            writer.close()
+
+    async with Refusing(short_dir / "r.sock", {}) as hive, HiveClient(hive.path) as client:
+        tools = by_name(build_hyperhive_tools(client, manager=False, nap=lambda s: None))
+        result = await tools["send"].handler({"to": "iris", "body": "x"})
+    assert result["is_error"] is True
+    assert text_of(result) == "send refused (forbidden): iris is not in your allowed_recipients"
+
+
+async def test_a_missing_daemon_becomes_a_tool_error(short_dir: Path) -> None:
+    async with HiveClient(short_dir / "absent.sock") as client:
+        tools = by_name(build_hyperhive_tools(client, manager=False, nap=lambda s: None))
+        result = await tools["whoami"].handler({})
+    assert result["is_error"] is True and "not running" in text_of(result)
+
+
+async def test_nap_calls_the_harness_callback_not_the_core(hive: FakeHive) -> None:
+    """nap is the harness's: the callback gets the seconds, its text goes back to the model."""
+    asked: list[float] = []
+
+    async def nap(seconds: float) -> str:
+        asked.append(seconds)
+        return f"napping {seconds:g}s"
+
+    async with HiveClient(hive.path) as client:
+        tools = by_name(build_hyperhive_tools(client, manager=False, nap=nap))
+        result = await tools["nap"].handler({"seconds": 90})
+        bad = await tools["nap"].handler({"seconds": -1})
+    assert asked == [90.0] and text_of(result) == "napping 90s"
+    assert bad["is_error"] is True
+    assert hive.requests == []
