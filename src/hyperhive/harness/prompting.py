@@ -37,9 +37,7 @@ class WakePrompt:
     redelivered: bool = False
 
 
-def format_wake_prompt(
-    msg_id: int, sender: str, body: str, unread: int = 0, redelivered: bool = False
-) -> str:
+def format_wake_prompt(msg_id: int, sender: str, body: str, unread: int = 0, redelivered: bool = False) -> str:
     """The prompt that starts a turn for one broker message.
 
     ```
@@ -101,7 +99,5 @@ def load_system_prompt(
     text = resources.files("hyperhive.harness").joinpath("prompts", template_name).read_text(encoding="utf-8")
     prompt = string.Template(text).substitute(name=name, notes_path=notes_path, agents_dir=agents_dir)
     if instructions and instructions.strip():
-        prompt = (
-            prompt.rstrip() + "\n\n## Instructions from your configuration\n\n" + instructions.strip() + "\n"
-        )
+        prompt = prompt.rstrip() + "\n\n## Instructions from your configuration\n\n" + instructions.strip() + "\n"
     return prompt

@@ -117,9 +117,7 @@ def build_hyperhive_tools(client: HiveClient, *, manager: bool, nap: NapCallback
         return bool(reply.get("is_error"))
 
     async def send(args: dict[str, Any]) -> ToolResult:
-        reply = await call(
-            "send", to=args.get("to"), body=args.get("body"), in_reply_to=args.get("in_reply_to")
-        )
+        reply = await call("send", to=args.get("to"), body=args.get("body"), in_reply_to=args.get("in_reply_to"))
         if failed(reply):
             return reply
         msg_id = reply.get("id")
@@ -258,12 +256,8 @@ def build_hyperhive_tools(client: HiveClient, *, manager: bool, nap: NapCallback
                 verb("request_apply_commit", "description"),
             ),
             SdkMcpTool("kill", "Stop agent `name`'s cage.", _schema({"name": _NAME}, ["name"]), verb("kill")),
-            SdkMcpTool(
-                "start", "Start agent `name`'s cage.", _schema({"name": _NAME}, ["name"]), verb("start")
-            ),
-            SdkMcpTool(
-                "restart", "Restart agent `name`'s cage.", _schema({"name": _NAME}, ["name"]), verb("restart")
-            ),
+            SdkMcpTool("start", "Start agent `name`'s cage.", _schema({"name": _NAME}, ["name"]), verb("start")),
+            SdkMcpTool("restart", "Restart agent `name`'s cage.", _schema({"name": _NAME}, ["name"]), verb("restart")),
             SdkMcpTool(
                 "update",
                 "Rebuild agent `name` on its current applied config.",

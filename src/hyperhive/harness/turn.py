@@ -57,9 +57,7 @@ FORBIDDEN_BUILTINS: tuple[str, ...] = (
 )  # fmt: skip
 """Never offered, whatever the config says: no web, no nested agents."""
 
-_AUTH_RE = re.compile(
-    r"not logged in|invalid api key|authentication_error|authentication_failed|/login", re.I
-)
+_AUTH_RE = re.compile(r"not logged in|invalid api key|authentication_error|authentication_failed|/login", re.I)
 _TOO_LONG_RE = re.compile(r"prompt is too long", re.I)
 
 MessageCallback = Callable[[dict[str, Any]], None]
