@@ -52,6 +52,27 @@ class Approvals:
         self.clock = clock
         self.health_timeout = health_timeout
 
+    async def recover(self) -> list[int]:
+        """At daemon start: a request cut off mid-flight by a crash (proposing, approving,
+        denying) is marked failed, and a deploy left half-done is rolled back in git."""
+        rows = self.db.read(
+            lambda c: c.execute(
+                "SELECT * FROM approvals WHERE status IN ('proposing', 'approving', 'denying')"
+            ).fetchall()
+        )
+        recovered = []
+        for row in rows:
+            a = _row(row)
+            if a["kind"] == "apply_commit":
+                try:
+                    if self.repos.deploying(a["agent"]) == a["id"]:
+                        await asyncio.to_thread(self.repos.fail_deploy, a["agent"], a["id"], "interrupted")
+                except HiveError as exc:
+                    log.warning("recovering approval #%d: %s", a["id"], exc.message)
+            await self._finish(a["id"], "failed", note="interrupted by a daemon restart; request it again")
+            recovered.append(a["id"])
+        return recovered
+
     # ---- reads -------------------------------------------------------------------------
 
     def get(self, aid: int) -> dict[str, Any]:

@@ -96,6 +96,8 @@ class Daemon:
         self._spawn(broker.run_vacuum(), "broker-vacuum")
         self._spawn(questions.run_watchdog(), "question-watchdog")
         await self._start_dashboard()
+        for aid in await approvals.recover():
+            log.warning("approval #%d was interrupted by a restart: marked failed", aid)
         await lifecycle.start_all()
         log.info("hive serve ready: host socket %s", self.paths.host_socket)
 

@@ -218,7 +218,14 @@ class Lifecycle:
         for d in (ap.state, ap.home, ap.run):
             d.mkdir(parents=True, exist_ok=True)
         ap.run.chmod(0o700)
-        ap.root.chmod(0o700)
+        ap.root.chmod(0o711)  # the agent's uid traverses to its own state/home, lists nothing
+        gitconfig = ap.home / ".gitconfig"
+        if not gitconfig.exists() and not gitconfig.is_symlink():
+            # git knows who the agent is; safe.directory lets the manager read root-owned /applied
+            gitconfig.write_text(
+                f"[user]\n\tname = {rt.name}\n\temail = {rt.name}@hyperhive.local\n[safe]\n\tdirectory = *\n",
+                encoding="utf-8",
+            )
         if rt.uid is not None:
             for d in (ap.state, ap.home, ap.run):
                 _chown_tree(d, rt.uid)
