@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from conftest import make_config, start_daemon, stop_daemon
 from hyperhive.agentconfig import manager_agent_toml
 from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.core.daemon import Daemon
 from hyperhive.names import MANAGER
 from hyperhive.offline_model.server import OfflineModelServer
-from conftest import make_config, start_daemon, stop_daemon
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +84,8 @@ class Rig:
 
     def idle(self, name: str) -> bool:
         rt = self.s.lifecycle.agents.get(name)
-        return rt is not None and rt.state == "running" and rt.harness_state == "idle" and not self.s.broker.unread(name)
+        running = rt is not None and rt.state == "running" and rt.harness_state == "idle"
+        return running and not self.s.broker.unread(name)
 
     def pending(self, kind: str, agent: str) -> dict[str, Any] | None:
         return next((a for a in self.s.approvals.pending()
@@ -115,7 +116,8 @@ def seed_manager_with_python(config: Any) -> None:
     default = 'bash = ["git *", "cd *", "ls *", "pwd"]'
     toml = manager_agent_toml()
     assert default in toml, "the manager template changed: revisit this seed"
-    ConfigRepos(config.paths).seed(MANAGER, toml=toml.replace(default, 'bash = ["git *", "cd *", "ls *", "pwd", "python3 *"]'))
+    widened = 'bash = ["git *", "cd *", "ls *", "pwd", "python3 *"]'
+    ConfigRepos(config.paths).seed(MANAGER, toml=toml.replace(default, widened))
 
 
 @pytest.fixture
@@ -204,8 +206,10 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
     await rig.until("scout to come back on its old config", lambda: rig.idle("scout"))
     assert rig.s.lifecycle.agents["scout"].handle.pid != old_pid  # restarted, not left alone
     await rig.hive("send", "scout", "still there?")
-    await rig.until("scout's answer on the old config",
-                    lambda: any(m.body == "operator said: still there?" for m in rig.s.broker.recent("operator", 50)))  # fmt: skip
+    await rig.until(
+        "scout's answer on the old config",
+        lambda: any(m.body == "operator said: still there?" for m in rig.s.broker.recent("operator", 50)),
+    )
 
     # 7. A denied change: denied/<id> annotated with the operator's reason; nothing restarts.
     pid = rig.s.lifecycle.agents["scout"].handle.pid
@@ -218,8 +222,10 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
     # The applied repo's tags record every request.
     f, b, d = first["id"], broken["id"], denied["id"]
     tags = rig.git("tag", "-l").split()
-    assert sorted(tags) == sorted([f"proposal/{f}", f"approved/{f}", f"deployed/{f}",
-                                   f"proposal/{b}", f"approved/{b}", f"failed/{b}", f"proposal/{d}", f"denied/{d}"])  # fmt: skip
+    assert sorted(tags) == sorted(
+        [f"proposal/{f}", f"approved/{f}", f"deployed/{f}", f"proposal/{b}", f"approved/{b}", f"failed/{b}",
+         f"proposal/{d}", f"denied/{d}"]
+    )  # fmt: skip
     assert rig.git("rev-parse", "main").strip() == first["sha"]
     assert rig.git("rev-parse", f"failed/{b}^{{commit}}").strip() == broken["sha"]
     failed_note = rig.git("tag", "-l", "--format=%(contents)", f"failed/{b}")
@@ -239,3 +245,8 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
     assert "/nonexistent/server" in (rig.resolved(b) or {})["note"]
     assert (rig.resolved(d) or {})["note"] == "keep scout on sonnet for now"
     assert [e["agent"] for e in rig.events("spawned")] == ["scout"]
+    # The broken harness's exit during the deploy is also an exit the core did not ask for: one
+    # container_crash carries its last lines (the failed approval carries the same error).
+    (crash,) = rig.events("container_crash")
+    assert crash["agent"] == "scout" and crash["exit_code"] == 3 and crash["signal"] is None
+    assert any("/nonexistent/server" in line for line in crash["last_lines"])
