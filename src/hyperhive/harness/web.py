@@ -1,27 +1,100 @@
-"""The per-agent web app on /run/hive/web.sock: state, the event trail (history + SSE), and the
-operator's controls. The core proxies it under /agent/<name>/ behind the dashboard session."""
+"""The per-agent web app on /run/hive/web.sock: the page, state, the event trail (history + SSE),
+the inbox, token/cost stats, the operator's controls and the login panel. The core proxies it
+under /agent/<name>/ behind the dashboard session, so the page uses relative URLs only (and the
+core's own `POST /api/send` for operator messages: this socket cannot send as the operator).
+"""
 
 from __future__ import annotations
 
+import html
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from hyperhive.errors import HiveError
+from hyperhive.harness.login import LoginSession
 from hyperhive.sse import sse_response
 
 if TYPE_CHECKING:
     from hyperhive.harness.loop import Harness
 
-__all__ = ["create_agent_app"]
+__all__ = ["STATIC_DIR", "create_agent_app", "trail_stats"]
 
 MAX_FORM = 128 * 1024
+STATIC_DIR = Path(__file__).parent / "static"
+INBOX_DEFAULT = 20
+DURATIONS_KEPT = 60
 
 
-def create_agent_app(harness: Harness) -> Starlette:
+class BodyTooLarge(HiveError):
+    code = "too_large"
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def trail_stats(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Token and cost accounting over the trail: the sums of every `turn_end`'s usage and cost,
+    turn counts, and the latest turn durations (for the chart)."""
+    out: dict[str, Any] = {
+        "turns": 0, "ok": 0, "failed": 0, "cancelled": 0, "input_tokens": 0, "output_tokens": 0,
+        "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0, "cost_usd": 0.0,
+        "total_ms": 0, "durations": [], "since": None,
+    }  # fmt: skip
+    durations: list[dict[str, Any]] = []
+    for event in events:
+        if event.get("kind") != "turn_end":
+            continue
+        p = event.get("payload") or {}
+        out["turns"] += 1
+        if out["since"] is None:
+            out["since"] = event.get("ts")
+        if p.get("cancelled"):
+            out["cancelled"] += 1
+        elif p.get("ok"):
+            out["ok"] += 1
+        else:
+            out["failed"] += 1
+        raw_usage = p.get("usage")
+        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
+        for key in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+            out[key] += int(_num(usage.get(key)))
+        out["cost_usd"] += _num(p.get("cost_usd"))
+        ms = int(_num(p.get("duration_ms")))
+        out["total_ms"] += ms
+        durations.append({"id": event.get("id"), "ts": event.get("ts"), "ms": ms, "ok": bool(p.get("ok"))})
+    out["durations"] = durations[-DURATIONS_KEPT:]
+    out["cost_usd"] = round(out["cost_usd"], 6)
+    return out
+
+
+def _page(harness: Harness, prefix: str) -> str:
+    template = (STATIC_DIR / "agent.html").read_text(encoding="utf-8")
+    base = f'<base href="{html.escape(prefix.rstrip("/") + "/", quote=True)}">' if prefix else ""
+    return (
+        template.replace("{{base}}", base)
+        .replace("{{name}}", html.escape(harness.name))
+        .replace("{{role}}", "manager" if harness.manager else "agent")
+    )
+
+
+def create_agent_app(harness: Harness, *, environ: dict[str, str] | None = None) -> Starlette:
+    env = dict(environ if environ is not None else harness.environ)
+
+    def _logged_in() -> None:
+        harness.bus.emit("note", {"text": "login command finished: logged in (operator)"})
+        harness.login_succeeded()
+
+    login = LoginSession(env, home=harness.paths.home, on_success=_logged_in)
+
     def state() -> dict[str, Any]:
         return {
             "name": harness.name,
@@ -38,30 +111,53 @@ def create_agent_app(harness: Harness) -> Starlette:
             "events_persistent": harness.bus.persistent,
             "events_store_error": harness.bus.store_error,
             "last_event_id": harness.bus.last_id,
+            "login": login.snapshot(),
         }
+
+    async def index(request: Request) -> HTMLResponse:
+        prefix = request.headers.get("x-forwarded-prefix", "").strip()
+        if prefix and not prefix.startswith("/"):
+            prefix = ""
+        return HTMLResponse(_page(harness, prefix), headers={"cache-control": "no-store"})
 
     async def api_state(request: Request) -> JSONResponse:
         return JSONResponse(state())
 
     async def history(request: Request) -> JSONResponse:
-        after = int(request.query_params.get("after", "0") or 0)
+        try:
+            after = max(0, int(request.query_params.get("after", "0") or 0))
+        except ValueError:
+            return JSONResponse({"error": "after must be an integer"}, status_code=400)
         events = [e.to_json() for e in harness.bus.history(after=after)]
         return JSONResponse({"events": events, "last_event_id": harness.bus.last_id})
 
     async def stream(request: Request) -> Response:
         return sse_response(request, harness.bus)
 
+    async def inbox(request: Request) -> JSONResponse:
+        try:
+            limit = min(200, max(1, int(request.query_params.get("limit", INBOX_DEFAULT))))
+        except ValueError:
+            limit = INBOX_DEFAULT
+        try:
+            reply = await harness.client.call("recent", limit=limit)
+        except (HiveError, OSError) as exc:
+            return JSONResponse({"messages": [], "error": getattr(exc, "message", str(exc))}, status_code=502)
+        return JSONResponse({"messages": reply.get("messages", [])})
+
+    async def stats(request: Request) -> JSONResponse:
+        return JSONResponse(trail_stats([e.to_json() for e in harness.bus.history()]))
+
     async def _form(request: Request) -> dict[str, Any]:
         body = await request.body()
         if len(body) > MAX_FORM:
-            raise HiveError("request body too large")
+            raise BodyTooLarge("request body too large")
         if request.headers.get("content-type", "").startswith("application/json"):
-            import json
-
-            data = json.loads(body or b"{}")
+            try:
+                data = json.loads(body or b"{}")
+            except ValueError as exc:
+                raise HiveError(f"bad json: {exc}") from exc
             return data if isinstance(data, dict) else {}
-        from urllib.parse import parse_qs
-
         return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
 
     def control(fn: Any) -> Any:
@@ -69,6 +165,8 @@ def create_agent_app(harness: Harness) -> Starlette:
             try:
                 data = await _form(request)
                 result = await fn(data)
+            except BodyTooLarge as exc:
+                return JSONResponse({"ok": False, "error": exc.message}, status_code=413)
             except HiveError as exc:
                 return JSONResponse({"ok": False, "error": exc.message}, status_code=409)
             return JSONResponse({"ok": True, "result": result, "state": state()})
@@ -89,13 +187,39 @@ def create_agent_app(harness: Harness) -> Starlette:
         harness.new_session()
         return "new session on the next turn"
 
+    async def do_login_start(data: dict[str, Any]) -> dict[str, Any]:
+        snap = await login.start()
+        harness.bus.emit("note", {"text": "login started by the operator: " + snap["command"]})
+        # Give the command a moment to print its URL, bounded: the page also polls.
+        for _ in range(50):
+            if login.url is not None or not login.running:
+                break
+            await login.wait(0.1)
+        return login.snapshot()
+
+    async def do_login_code(data: dict[str, Any]) -> dict[str, Any]:
+        await login.send_code(str(data.get("code", "")))
+        return await login.wait(5.0)
+
+    async def login_status(request: Request) -> JSONResponse:
+        return JSONResponse(login.snapshot())
+
     routes = [
+        Route("/", index),
         Route("/api/state", api_state),
+        Route("/api/inbox", inbox),
+        Route("/api/stats", stats),
+        Route("/api/login", login_status),
         Route("/events/history", history),
         Route("/events/stream", stream),
         Route("/api/cancel", control(do_cancel), methods=["POST"]),
         Route("/api/compact", control(do_compact), methods=["POST"]),
         Route("/api/model", control(do_model), methods=["POST"]),
         Route("/api/new-session", control(do_new_session), methods=["POST"]),
+        Route("/api/login/start", control(do_login_start), methods=["POST"]),
+        Route("/api/login/code", control(do_login_code), methods=["POST"]),
+        Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.state.login = login
+    return app

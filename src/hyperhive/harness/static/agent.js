@@ -1,0 +1,592 @@
+/* hyperhive — the per-agent page: live terminal, state badge, model chip, slash commands, inbox,
+ * stats and the login panel. Served by the agent's harness and reached through the core at
+ * /agent/<name>/, so every harness URL here is RELATIVE ("api/state", "events/stream"); the one
+ * absolute URL is the core's own POST /api/send (the harness socket cannot send as the operator).
+ *
+ * Uses the core's shared helpers: window.hive from /static/common/live.js (post/getJSON with the
+ * CSRF header, toast, busy, el, fmt*, stream) and hive.Terminal from /static/common/terminal.js
+ * (sticky-bottom log with the "↓ N new" pill). Agent text only ever goes through textContent
+ * (hive.el builds text nodes); nothing the agent says is parsed as HTML.
+ */
+(function () {
+  "use strict";
+  const hive = window.hive;
+  const el = hive.el;
+  const NAME = document.body.dataset.agent;
+  const $ = (id) => document.getElementById(id);
+
+  const COMMANDS = [
+    ["/help", "list the commands"],
+    ["/clear", "clear this view (the trail is kept: reload brings it back)"],
+    ["/model ", "/model <name> — use <name> from the next turn; /model default clears the override"],
+    ["/compact", "compact the current session"],
+    ["/cancel", "interrupt the turn in flight, or end a nap"],
+    ["/new-session", "start a fresh claude session on the next turn"],
+  ];
+  const COLLAPSE_CHARS = 600;
+  const COLLAPSE_LINES = 8;
+  const HH = "mcp__hyperhive__";
+
+  let term = null;
+  let snap = null; // the last /api/state
+  let online = false;
+  let offlineSince = Date.now() / 1000;
+  let lastId = 0; // the newest event id rendered: history and stream never repeat one
+  let live = null;
+  let reconnectTimer = null;
+  let loginPoll = null;
+  let refreshTimer = null;
+  const toolNames = {};
+
+  const now = () => Date.now() / 1000;
+
+  /* ---- small builders ---------------------------------------------------------------------- */
+
+  function tsSpan(e) {
+    return el("span", { class: "ts" }, e && e.ts ? hive.fmtClock(e.ts) : hive.fmtClock(now()));
+  }
+
+  function row(cls, e, ...children) {
+    const attrs = { class: "hh-term-row " + cls };
+    if (e && e.id) attrs.dataset = { id: String(e.id), kind: e.kind };
+    return el("div", attrs, tsSpan(e), ...children);
+  }
+
+  function line(cls, ...children) {
+    return el("span", { class: "line " + cls }, ...children);
+  }
+
+  function asText(value) {
+    if (value === null || value === undefined) return "";
+    if (typeof value === "string") return value;
+    if (Array.isArray(value)) {
+      return value.map((b) => (b && typeof b === "object" ? (b.type === "text" ? String(b.text || "") : JSON.stringify(b)) : String(b))).join("\n");
+    }
+    try { return JSON.stringify(value); } catch (_e) { return String(value); }
+  }
+
+  function oneLine(text, limit) {
+    const flat = String(text).replace(/\s+/g, " ").trim();
+    return flat.length > limit ? flat.slice(0, limit - 1) + "…" : flat;
+  }
+
+  /* a block of text, collapsed behind a <details> when it is long */
+  function maybeCollapsed(cls, prefix, text) {
+    const lines = text.split("\n");
+    if (text.length <= COLLAPSE_CHARS && lines.length <= COLLAPSE_LINES) {
+      return line(cls, prefix, el("pre", {}, text));
+    }
+    const summary = prefix + oneLine(lines[0], 100) + "  (" + lines.length + " lines, " + text.length + " chars)";
+    return el("details", { class: "line " + cls + " collapsed" }, el("summary", {}, summary), el("pre", {}, text));
+  }
+
+  function diffBlock(tool, path, oldText, newText) {
+    const oldLines = oldText ? String(oldText).split("\n") : [];
+    const newLines = newText ? String(newText).split("\n") : [];
+    const pre = el("pre", { class: "diff" });
+    if (oldLines.length) pre.appendChild(el("span", { class: "hunk" }, "@@ " + path + " @@\n"));
+    for (const l of oldLines) pre.appendChild(el("span", { class: "del" }, "- " + l + "\n"));
+    for (const l of newLines) pre.appendChild(el("span", { class: "add" }, "+ " + l + "\n"));
+    const stat = (oldLines.length ? "−" + oldLines.length + " " : "") + "+" + newLines.length;
+    return el("details", { class: "line tool diff-tool", dataset: { tool } },
+      el("summary", {}, tool + " ", el("span", { class: "arg" }, String(path || "?")), "  (" + stat + ")"), pre);
+  }
+
+  /* ---- tool calls, per tool ---------------------------------------------------------------- */
+
+  function toolUse(block) {
+    const name = String(block.name || "?");
+    const input = block.input && typeof block.input === "object" ? block.input : {};
+    if (block.id) toolNames[block.id] = name;
+    const tool = (label, arg, cls) => line("tool" + (cls ? " " + cls : ""), label, el("span", { class: "arg" }, String(arg)));
+    switch (name) {
+      case "Read": {
+        let where = String(input.file_path || "?");
+        if (input.offset || input.limit) where += " [" + (input.offset || 0) + (input.limit ? "+" + input.limit : "") + "]";
+        return tool("Read ", where);
+      }
+      case "Bash":
+        return tool("Bash $ ", input.command || "");
+      case "Write":
+        return diffBlock("Write", input.file_path, "", input.content);
+      case "Edit":
+        return diffBlock("Edit", input.file_path, input.old_string, input.new_string);
+      case "MultiEdit": {
+        const wrap = el("span", { class: "line" });
+        for (const edit of input.edits || []) wrap.appendChild(diffBlock("Edit", input.file_path, edit.old_string, edit.new_string));
+        return wrap;
+      }
+      case "Glob":
+        return tool("Glob ", (input.pattern || "") + (input.path ? "  in " + input.path : ""));
+      case "Grep":
+        return tool("Grep ", (input.pattern || "") + (input.path ? "  in " + input.path : ""));
+      case HH + "send":
+        return line("tool send", "send → ", el("span", { class: "who" }, String(input.to || "?")), ": ",
+          el("span", { class: "arg" }, String(input.body || "")));
+      case HH + "recv":
+        return tool("recv ", "wait " + (input.wait_seconds || 0) + " s");
+      case HH + "nap":
+        return tool("nap ", (input.seconds || "?") + " s");
+      case HH + "ask":
+        return tool("ask → " + (input.to || "operator") + ": ", input.question || "");
+      default: {
+        const short = name.startsWith(HH) ? name.slice(HH.length) : name;
+        let args = "";
+        try { args = JSON.stringify(input); } catch (_e) { args = String(input); }
+        return tool(short + " ", oneLine(args, 300));
+      }
+    }
+  }
+
+  function toolResult(block) {
+    const name = toolNames[block.tool_use_id] || "";
+    const text = asText(block.content);
+    const cls = "result" + (block.is_error ? " error" : "");
+    const prefix = "↳ " + (block.is_error ? "error " : "") + (name ? (name.startsWith(HH) ? name.slice(HH.length) : name) + ": " : "");
+    return maybeCollapsed(cls, prefix, text || "(no output)");
+  }
+
+  /* ---- one renderer per event kind (null hides the row) ------------------------------------ */
+
+  function renderStream(e) {
+    const p = e.payload || {};
+    const parts = [];
+    switch (p.type) {
+      case "assistant": {
+        for (const b of Array.isArray(p.content) ? p.content : []) {
+          if (!b || typeof b !== "object") continue;
+          if (b.type === "text") { if (String(b.text || "").trim()) parts.push(line("agent-text", String(b.text))); }
+          else if (b.type === "thinking") parts.push(maybeCollapsed("thinking", "✻ ", String(b.thinking || "")));
+          else if (b.type === "tool_use" || b.type === "server_tool_use") parts.push(toolUse(b));
+          else if (b.type === "tool_result") parts.push(toolResult(b));
+          else parts.push(hive.jsonFallback(b));
+        }
+        if (p.error) parts.push(line("note warning", "model error: " + String(p.error)));
+        break;
+      }
+      case "user": {
+        if (typeof p.content === "string") { parts.push(line("result", oneLine(p.content, 200))); break; }
+        for (const b of Array.isArray(p.content) ? p.content : []) {
+          if (b && b.type === "tool_result") parts.push(toolResult(b));
+          else if (b && b.type === "text") parts.push(line("result", oneLine(String(b.text || ""), 200)));
+        }
+        break;
+      }
+      case "system":
+        if (p.subtype === "init") return null; // session noise
+        parts.push(line("state-line", "system " + String(p.subtype || "") + " " + oneLine(asText(p.data), 200)));
+        break;
+      case "result":
+        if (!p.is_error) return null; // turn_end carries the summary
+        parts.push(line("note warning", "result: " + oneLine(asText(p.result || p.subtype), 300)));
+        break;
+      case "stream_event":
+      case "rate_limit_event":
+        return null;
+      default:
+        return row("stream unknown", e, hive.jsonFallback(e));
+    }
+    if (!parts.length) return null;
+    return row("stream " + String(p.type), e, ...parts);
+  }
+
+  const renderers = {
+    turn_start(e) {
+      const p = e.payload || {};
+      const body = String(p.body === undefined ? "" : p.body);
+      const extra = [];
+      if (p.unread) extra.push(" · " + p.unread + " unread");
+      if (p.redelivered) extra.push(" · redelivered");
+      return row("turn-start in", e,
+        line("", "▶ ", el("span", { class: "who" }, String(p.from || "?")), " → " + NAME + (p.id ? " #" + p.id : "") + extra.join("") + ":"),
+        el("pre", { class: "body" }, body));
+    },
+    stream: renderStream,
+    note(e) {
+      const p = e.payload || {};
+      return row("note-row", e, line("note " + String(p.level || ""), "· " + String(p.text || "")));
+    },
+    turn_end(e) {
+      const p = e.payload || {};
+      const u = p.usage || {};
+      const bits = [];
+      if (p.duration_ms !== undefined && p.duration_ms !== null) bits.push((p.duration_ms / 1000).toFixed(1) + " s");
+      if (u.input_tokens !== undefined) bits.push((u.input_tokens || 0) + " in / " + (u.output_tokens || 0) + " out tok");
+      if (p.cost_usd) bits.push("$" + Number(p.cost_usd).toFixed(4));
+      if (p.model) bits.push(String(p.model));
+      let cls = "ok", head = "■ turn done";
+      if (p.cancelled) { cls = "cancelled"; head = "■ turn cancelled"; }
+      else if (!p.ok) { cls = "fail"; head = "✗ turn failed"; }
+      const text = head + (bits.length ? " · " + bits.join(" · ") : "") + (!p.ok && p.note ? " · " + oneLine(String(p.note), 300) : "");
+      return row("turn-end-row", e, line("turn-end " + cls, text));
+    },
+    state_changed(e) {
+      const p = e.payload || {};
+      if (p.state === "napping") return row("state-row", e, line("state-line", "· napping until " + hive.fmtClock(p.until)));
+      if (p.state === "compacting") return row("state-row", e, line("state-line", "· compacting 📦"));
+      if (p.state === "needs_login") return row("state-row", e, line("note warning", "needs login: use the login panel above"));
+      return null;
+    },
+    model_changed(e) {
+      const p = e.payload || {};
+      const parts = [line("model-line", "· model → " + String(p.model || "default") + (p.override ? "" : " (the config's default)") + " from the next turn")];
+      if (p.warning) parts.push(line("note warning", String(p.warning)));
+      return row("model-row", e, ...parts);
+    },
+    ui(e) {
+      const cls = "ui-note" + (e.level === "error" ? " error" : "");
+      return row("ui-row", null, line(cls, el("pre", {}, String(e.text))));
+    },
+  };
+
+  function note(text, level) {
+    term.append({ kind: "ui", text, level });
+  }
+
+  /* ---- header: state badge, model chip, last turn ------------------------------------------ */
+
+  const LABELS = { idle: "idle", thinking: "thinking", compacting: "compacting 📦", needs_login: "needs login",
+    starting: "starting", offline: "offline" };
+
+  function renderHeader() {
+    const t = now();
+    const st = online && snap ? snap.state : "offline";
+    const since = online && snap ? snap.state_since : offlineSince;
+    let label = LABELS[st] || st;
+    if (st === "napping") {
+      const left = snap.nap_until ? snap.nap_until - t : 0;
+      label = "napping 😴 · " + hive.fmtMMSS(Math.max(0, left));
+    }
+    const badge = $("state-badge");
+    badge.textContent = label + " · " + hive.fmtAge(t - (since || t));
+    badge.className = "badge " + st.replace("_", "-");
+    badge.dataset.state = st;
+    badge.title = "since " + hive.fmtClock(since);
+    $("cancel-btn").classList.toggle("hidden", st !== "thinking");
+    $("end-nap-btn").classList.toggle("hidden", st !== "napping");
+    $("conn").textContent = online ? "live" : "offline · reconnecting";
+    if (!snap) return;
+    const chip = $("model-chip");
+    const model = snap.model || "default";
+    let status;
+    if (snap.model_active && snap.model_active === snap.model) status = "active";
+    else status = "queued for next turn";
+    chip.textContent = "model " + model + " · " + status + (snap.model_queued_at ? " · switched " + hive.fmtClock(snap.model_queued_at) : "");
+    chip.dataset.model = model;
+    chip.dataset.status = status;
+    chip.title = "default " + (snap.model_default || "—") + (snap.model_override ? ", override " + snap.model_override : "") +
+      (snap.model_active ? ", last turn ran " + snap.model_active : "");
+    $("last-turn").textContent = snap.last_turn_ms === null || snap.last_turn_ms === undefined
+      ? "last turn —" : "last turn " + (snap.last_turn_ms / 1000).toFixed(1) + " s";
+    $("store-chip").classList.toggle("hidden", snap.events_persistent !== false);
+    if (snap.events_store_error) $("store-chip").title = "event trail not persisted: " + snap.events_store_error;
+    renderLogin(snap.login, st === "needs_login");
+  }
+
+  async function refreshState() {
+    try {
+      snap = await hive.getJSON("api/state");
+    } catch (_err) {
+      setOnline(false);
+      return;
+    }
+    renderHeader();
+  }
+
+  function refreshSoon() {
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(() => { refreshTimer = null; refreshState(); }, 150);
+  }
+
+  function setOnline(value) {
+    if (online === value) return;
+    online = value;
+    if (!value) offlineSince = now();
+    renderHeader();
+  }
+
+  /* ---- the live trail ----------------------------------------------------------------------- */
+
+  function onEvent(e) {
+    if (!e || typeof e.id !== "number" || e.id <= lastId) return;
+    lastId = e.id;
+    term.append(e);
+    const p = e.payload || {};
+    if (snap && e.kind === "state_changed") {
+      snap.state = p.state;
+      snap.state_since = p.since || e.ts;
+      if (p.until) snap.nap_until = p.until;
+      renderHeader();
+    }
+    if (e.kind === "turn_end") {
+      if (snap && p.duration_ms !== undefined) snap.last_turn_ms = p.duration_ms;
+      refreshStats();
+      refreshInbox();
+    }
+    if (e.kind === "turn_start") refreshInbox();
+    if (e.kind === "state_changed" || e.kind === "model_changed" || e.kind === "turn_end" || e.kind === "turn_start") refreshSoon();
+  }
+
+  async function loadHistory() {
+    const h = await hive.getJSON("events/history?after=" + lastId);
+    const fresh = (h.events || []).filter((e) => e.id > lastId);
+    if (fresh.length) {
+      term.appendMany(fresh);
+      lastId = fresh[fresh.length - 1].id;
+    }
+    term.scrollToBottom();
+  }
+
+  function connect() {
+    if (live) live.close();
+    live = hive.stream("events/stream", {
+      after: lastId,
+      onEvent,
+      onOpen() { setOnline(true); refreshState(); },
+      onError(_e, readyState) {
+        setOnline(false);
+        if (readyState === 2 && !reconnectTimer) { // closed for good (e.g. a 502 from the proxy): retry
+          reconnectTimer = setTimeout(() => { reconnectTimer = null; connect(); }, 2000);
+        }
+      },
+    });
+    // stream.last starts at lastId: the server resumes after it, the helper drops anything older
+  }
+
+  /* ---- inbox and stats ---------------------------------------------------------------------- */
+
+  async function refreshInbox() {
+    let reply;
+    try { reply = await hive.getJSON("api/inbox?limit=20"); } catch (_e) { return; }
+    const list = $("inbox");
+    const msgs = reply.messages || [];
+    $("inbox-count").textContent = msgs.length ? "last " + msgs.length : "";
+    if (!msgs.length) { list.replaceChildren(el("li", { class: "hh-empty" }, "no messages yet")); return; }
+    list.replaceChildren(...msgs.map((m) => el("li", { class: m.acked_at ? "acked" : "pending", dataset: { id: String(m.id) } },
+      el("span", { class: "meta" }, "#" + m.id + " from " + m.sender + " · " + hive.fmtClock(m.sent_at)),
+      el("span", { class: "body" }, oneLine(String(m.body || ""), 400)))));
+  }
+
+  async function refreshStats() {
+    let s;
+    try { s = await hive.getJSON("api/stats"); } catch (_e) { return; }
+    const box = $("stats");
+    const kv = (k, v) => [el("span", { class: "k" }, k), el("span", { class: "v", dataset: { stat: k } }, String(v))];
+    const avg = s.turns ? (s.total_ms / s.turns / 1000).toFixed(1) + " s" : "—";
+    box.replaceChildren(
+      ...kv("turns", s.turns + " (" + s.ok + " ok, " + s.failed + " failed, " + s.cancelled + " cancelled)"),
+      ...kv("tokens in", s.input_tokens), ...kv("tokens out", s.output_tokens),
+      ...kv("cache read", s.cache_read_input_tokens), ...kv("cache write", s.cache_creation_input_tokens),
+      ...kv("cost", "$" + Number(s.cost_usd || 0).toFixed(4)), ...kv("avg turn", avg));
+    $("stats-since").textContent = s.since ? "since " + new Date(s.since * 1000).toLocaleString() : "";
+    drawChart(s.durations || []);
+  }
+
+  function drawChart(points) {
+    const svg = $("turn-chart");
+    const NS = "http://www.w3.org/2000/svg";
+    svg.replaceChildren();
+    if (!points.length) return;
+    const max = Math.max(...points.map((p) => p.ms), 1);
+    const w = 300 / points.length;
+    points.forEach((p, i) => {
+      const h = Math.max(1, (p.ms / max) * 56);
+      const r = document.createElementNS(NS, "rect");
+      r.setAttribute("x", String(i * w + 0.5));
+      r.setAttribute("y", String(60 - h));
+      r.setAttribute("width", String(Math.max(0.5, w - 1)));
+      r.setAttribute("height", String(h));
+      r.setAttribute("class", p.ok ? "ok" : "fail");
+      const title = document.createElementNS(NS, "title");
+      title.textContent = (p.ms / 1000).toFixed(1) + " s at " + hive.fmtClock(p.ts);
+      r.appendChild(title);
+      svg.appendChild(r);
+    });
+  }
+
+  /* ---- login panel -------------------------------------------------------------------------- */
+
+  function renderLogin(login, needed) {
+    const panel = $("login-panel");
+    const show = needed || (login && (login.running || login.note));
+    panel.classList.toggle("hidden", !show);
+    if (!login) return;
+    const urlOk = login.url && /^https?:\/\//.test(login.url);
+    $("login-url-row").classList.toggle("hidden", !urlOk);
+    if (urlOk) { $("login-url").href = login.url; $("login-url").textContent = login.url; }
+    $("login-code-form").classList.toggle("hidden", !login.running);
+    $("login-output").textContent = (login.output || []).join("\n");
+    $("login-status").textContent = login.running ? "login running…" : (login.note || "");
+    $("login-start").textContent = login.started ? "restart login" : "start login";
+    $("login-start").disabled = !!login.running;
+    if (login.running && !loginPoll) {
+      loginPoll = setInterval(async () => {
+        try {
+          const l = await hive.getJSON("api/login");
+          if (snap) snap.login = l;
+          renderLogin(l, snap && snap.state === "needs_login");
+          if (!l.running) { clearInterval(loginPoll); loginPoll = null; refreshState(); }
+        } catch (_e) { /* the next tick tries again */ }
+      }, 1000);
+    }
+  }
+
+  function wireLogin() {
+    $("login-start").addEventListener("click", () => hive.busy($("login-start"), async () => {
+      const r = await hive.post("api/login/start", {});
+      if (snap) snap.login = r.result;
+      renderLogin(r.result, true);
+    }));
+    $("login-code-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      hive.busy($("login-code-btn"), async () => {
+        const r = await hive.post("api/login/code", { code: $("login-code").value });
+        $("login-code").value = "";
+        if (snap) snap.login = r.result;
+        renderLogin(r.result, true);
+        hive.toast(r.result.note || "code sent", r.result.exit_code ? "error" : "ok");
+      });
+    });
+  }
+
+  /* ---- the prompt and slash commands -------------------------------------------------------- */
+
+  async function control(path, data) {
+    const r = await hive.post(path, data || {});
+    if (r.state) { snap = r.state; renderHeader(); }
+    return r.result;
+  }
+
+  async function slash(text) {
+    const [cmd, ...rest] = text.trim().split(/\s+/);
+    const arg = rest.join(" ");
+    try {
+      switch (cmd) {
+        case "/help":
+          note(COMMANDS.map(([c, h]) => c.trim().padEnd(13) + " " + h).join("\n") +
+            "\nenter sends a message to " + NAME + " as the operator · shift+enter adds a newline · tab completes");
+          return;
+        case "/clear":
+          term.clear();
+          note("view cleared — the trail is kept (reload to see it again)");
+          return;
+        case "/model": {
+          if (!arg) {
+            note("model " + (snap && snap.model) + " (default " + (snap && snap.model_default) + "). usage: /model <name>, /model default");
+            return;
+          }
+          const result = await control("api/model", { model: arg === "default" ? "" : arg });
+          note(String(result));
+          return;
+        }
+        case "/compact":
+          note("compacting…");
+          note(String(await control("api/compact")));
+          return;
+        case "/cancel":
+          note(String(await control("api/cancel")));
+          return;
+        case "/new-session":
+          note(String(await control("api/new-session")));
+          return;
+        default:
+          note("unknown command " + cmd + " — try /help", "error");
+      }
+    } catch (err) {
+      note(cmd + ": " + (err && err.message ? err.message : String(err)), "error");
+    }
+  }
+
+  async function sendMessage(body) {
+    try {
+      const r = await hive.post("/api/send", { to: NAME, body });
+      const id = r && (r.id || (r.result && r.result.id));
+      note("→ sent to " + NAME + (id ? " as message #" + id : ""));
+      return true;
+    } catch (err) {
+      note("send failed: " + (err && err.message ? err.message : String(err)), "error");
+      return false;
+    }
+  }
+
+  function complete(input) {
+    const value = input.value;
+    if (!value.startsWith("/")) return false;
+    if (/\s/.test(value)) return true; // a command with its argument: nothing to complete
+    const matches = COMMANDS.map(([c]) => c).filter((c) => c.startsWith(value) && c !== value);
+    if (matches.length === 1) {
+      input.value = matches[0];
+    } else if (matches.length > 1) {
+      let prefix = matches[0];
+      for (const m of matches) while (!m.startsWith(prefix)) prefix = prefix.slice(0, -1);
+      if (prefix.length > value.length) input.value = prefix;
+      else note(matches.map((m) => m.trim()).join("  "));
+    }
+    return true;
+  }
+
+  function buildPrompt() {
+    const input = el("textarea", { id: "term-input", rows: "1", spellcheck: "false", autocomplete: "off",
+      placeholder: "message " + NAME + " as the operator, or /help", "aria-label": "message or slash command" });
+    const wrap = el("div", { class: "term-prompt" }, el("span", { class: "caret" }, "›"), input,
+      el("span", { class: "hint" }, "enter send · shift+enter newline · tab complete"));
+    term.root.appendChild(wrap);
+    const grow = () => { input.style.height = "auto"; input.style.height = Math.min(input.scrollHeight, 160) + "px"; };
+    input.addEventListener("input", grow);
+    input.addEventListener("keydown", async (ev) => {
+      if (ev.key === "Tab" && !ev.shiftKey) {
+        if (complete(input)) ev.preventDefault();
+        return;
+      }
+      if (ev.key !== "Enter" || ev.shiftKey || ev.isComposing) return;
+      ev.preventDefault();
+      const text = input.value;
+      if (!text.trim() || input.dataset.busy) return;
+      input.dataset.busy = "1";
+      try {
+        if (text.trim().startsWith("/")) {
+          input.value = "";
+          grow();
+          await slash(text);
+        } else if (await sendMessage(text)) {
+          input.value = "";
+          grow();
+        }
+      } finally {
+        delete input.dataset.busy;
+      }
+      term.scrollToBottom();
+    });
+    return input;
+  }
+
+  /* ---- boot --------------------------------------------------------------------------------- */
+
+  async function boot() {
+    const host = $("term-host");
+    host.classList.add("agent-term");
+    term = new hive.Terminal(host, { renderers, maxRows: 2000 });
+    term.scroll.id = "term";
+    term.pill.id = "term-pill";
+    const input = buildPrompt();
+    $("cancel-btn").addEventListener("click", () => hive.busy($("cancel-btn"), async () => note(String(await control("api/cancel")))));
+    $("end-nap-btn").addEventListener("click", () => hive.busy($("end-nap-btn"), async () => note(String(await control("api/cancel")))));
+    wireLogin();
+    renderHeader();
+    await refreshState();
+    try {
+      await loadHistory();
+    } catch (err) {
+      note("could not load the trail: " + (err && err.message ? err.message : String(err)), "error");
+    }
+    connect();
+    refreshInbox();
+    refreshStats();
+    setInterval(renderHeader, 1000);
+    input.focus();
+    document.body.dataset.ready = "1";
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);
+  else boot();
+})();
