@@ -1,20 +1,66 @@
-"""Dashboard app factory (placeholder until the dashboard lands in this same change)."""
+"""The operator's dashboard: one authenticated origin for the hive (DESIGN §9, issue 6).
+
+`create_app(services)` → the ASGI app `hive serve` runs under uvicorn:
+
+    Guard (Host, session, CSRF, Origin, body cap, security headers)
+      ├─ /agent/<name>/…  → AgentProxy (the agent's harness on its web.sock)
+      └─ Starlette: /, /login, /logout, /api/*, /static/*
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hyperhive.dashboard.auth import Auth, Guard
+from hyperhive.dashboard.auth import login_url as _login_url
+from hyperhive.dashboard.proxy import PREFIX, AgentProxy
+from hyperhive.dashboard.views import routes
+
+__all__ = ["create_app", "login_url"]
+
+STATIC: Final = Path(__file__).resolve().parent / "static"
 
 
-def create_app(services: Any) -> Starlette:
-    async def index(request: Any) -> PlainTextResponse:
-        return PlainTextResponse("hyperhive dashboard")
+class _Dispatch:
+    """`/agent/…` to the proxy before Starlette's router (which would decode and re-route)."""
 
-    return Starlette(routes=[Route("/", index)])
+    def __init__(self, app: ASGIApp, proxy: AgentProxy) -> None:
+        self.app = app
+        self.proxy = proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and scope.get("path", "").startswith(PREFIX):
+            await self.proxy(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"ok": False, "error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def create_app(services: Any) -> ASGIApp:
+    paths = services.config.paths
+    auth = Auth(paths.token_file, paths.session_secret_file, services.config.host)
+    app = Starlette(
+        routes=[*routes(services, auth), Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static")],
+        exception_handlers={HTTPException: _http_error},
+    )
+    app.state.services = services
+    app.state.auth = auth
+    return Guard(_Dispatch(app, AgentProxy(services)), auth)
 
 
 def login_url(services: Any, host: str, port: int) -> str:
-    return f"http://{host}:{port}/"
+    """`http://HOST:PORT/login?token=…` (the token file is created on first use)."""
+    return _login_url(services, host, port)

@@ -147,7 +147,9 @@
     const o = opts || {};
     let last = o.after || 0;
     const sep = url.includes("?") ? "&" : "?";
-    const full = last ? url + sep + "last_event_id=" + encodeURIComponent(last) : url;
+    // always name the resume point (0 included): a reconnect before any event then still
+    // replays what was published in between; later reconnects send Last-Event-ID, which wins
+    const full = o.after !== undefined && o.after !== null ? url + sep + "last_event_id=" + encodeURIComponent(last) : url;
     const es = new EventSource(full, { withCredentials: false });
     const handle = (msg) => {
       const seq = Number(msg.lastEventId);

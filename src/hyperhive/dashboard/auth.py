@@ -1,0 +1,407 @@
+"""Dashboard access: the login token, the signed session cookie, CSRF, and the guard middleware.
+
+- A random token is created at first start (0600 file `paths.token_file`); `login_url()` puts it
+  in `/login?token=…`. `/login` compares it with `secrets.compare_digest`, sets a signed session
+  cookie (`hh_session`, HttpOnly, SameSite=Strict; key in the 0600 `paths.session_secret_file`)
+  and a readable CSRF cookie (`hh_csrf`, SameSite=Strict), then redirects to `/`.
+- `Guard` is a pure ASGI middleware (it never buffers a streamed response, so SSE and proxied
+  streams pass through): Host check (DNS rebinding), session on everything but `/login` and
+  `/static/`, Origin / Sec-Fetch-Site and the double-submit CSRF token on every unsafe method
+  (proxied agent POSTs included), a body cap (413), and the security headers on every answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qs, urlencode
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "CSRF_COOKIE",
+    "CSRF_HEADER",
+    "MAX_BODY",
+    "SESSION_COOKIE",
+    "Auth",
+    "Guard",
+    "csp_for",
+    "login_url",
+    "read_or_create_secret",
+]
+
+SESSION_COOKIE: Final = "hh_session"
+CSRF_COOKIE: Final = "hh_csrf"
+CSRF_HEADER: Final = "x-csrf-token"
+CSRF_FIELD: Final = "csrf"
+SESSION_MAX_AGE: Final = 30 * 86400
+MAX_BODY: Final = 1024 * 1024
+UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::", ""})
+PUBLIC_PREFIXES: Final = ("/static/",)
+PUBLIC_PATHS: Final = frozenset({"/login", "/favicon.ico"})
+
+
+def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
+    """The secret in `path`, created (0600, exclusive) on first use; a looser mode is tightened."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        if path.is_symlink():
+            raise PermissionError(f"{path} is a symlink; refusing to read a secret through it") from None
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+        value = path.read_text(encoding="ascii").strip()
+        if len(value) >= 32:
+            return value
+        # empty or truncated (a crash mid-write): write a fresh one
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+    value = secrets.token_urlsafe(nbytes)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(value + "\n")
+    os.chmod(path, 0o600)
+    return value
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def login_url(services: Any, host: str, port: int) -> str:
+    token = read_or_create_secret(services.config.paths.token_file)
+    shown = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    return f"http://{_url_host(shown)}:{port}/login?{urlencode({'token': token})}"
+
+
+def csp_for(script_src: str = "'self'") -> str:
+    return (
+        f"default-src 'self'; script-src {script_src}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+        "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+SECURITY_HEADERS: Final = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+)
+_OVERRIDDEN: Final = frozenset({b"content-security-policy", b"set-cookie"} | {k for k, _ in SECURITY_HEADERS})
+
+
+class Auth:
+    """The token, the session signer and the revocation list (logout) for one daemon."""
+
+    def __init__(self, token_file: Path, secret_file: Path, configured_host: str) -> None:
+        self.token = read_or_create_secret(token_file)
+        self._signer = URLSafeTimedSerializer(read_or_create_secret(secret_file, 48), salt="hh-session")
+        self._revoked: dict[str, float] = {}
+        hosts = set(LOCAL_HOSTS)
+        if configured_host not in WILDCARD_HOSTS:
+            hosts.add(configured_host.strip("[]").lower())
+        self.allowed_hosts = frozenset(hosts)
+
+    def check_token(self, candidate: str | None) -> bool:
+        if not candidate:
+            return False
+        return secrets.compare_digest(candidate.encode("utf-8", "surrogateescape"), self.token.encode())
+
+    def new_session(self) -> tuple[str, str]:
+        """(signed session cookie value, csrf token)."""
+        csrf = secrets.token_urlsafe(32)
+        value = self._signer.dumps({"sid": secrets.token_urlsafe(16), "csrf": csrf, "t": int(time.time())})
+        return value, csrf
+
+    def session(self, value: str | None) -> dict[str, Any] | None:
+        if not value:
+            return None
+        try:
+            data = self._signer.loads(value, max_age=SESSION_MAX_AGE)
+        except BadSignature:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("sid"), str) or not isinstance(data.get("csrf"), str):
+            return None
+        if data["sid"] in self._revoked:
+            return None
+        return data
+
+    def revoke(self, sid: str) -> None:
+        now = time.time()
+        self._revoked[sid] = now
+        for old, at in list(self._revoked.items()):
+            if now - at > SESSION_MAX_AGE:
+                del self._revoked[old]
+
+    def host_ok(self, host_header: str | None) -> bool:
+        if not host_header:
+            return False
+        host = host_header.strip().lower()
+        if host.startswith("["):
+            end = host.find("]")
+            if end < 0:
+                return False
+            name, rest = host[1:end], host[end + 1 :]
+            if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+                return False
+        else:
+            name, _, port = host.partition(":")
+            if port and not port.isdigit():
+                return False
+        return name in self.allowed_hosts
+
+
+# ---- helpers on raw ASGI scopes ----------------------------------------------------------------
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", ()):
+        if k == name:
+            return str(v.decode("latin-1"))
+    return None
+
+
+def cookies(scope: Scope) -> dict[str, str]:
+    raw = "; ".join(v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"cookie")
+    jar: SimpleCookie = SimpleCookie()
+    with contextlib.suppress(Exception):
+        jar.load(raw)
+    return {k: m.value for k, m in jar.items()}
+
+
+def _cookie_header(name: str, value: str, *, http_only: bool, max_age: int | None) -> bytes:
+    parts = [f"{name}={value}", "Path=/", "SameSite=Strict"]
+    if http_only:
+        parts.append("HttpOnly")
+    if max_age is not None:
+        parts.append(f"Max-Age={max_age}")
+    return "; ".join(parts).encode("latin-1")
+
+
+def session_cookies(value: str, csrf: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"set-cookie", _cookie_header(SESSION_COOKIE, value, http_only=True, max_age=SESSION_MAX_AGE)),
+        (b"set-cookie", _cookie_header(CSRF_COOKIE, csrf, http_only=False, max_age=SESSION_MAX_AGE)),
+    ]
+
+
+def clear_cookies() -> list[tuple[bytes, bytes]]:
+    return [
+        (b"set-cookie", _cookie_header(SESSION_COOKIE, "", http_only=True, max_age=0)),
+        (b"set-cookie", _cookie_header(CSRF_COOKIE, "", http_only=False, max_age=0)),
+    ]
+
+
+def wants_html(scope: Scope) -> bool:
+    accept = header(scope, b"accept") or ""
+    return scope.get("method") == "GET" and "text/html" in accept
+
+
+def page(title: str, text: str) -> bytes:
+    """A tiny self-contained page in the house style (no scripts)."""
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)} · hyperhive</title>"
+        '<link rel="stylesheet" href="/static/common/hive.css"></head><body><main class="hh-main">'
+        f'<section class="hh-section"><h2>◆ {html.escape(title)} ◆</h2>'
+        f'<div class="body"><p>{html.escape(text)}</p></div></section></main></body></html>'
+    ).encode()
+
+
+class _TooLarge(HTTPException):
+    """Raised from the capped `receive`: a route reading the body answers 413 through
+    Starlette's HTTPException handling; raised before any route, the guard answers it."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "request body over the size cap")
+
+
+async def send_simple(
+    send: Send, status: int, body: bytes, *, content_type: bytes, extra: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def refuse(scope: Scope, send: Send, status: int, message: str) -> None:
+    """An error as JSON for API/SSE callers, as a small page for a browser asking for HTML."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 4000 + status})
+        return
+    if wants_html(scope):
+        title = {401: "L0G1N R3QU1R3D", 403: "F0RB1DD3N", 404: "N0T F0UND", 413: "T00 L4RG3"}.get(status, "3RR0R")
+        if status == 401:
+            message = (
+                "no session. open the login url printed by `hive serve` (or run `hive dashboard-url`) in this browser."
+            )
+        await send_simple(send, status, page(title, message), content_type=b"text/html; charset=utf-8")
+    else:
+        body = json.dumps({"ok": False, "error": message}).encode()
+        await send_simple(send, status, body, content_type=b"application/json")
+
+
+class Guard:
+    """The checks every request passes before it reaches a route or the agent proxy."""
+
+    def __init__(self, app: ASGIApp, auth: Auth, *, max_body: int = MAX_BODY) -> None:
+        self.app = app
+        self.auth = auth
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        send = self._with_headers(scope, send)
+        hosts = [v for k, v in scope.get("headers", ()) if k == b"host"]
+        if len(hosts) != 1 or not self.auth.host_ok(hosts[0].decode("latin-1")):
+            await refuse(scope, send, 400 if scope["type"] == "http" else 403, "bad host header")
+            return
+        origin = header(scope, b"origin")
+        own_origin = f"http://{header(scope, b'host')}"
+        if scope["type"] == "websocket":
+            session = self.auth.session(cookies(scope).get(SESSION_COOKIE))
+            if session is None:
+                await refuse(scope, send, 401, "no session")
+                return
+            if origin is not None and origin != own_origin:
+                await refuse(scope, send, 403, "cross-origin websocket refused")
+                return
+            scope["hh_session"] = session
+            await self.app(scope, receive, send)
+            return
+
+        method = scope.get("method", "GET")
+        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+        session = self.auth.session(cookies(scope).get(SESSION_COOKIE))
+        if session is None and not public:
+            await refuse(scope, send, 401, "no session: log in with the url from `hive dashboard-url`")
+            return
+        scope["hh_session"] = session
+
+        length = header(scope, b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                await refuse(scope, send, 400, "bad content-length")
+                return
+            if int(length) > self.max_body:
+                await refuse(scope, send, 413, f"request body over the {self.max_body}-byte cap")
+                return
+
+        if method in UNSAFE_METHODS:
+            if origin is not None and origin != own_origin:
+                await refuse(scope, send, 403, "cross-origin request refused")
+                return
+            site = header(scope, b"sec-fetch-site")
+            if site is not None and site not in ("same-origin", "none"):
+                await refuse(scope, send, 403, f"cross-site request refused (sec-fetch-site: {site})")
+                return
+            if session is None:
+                await refuse(scope, send, 401, "no session")
+                return
+            token = header(scope, CSRF_HEADER.encode())
+            replay: list[Message] | None = None
+            if token is None and (header(scope, b"content-type") or "").startswith(
+                "application/x-www-form-urlencoded"
+            ):
+                try:
+                    body, replay = await self._read_body(receive)
+                except _TooLarge:
+                    await refuse(scope, send, 413, f"request body over the {self.max_body}-byte cap")
+                    return
+                token = (parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD) or [None])[0]
+            if not token or not secrets.compare_digest(token.encode(), str(session["csrf"]).encode()):
+                await refuse(scope, send, 403, "missing or bad csrf token (send the hh_csrf cookie's value as X-CSRF-Token)")
+                return
+            if replay is not None:
+                receive = _replayer(replay, receive)
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, self._capped(receive), tracking_send)
+        except _TooLarge:
+            if not started:
+                await refuse(scope, send, 413, f"request body over the {self.max_body}-byte cap")
+
+    async def _read_body(self, receive: Receive) -> tuple[bytes, list[Message]]:
+        chunks: list[bytes] = []
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks), messages
+
+    def _capped(self, receive: Receive) -> Receive:
+        seen = 0
+        cap = self.max_body
+
+        async def capped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > cap:
+                    raise _TooLarge
+            return message
+
+        return capped
+
+    def _with_headers(self, scope: Scope, send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
+                proxied = scope.get("hh_proxied")
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in _OVERRIDDEN or (k.lower() == b"set-cookie" and not proxied)
+                ]
+                headers.extend(SECURITY_HEADERS)
+                headers.append((b"content-security-policy", scope.get("hh_csp", csp_for()).encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return wrapped
+
+
+def _replayer(messages: list[Message], receive: Receive) -> Receive:
+    queue = list(messages)
+
+    async def replay() -> Message:
+        if queue:
+            return queue.pop(0)
+        return await receive()
+
+    return replay
