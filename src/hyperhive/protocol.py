@@ -64,7 +64,8 @@ class ErrorCode:
 
 
 class _Req(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a wrong-typed field ("1" for an int, "yes" for a bool) is refused, not coerced
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _agent_name(value: str) -> str:
@@ -81,7 +82,8 @@ def _body(value: str) -> str:
     return value
 
 
-AgentName = Annotated[str, Field(max_length=64)]
+# no max_length: the name rule (31 characters) refuses long names with code invalid_name
+AgentName = str
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 
 
@@ -99,7 +101,7 @@ class _Named(_Req):
 
 class SendReq(_Req):
     cmd: Literal["send"]
-    to: Annotated[str, Field(max_length=64)]
+    to: str
     body: str
     in_reply_to: int | None = Field(default=None, ge=1)
 
