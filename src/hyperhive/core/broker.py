@@ -7,7 +7,6 @@ SQL lives in the store functions at the bottom; the broker composes them and own
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
@@ -111,9 +110,12 @@ class Broker:
 
     # ---- receiving ---------------------------------------------------------------------
 
-    async def recv(self, agent: str, wait_seconds: float = 0, max_messages: int = 1) -> list[Message]:
+    async def recv(
+        self, agent: str, wait_seconds: float = 0, max_messages: int = 1, *, abandon: asyncio.Event | None = None
+    ) -> list[Message]:
         """Pending messages for `agent`, marked delivered. With wait_seconds > 0, long-poll until
-        one arrives or the wait ends; 0 is a peek that returns at once."""
+        one arrives or the wait ends; 0 is a peek that returns at once. When `abandon` is set (the
+        caller has gone) the long-poll ends empty without taking anything off the queue."""
         wait_seconds = min(max(wait_seconds, 0.0), MAX_RECV_WAIT)
         max_messages = min(max(max_messages, 1), MAX_RECV)
         loop = asyncio.get_running_loop()
@@ -123,6 +125,9 @@ class Broker:
             # register before looking, so a send committed in between still wakes us
             self._waiters[agent].add(event)
             try:
+                if abandon is not None and abandon.is_set():
+                    rows = []
+                    break
                 now = self._clock()
                 rows = await self.db.write(lambda c, now=now: _pop(c, agent, max_messages, now))  # type: ignore[misc]
                 if rows or wait_seconds <= 0:
@@ -130,8 +135,7 @@ class Broker:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(event.wait(), remaining)
+                await _wait_any(event, abandon, remaining)
             finally:
                 waiters = self._waiters.get(agent)
                 if waiters is not None:
@@ -231,6 +235,19 @@ class Broker:
             await self.send(SYSTEM, to, body)
         except AgentNotFound:
             log.warning("system event %s for %s dropped: no such agent", event, to)
+
+
+async def _wait_any(event: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
+    """Wait until `event` or `other` is set, or `timeout` seconds pass."""
+    waits = [asyncio.ensure_future(event.wait())]
+    if other is not None:
+        waits.append(asyncio.ensure_future(other.wait()))
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
 
 # ---- SQL ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -17,10 +18,18 @@ from hyperhive.errors import HiveError
 from hyperhive.framing import LineTooLong, encode, read_line
 from hyperhive.protocol import MAX_LINE_BYTES, ErrorCode, ProtocolFailure, decode_request, error_reply
 
-__all__ = ["Identity", "SocketServer"]
+__all__ = ["Identity", "SocketServer", "peer_gone"]
 
 log = logging.getLogger(__name__)
 IDLE_TIMEOUT = 600.0  # a client that sends nothing for this long is closed
+
+_PEER_GONE: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("peer_gone", default=None)
+
+
+def peer_gone() -> asyncio.Event | None:
+    """While a request is handled: an event set when its client has gone (EOF or reset), so a
+    long-poll can give up instead of handing messages to nobody. None outside a connection."""
+    return _PEER_GONE.get()
 
 
 @dataclass(frozen=True)
@@ -89,20 +98,42 @@ class SocketServer:
                 await asyncio.wait_for(writer.wait_closed(), 1)
 
     async def _loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                line = await asyncio.wait_for(read_line(reader), IDLE_TIMEOUT)
-            except TimeoutError:
-                return
-            except LineTooLong:
-                await self._reply(writer, error_reply(f"line over the {MAX_LINE_BYTES}-byte cap", ErrorCode.LINE_TOO_LONG))
-                return
-            if line is None:
-                return
-            if not line.strip():
-                continue
-            reply = await self._answer(line)
-            await self._reply(writer, reply)
+        # The next line is read while the current request is handled, so a client that leaves
+        # mid-request (e.g. during a long-poll recv) is noticed; pipelined lines keep their order.
+        reading: asyncio.Task[bytes | None] | None = None
+        try:
+            while True:
+                if reading is None:
+                    reading = asyncio.ensure_future(read_line(reader))
+                try:
+                    line = await asyncio.wait_for(reading, IDLE_TIMEOUT)
+                except TimeoutError:
+                    return
+                except LineTooLong:
+                    reply = error_reply(f"line over the {MAX_LINE_BYTES}-byte cap", ErrorCode.LINE_TOO_LONG)
+                    await self._reply(writer, reply)
+                    return
+                finally:
+                    if reading.done():
+                        reading = None
+                if line is None:
+                    return
+                if not line.strip():
+                    continue
+                reading = asyncio.ensure_future(read_line(reader))
+                gone = asyncio.Event()
+                reading.add_done_callback(lambda t, gone=gone: gone.set() if _left(t) else None)  # type: ignore[misc]
+                token = _PEER_GONE.set(gone)
+                try:
+                    reply = await self._answer(line)
+                finally:
+                    _PEER_GONE.reset(token)
+                await self._reply(writer, reply)
+        finally:
+            if reading is not None and not reading.done():
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reading
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
@@ -124,3 +155,13 @@ class SocketServer:
     async def _reply(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
         writer.write(encode(reply))
         await writer.drain()
+
+
+def _left(task: asyncio.Task[bytes | None]) -> bool:
+    """True when a read-ahead ended because the client went away (EOF or a reset)."""
+    if task.cancelled():
+        return False
+    exc = task.exception()
+    if exc is not None:
+        return isinstance(exc, ConnectionError)
+    return task.result() is None

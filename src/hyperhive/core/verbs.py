@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from hyperhive import __version__
 from hyperhive import protocol as p
-from hyperhive.core.sockets import Identity
+from hyperhive.core.sockets import Identity, peer_gone
 from hyperhive.errors import AgentNotFound, NotAllowed
 from hyperhive.names import MANAGER, OPERATOR
 
@@ -127,7 +127,7 @@ class Verbs:
     # ---- agents (agents/<name>/mcp.sock) ---------------------------------------------------
 
     async def v_recv(self, who: Identity, req: p.RecvReq) -> dict[str, Any]:
-        messages = await self.s.broker.recv(who.name, req.wait_seconds, req.max)
+        messages = await self.s.broker.recv(who.name, req.wait_seconds, req.max, abandon=peer_gone())
         return {"messages": [m.model_dump() for m in messages], "unread": self.s.broker.unread(who.name)}
 
     async def v_ack_turn(self, who: Identity, req: p.AckTurnReq) -> dict[str, Any]:
