@@ -234,7 +234,7 @@ class Broker:
         try:
             await self.send(SYSTEM, to, body)
         except AgentNotFound:
-            log.warning("system event %s for %s dropped: no such agent", event, to)
+            log.info("system event %s for %s dropped: no such agent", event, to)
 
 
 async def _wait_any(event: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
