@@ -5,7 +5,6 @@ security headers."""
 from __future__ import annotations
 
 import asyncio
-import os
 import stat
 
 import httpx
@@ -38,7 +37,9 @@ async def test_unauthenticated_pages_apis_and_streams_are_refused(dash: Dash, an
     assert r.status_code == 401
 
 
-async def test_login_sets_an_httponly_strict_session_and_a_readable_csrf_cookie(dash: Dash, anon: httpx.AsyncClient) -> None:
+async def test_login_sets_an_httponly_strict_session_and_a_readable_csrf_cookie(
+    dash: Dash, anon: httpx.AsyncClient
+) -> None:
     """The login link exchanges the token for a signed session cookie (HttpOnly, SameSite=Strict)
     and a readable SameSite=Strict CSRF cookie, then redirects to /. Issue 6 "Access"."""
     r = await anon.get(dash.login_url)
@@ -67,7 +68,7 @@ async def test_token_and_session_secret_are_0600_files_in_the_state_dir(dash: Da
     """The token is created at first start as a 0600 file; the login URL carries it. DESIGN §9."""
     paths = dash.services.config.paths
     for path in (paths.token_file, paths.session_secret_file):
-        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert paths.token_file.read_text().strip() == dash.token
     assert dash.login_url == f"http://127.0.0.1:{dash.port}/login?token={dash.token}"
 

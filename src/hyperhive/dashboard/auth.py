@@ -61,8 +61,8 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     except FileExistsError:
         if path.is_symlink():
             raise PermissionError(f"{path} is a symlink; refusing to read a secret through it") from None
-        if os.stat(path).st_mode & 0o077:
-            os.chmod(path, 0o600)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
         value = path.read_text(encoding="ascii").strip()
         if len(value) >= 32:
             return value
@@ -71,7 +71,7 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     value = secrets.token_urlsafe(nbytes)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(value + "\n")
-    os.chmod(path, 0o600)
+    path.chmod(0o600)
     return value
 
 
@@ -317,9 +317,7 @@ class Guard:
                 return
             token = header(scope, CSRF_HEADER.encode())
             replay: list[Message] | None = None
-            if token is None and (header(scope, b"content-type") or "").startswith(
-                "application/x-www-form-urlencoded"
-            ):
+            if token is None and (header(scope, b"content-type") or "").startswith("application/x-www-form-urlencoded"):
                 try:
                     body, replay = await self._read_body(receive)
                 except _TooLarge:
@@ -327,7 +325,8 @@ class Guard:
                     return
                 token = (parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD) or [None])[0]
             if not token or not secrets.compare_digest(token.encode(), str(session["csrf"]).encode()):
-                await refuse(scope, send, 403, "missing or bad csrf token (send the hh_csrf cookie's value as X-CSRF-Token)")
+                why = "missing or bad csrf token (send the hh_csrf cookie's value as X-CSRF-Token)"
+                await refuse(scope, send, 403, why)
                 return
             if replay is not None:
                 receive = _replayer(replay, receive)

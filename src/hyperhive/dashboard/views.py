@@ -323,4 +323,3 @@ def routes(services: Any, auth: Auth) -> list[Route]:
         Route("/api/questions/{id:int}/cancel", cancel, methods=["POST"]),
         Route("/api/send", send, methods=["POST"]),
     ]
-
