@@ -124,7 +124,7 @@ async def test_the_watchdog_expires_a_question_at_its_deadline_on_an_injected_cl
         # a new question wakes the running watchdog, which now finds the first one due
         await qhive.bob.call("ask", question="unrelated")
         async with asyncio.timeout(5):
-            while qhive.s.questions.get(qid)["answered_at"] is None:
+            while not qhive.events("alice", "question_answered"):  # the last thing _resolve writes
                 await sub.queue.get()
     finally:
         sub.close()
