@@ -389,8 +389,15 @@ def decode_request(line: bytes | str) -> Any:
         data = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolFailure(f"the line is not valid JSON ({exc.__class__.__name__})", ErrorCode.BAD_JSON) from None
+    except RecursionError:  # deeply nested arrays/objects inside the line cap
+        raise ProtocolFailure("the line is not valid JSON (nested too deeply)", ErrorCode.BAD_JSON) from None
     if not isinstance(data, dict):
         raise ProtocolFailure("a request must be a JSON object", ErrorCode.BAD_JSON)
+    if (b"\\u" if isinstance(line, bytes) else "\\u") in line:  # type: ignore[operator]
+        try:  # a lone surrogate escape ("\\ud800") decodes, but no store or socket can encode it
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolFailure("a string holds a lone surrogate escape; send valid Unicode", ErrorCode.BAD_REQUEST) from None
     cmd = data.get("cmd")
     if not isinstance(cmd, str):
         raise ProtocolFailure("`cmd`: missing or not a string", ErrorCode.BAD_REQUEST)
