@@ -177,6 +177,9 @@ class Approvals:
 
     async def _finish(self, aid: int, status: str, *, note: str | None = None, tag: str | None = None) -> dict[str, Any]:
         now = self.clock()
+        # A request refused while proposing never became pending: the manager got the error as
+        # the reply to its request, so it gets no approval_resolved for it.
+        was_proposing = self.get(aid)["status"] == "proposing"
         await self.db.write(
             lambda c: c.execute(
                 "UPDATE approvals SET status = ?, resolved_at = ?, note = COALESCE(?, note), tag = COALESCE(?, tag) "
@@ -186,7 +189,7 @@ class Approvals:
         )
         a = self.get(aid)
         self.hub.publish("approval_resolved", a)
-        if a["status"] != "proposing":
+        if not was_proposing:
             await self.broker.system_event(
                 MANAGER, "approval_resolved", id=aid, kind=a["kind"], agent=a["agent"], status=status,
                 sha=a["sha"], tag=a["tag"], note=a["note"],
