@@ -109,8 +109,7 @@
     if (confirmText && !window.confirm(confirmText)) return;
     S.busy.set(name, verb);
     renderAgents();
-    const live = document.querySelector(`tr[data-agent="${CSS.escape(name)}"] button[data-action="${verb}"]`);
-    await h.busy(live || btn, async () => {
+    await h.busy(btn, async () => {
       try {
         await h.post(`/api/agents/${encodeURIComponent(name)}/${verb}`);
         h.toast(`${verb}: ${name}`);
@@ -121,38 +120,68 @@
     });
   }
 
+  /* rows are built once per agent and updated in place, so a button never vanishes under a
+     click just because an unrelated event arrived */
+  function agentRow(name) {
+    const isManager = name === "manager";
+    const cells = {
+      link: el("a", { href: `/agent/${encodeURIComponent(name)}/`, target: "_blank", rel: "noopener" }, name),
+      cage: el("td", { class: "cage" }),
+      badge: el("span", { class: "badge" }),
+      age: el("span", { class: "dim age" }),
+      model: el("td", { class: "model" }),
+      turn: el("td", { class: "turn" }),
+      unread: el("td", { class: "unread" }),
+      spin: el("span", { class: "spinner hidden" }),
+      start: actionBtn(name, "start", "▶ start"),
+      stop: actionBtn(name, "stop", "■ stop"),
+      restart: actionBtn(name, "restart", "↻ restart"),
+      destroy: isManager ? null : actionBtn(name, "destroy", "DESTR0Y", { danger: true, title: "stop and remove; keep its state",
+        confirm: `destroy ${name}? its state stays (K3PT ST4T3) and can be revived.` }),
+      purge: isManager ? null : actionBtn(name, "purge", "PURG3", { danger: true, title: "destroy and wipe its state",
+        confirm: `purge ${name}? this deletes its state, config and credentials for good.` }),
+    };
+    const tr = el("tr", { "data-agent": name },
+      el("td", { class: "name" }, cells.link), cells.cage, el("td", null, cells.badge, cells.age),
+      cells.model, cells.turn, cells.unread,
+      el("td", { class: "actions" }, cells.spin, cells.start, cells.stop, cells.restart, cells.destroy, cells.purge));
+    tr._cells = cells;
+    return tr;
+  }
+
+  function updateAgentRow(tr, a) {
+    const c = tr._cells;
+    const badge = badgeOf(a);
+    const busy = S.busy.get(a.name);
+    const running = a.state === "running" || a.state === "starting";
+    tr.dataset.state = badge;
+    c.cage.replaceChildren(a.cage || "", a.isolated === false ? el("span", { class: "unisolated", title: "no sandbox" }, " ⚠ unisolated") : "");
+    c.badge.className = "badge " + badge.replace(/ /g, "-");
+    c.badge.textContent = badge;
+    c.age.dataset.since = a.state_since || "";
+    c.age.textContent = a.state_since ? " " + h.fmtAge(now() - a.state_since) : "";
+    c.model.textContent = a.model || "—";
+    c.turn.textContent = a.last_turn_ms != null ? (a.last_turn_ms / 1000).toFixed(1) + "s" : "—";
+    c.unread.textContent = String(a.unread || 0);
+    c.unread.className = "unread" + (a.unread ? " amber" : " dim");
+    c.spin.classList.toggle("hidden", !busy);
+    c.spin.title = busy ? busy + "…" : "";
+    c.start.classList.toggle("hidden", running);
+    c.stop.classList.toggle("hidden", !running);
+  }
+
   function renderAgents() {
     const tbody = $("containers-rows");
     const names = [...S.agents.keys()].sort((a, b) => (a === "manager" ? -1 : b === "manager" ? 1 : a.localeCompare(b)));
+    const existing = new Map([...tbody.children].map((tr) => [tr.dataset.agent, tr]));
     const rows = names.map((name) => {
-      const a = S.agents.get(name);
-      const badge = badgeOf(a);
-      const busy = S.busy.get(name);
-      const running = a.state === "running" || a.state === "starting";
-      const isManager = name === "manager";
-      const actions = el("td", { class: "actions" },
-        busy ? el("span", { class: "spinner", title: busy + "…" }) : null,
-        running ? null : actionBtn(name, "start", "▶ start"),
-        running ? actionBtn(name, "stop", "■ stop") : null,
-        actionBtn(name, "restart", "↻ restart"),
-        isManager ? null : actionBtn(name, "destroy", "DESTR0Y", { danger: true, title: "stop and remove; keep its state",
-          confirm: `destroy ${name}? its state stays (K3PT ST4T3) and can be revived.` }),
-        isManager ? null : actionBtn(name, "purge", "PURG3", { danger: true, title: "destroy and wipe its state",
-          confirm: `purge ${name}? this deletes its state, config and credentials for good.` }),
-      );
-      if (busy) for (const b of actions.querySelectorAll("button")) b.disabled = true;
-      return el("tr", { "data-agent": name, "data-state": badge },
-        el("td", { class: "name" }, el("a", { href: `/agent/${encodeURIComponent(name)}/`, target: "_blank", rel: "noopener" }, name)),
-        el("td", { class: "cage" }, a.cage || "", a.isolated === false ? el("span", { class: "unisolated", title: "no sandbox" }, " ⚠ unisolated") : null),
-        el("td", null, el("span", { class: "badge " + badge.replace(/ /g, "-") }, badge),
-          el("span", { class: "dim age", "data-since": a.state_since || "" }, a.state_since ? " " + h.fmtAge(now() - a.state_since) : "")),
-        el("td", { class: "model" }, a.model || "—"),
-        el("td", { class: "turn" }, a.last_turn_ms != null ? (a.last_turn_ms / 1000).toFixed(1) + "s" : "—"),
-        el("td", { class: "unread" + (a.unread ? " amber" : " dim") }, String(a.unread || 0)),
-        actions,
-      );
+      const tr = existing.get(name) || agentRow(name);
+      updateAgentRow(tr, S.agents.get(name));
+      return tr;
     });
-    tbody.replaceChildren(...rows);
+    // reorder / drop only when the set changed (keeps focus and clicks on stable rows)
+    const same = rows.length === tbody.children.length && rows.every((r, i) => tbody.children[i] === r);
+    if (!same) tbody.replaceChildren(...rows);
     $("containers-empty").classList.toggle("hidden", rows.length > 0);
     $("containers-count").textContent = rows.length ? `${rows.length}` : "";
     renderHeader();
@@ -238,7 +267,8 @@
     const existing = new Map([...list.children].map((c) => [Number(c.dataset.question), c]));
     const ids = [...S.questions.keys()].sort((a, b) => a - b);
     const cards = ids.map((id) => existing.get(id) || questionCard(S.questions.get(id)));
-    list.replaceChildren(...cards);
+    const same = cards.length === list.children.length && cards.every((c, i) => list.children[i] === c);
+    if (!same) list.replaceChildren(...cards);
     $("questions-empty").classList.toggle("hidden", ids.length > 0);
     $("questions-count").textContent = ids.length ? `${ids.length} waiting` : "";
     $("sec-questions").classList.toggle("pulse", ids.length > 0);
@@ -302,7 +332,19 @@
 
   function renderApprovals() {
     const ids = [...S.approvals.keys()].sort((a, b) => a - b);
-    $("approvals-list").replaceChildren(...ids.map((id) => approvalCard(S.approvals.get(id))));
+    const list = $("approvals-list");
+    const existing = new Map([...list.children].map((c) => [Number(c.dataset.approval), c]));
+    const cards = ids.map((id) => {
+      const a = S.approvals.get(id);
+      const resolving = String(S.resolving.has(id) || a.status === "approving");
+      const card = existing.get(id);
+      if (card && card.dataset.resolving === resolving) return card; // keeps a half-typed reason
+      const fresh = approvalCard(a);
+      fresh.dataset.resolving = resolving;
+      return fresh;
+    });
+    const same = cards.length === list.children.length && cards.every((c, i) => list.children[i] === c);
+    if (!same) list.replaceChildren(...cards);
     $("approvals-empty").classList.toggle("hidden", ids.length > 0);
     $("approvals-count").textContent = ids.length ? `${ids.length} waiting` : "";
     $("sec-approvals").classList.toggle("pulse-mauve", ids.length > 0);
