@@ -323,7 +323,8 @@ class Guard:
                 except _TooLarge:
                     await refuse(scope, send, 413, f"request body over the {self.max_body}-byte cap")
                     return
-                token = (parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD) or [None])[0]
+                values = parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD)
+                token = values[0] if values else None
             if not token or not secrets.compare_digest(token.encode(), str(session["csrf"]).encode()):
                 why = "missing or bad csrf token (send the hh_csrf cookie's value as X-CSRF-Token)"
                 await refuse(scope, send, 403, why)
