@@ -100,7 +100,10 @@ class Broker:
             self.hub.publish(
                 "message_sent",
                 {"id": mid, "sender": sender, "recipient": recipient, "preview": body[:BODY_PREVIEW],
-                 "in_reply_to": in_reply_to, "broadcast": broadcast, "ts": now},
+                 # the operator's inbox shows whole messages; the flow only previews
+                 "body": body if recipient == OPERATOR else None,
+                 "in_reply_to": in_reply_to, "broadcast": broadcast, "ts": now,
+                 "unread": 0 if recipient == OPERATOR else self.unread(recipient)},
             )  # fmt: skip
         return ids
 
@@ -143,8 +146,9 @@ class Broker:
                     if not waiters:
                         del self._waiters[agent]
         messages = [_row_to_message(r) for r in rows]
+        unread = self.unread(agent) if messages else 0
         for m in messages:
-            self.hub.publish("message_delivered", {"id": m.id, "recipient": agent, "sender": m.sender})
+            self.hub.publish("message_delivered", {"id": m.id, "recipient": agent, "sender": m.sender, "unread": unread})
         return messages
 
     async def ack_turn(self, agent: str) -> int:

@@ -124,7 +124,7 @@ class Daemon:
         app = create_app(self.services)
         config = uvicorn.Config(
             app, host=self.config.host, port=self.config.port, log_level="warning", lifespan="off",
-            access_log=False, timeout_graceful_shutdown=5, ws="auto",
+            access_log=False, timeout_graceful_shutdown=5, ws="auto", proxy_headers=False, server_header=False,
         )  # fmt: skip
         server = EmbeddedServer(config)
         task = self._spawn(server.serve(), "dashboard")

@@ -269,7 +269,8 @@ class Lifecycle:
                 )
         if purge:
             await asyncio.to_thread(self._purge_files, name)
-        self.hub.publish("agent_removed", {"name": name, "purged": purge})
+        kept = None if purge else next((k for k in self.kept_state() if k["name"] == name), None)
+        self.hub.publish("agent_removed", {"name": name, "purged": purge, "kept": kept})
         await self.broker.system_event(MANAGER, "destroyed", agent=name, purged=purge)
 
     async def purge_kept(self, name: str) -> None:
