@@ -340,8 +340,9 @@ model = {_toml_str(DEFAULT_MODEL)}
 instructions = "{INSTRUCTIONS_MD}"
 allowed_recipients = []
 # Claude checks each part of a compound command on its own: `cd /agents/x/config && git commit`
-# needs both `cd *` and `git *`. `git -C /agents/x/config ...` needs only `git *`.
-bash = ["git *", "cd *", "ls *", "pwd"]
+# needs both `cd *` and `git *`. `git -C /agents/x/config ...` needs only `git *`. python3 is for
+# structured edits of agent.toml; `git *` can already run code, so the cage is the boundary.
+bash = ["git *", "cd *", "ls *", "pwd", "python3 *"]
 network = "host"
 
 [env]

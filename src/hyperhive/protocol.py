@@ -260,7 +260,7 @@ class AskReq(_Req):
     question: Text
     options: Annotated[list[Annotated[str, Field(max_length=500)]], Field(max_length=20)] = []
     multi: bool = False
-    ttl_seconds: int | None = Field(default=None, ge=1, le=MAX_QUESTION_TTL)
+    ttl_seconds: int | None = Field(default=None, ge=1)  # capped at MAX_QUESTION_TTL by the core
     to: AgentName | None = None
 
     @field_validator("to")

@@ -19,8 +19,6 @@ from typing import Any, TypeVar
 import pytest
 
 from conftest import make_config, start_daemon, stop_daemon
-from hyperhive.agentconfig import manager_agent_toml
-from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.core.daemon import Daemon
 from hyperhive.names import MANAGER
 from hyperhive.offline_model.server import OfflineModelServer
@@ -109,23 +107,11 @@ class Rig:
                               timeout=30).stdout  # fmt: skip
 
 
-def seed_manager_with_python(config: Any) -> None:
-    """The offline model's `configure` script edits agent.toml with a `python3 -c` one-liner, which
-    the default manager template's Bash allow-list (`git *`, `cd *`, `ls *`, `pwd`) refuses. Seed
-    the manager's config with `python3 *` added, as an operator-approved manager config would."""
-    default = 'bash = ["git *", "cd *", "ls *", "pwd"]'
-    toml = manager_agent_toml()
-    assert default in toml, "the manager template changed: revisit this seed"
-    widened = 'bash = ["git *", "cd *", "ls *", "pwd", "python3 *"]'
-    ConfigRepos(config.paths).seed(MANAGER, toml=toml.replace(default, widened))
-
-
 @pytest.fixture
 async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
     async with OfflineModelServer() as model:
         env = {"ANTHROPIC_BASE_URL": model.url, "ANTHROPIC_API_KEY": "offline-model-stand-in"}
         config = make_config(tmp_path, short_dir, manager=True, agent_env=env)
-        seed_manager_with_python(config)
         daemon, task = await start_daemon(config)
         try:
             yield Rig(daemon, model, short_dir, config.state_dir)
@@ -245,8 +231,6 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
     assert "/nonexistent/server" in (rig.resolved(b) or {})["note"]
     assert (rig.resolved(d) or {})["note"] == "keep scout on sonnet for now"
     assert [e["agent"] for e in rig.events("spawned")] == ["scout"]
-    # The broken harness's exit during the deploy is also an exit the core did not ask for: one
-    # container_crash carries its last lines (the failed approval carries the same error).
-    (crash,) = rig.events("container_crash")
-    assert crash["agent"] == "scout" and crash["exit_code"] == 3 and crash["signal"] is None
-    assert any("/nonexistent/server" in line for line in crash["last_lines"])
+    # The broken harness's exit during the deploy is the deploy's failure, reported once by
+    # approval_resolved (with the harness's error), not a second time as a container_crash.
+    assert rig.events("container_crash") == []

@@ -227,6 +227,14 @@ class Approvals:
         await asyncio.to_thread(self.repos.tag_approved, agent, aid)
         first = agent not in self.lifecycle.agents
         await asyncio.to_thread(self.repos.begin_deploy, agent, aid)
+        self.lifecycle.deploying.add(agent)
+        try:
+            return await self._deploy_and_check(a, first)
+        finally:
+            self.lifecycle.deploying.discard(agent)
+
+    async def _deploy_and_check(self, a: dict[str, Any], first: bool) -> dict[str, Any]:
+        aid, agent = a["id"], a["agent"]
         try:
             if first:
                 await self.lifecycle.spawn(agent, a["description"], seed=False)

@@ -89,6 +89,7 @@ class Lifecycle:
         self.close_socket: SocketCloser | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self.deploying: set[str] = set()  # an exit of these is reported by the deploy, not as a crash
         for row in db.read(lambda c: c.execute("SELECT * FROM agents WHERE destroyed_at IS NULL").fetchall()):
             self.agents[row["name"]] = AgentRuntime(row["name"], row["id"], row["uid"])
 
@@ -404,6 +405,8 @@ class Lifecycle:
         rt.harness_state = None
         self._publish(rt.name)
         log.warning("agent %s exited unexpectedly: code=%s signal=%s", rt.name, info.exit_code, info.signal)
+        if rt.name in self.deploying:
+            return  # the approval that is deploying reports this exit as its failure
         event = {"agent": rt.name, "exit_code": info.exit_code, "signal": info.signal, "last_lines": info.last_lines[-15:]}
         self.hub.publish("container_crash", event)
         if rt.name == MANAGER:
