@@ -173,7 +173,12 @@
         break;
       }
       case "system":
-        if (p.subtype === "init") return null; // session noise
+        if (p.subtype === "init") { // claude is up: one dim line, not the whole tool list
+          const d = p.data && typeof p.data === "object" ? p.data : {};
+          parts.push(line("state-line", "· claude up · session " + String(d.session_id || "?").slice(0, 8) +
+            (d.model ? " · model " + d.model : "")));
+          break;
+        }
         parts.push(line("state-line", "system " + String(p.subtype || "") + " " + oneLine(asText(p.data), 200)));
         break;
       case "result":
@@ -500,8 +505,8 @@
   async function sendMessage(body) {
     try {
       const r = await hive.post("/api/send", { to: NAME, body });
-      const id = r && (r.id || (r.result && r.result.id));
-      note("→ sent to " + NAME + (id ? " as message #" + id : ""));
+      const ids = (r && (r.ids || (r.id ? [r.id] : []))) || [];
+      note("→ sent to " + NAME + (ids.length ? " as message #" + ids.join(", #") : ""));
       return true;
     } catch (err) {
       note("send failed: " + (err && err.message ? err.message : String(err)), "error");
