@@ -13,15 +13,32 @@ import ctypes
 import logging
 import os
 import signal
+import subprocess
+import sys
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from hyperhive.errors import CageError
 
-__all__ = ["Bind", "Cage", "CageError", "CageHandle", "CageSpec", "ExitInfo", "Limits"]
+if TYPE_CHECKING:
+    from hyperhive.cages.limits import CageCgroup
+
+__all__ = [
+    "Bind",
+    "Cage",
+    "CageError",
+    "CageHandle",
+    "CageSpec",
+    "ExitInfo",
+    "Launch",
+    "Limits",
+    "runtime_ro_paths",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +103,68 @@ def set_parent_death_signal() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def runtime_ro_paths() -> list[Path]:
+    """The host paths the harness needs to run at all, bound read-only at the same path by every
+    isolated backend: the venv (`sys.prefix`, which also holds the SDK's bundled claude CLI), the
+    base interpreter the venv's python symlinks into (`sys.base_prefix`), the directory the
+    hyperhive package is imported from (the source tree of an editable install), and the claude
+    SDK's package dir when it lives outside the venv. Parents are created by the backend."""
+    paths = [Path(sys.prefix), Path(sys.base_prefix)]
+    import hyperhive
+
+    paths.append(Path(hyperhive.__file__).resolve().parent.parent)
+    with contextlib.suppress(ImportError, ValueError):
+        spec = find_spec("claude_agent_sdk")
+        if spec is not None and spec.origin:
+            paths.append(Path(spec.origin).resolve().parent)
+    out: list[Path] = []
+    for p in paths:
+        p = p.absolute()
+        if any(p == q or q in p.parents for q in out):
+            continue
+        out = [q for q in out if p not in q.parents]
+        out.append(p)
+    return [p for p in out if not any(p == u or u in p.parents for u in (Path("/usr"),))]
+
+
+@dataclass
+class Launch:
+    """How a backend starts one cage: the host argv and env, fds the child must inherit, a hook
+    run in the child before exec (as the daemon's user), and cleanup run after the cage exits."""
+
+    argv: list[str]
+    env: dict[str, str]
+    pass_fds: tuple[int, ...] = ()
+    preexec: Callable[[], None] | None = None
+    cleanup: Callable[[], None] | None = None
+    ignore_sigterm: bool = False  # the host-side wrapper must not die of the stop() SIGTERM
+
+
 class CageHandle:
-    """A running cage: its process, its stderr tail, and a bounded stop."""
+    """A running cage: its process, its stderr tail, and a bounded stop.
+
+    `cgroup` (when the host allowed one) holds every process of the cage: `stop()` kills what
+    is left in it after SIGKILL, so nothing the cage started outlives it. `limits_status` says
+    honestly which limits were applied."""
 
     TAIL_LINES = 40
     MAX_LINE = 4096
 
-    def __init__(self, name: str, proc: asyncio.subprocess.Process, *, kind: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        proc: asyncio.subprocess.Process,
+        *,
+        kind: str,
+        cgroup: CageCgroup | None = None,
+        cleanup: Callable[[], None] | None = None,
+    ) -> None:
         self.name = name
         self.kind = kind
         self.proc = proc
+        self.cgroup = cgroup
+        self.limits_status = cgroup.status if cgroup is not None else "no cgroup"
+        self._cleanup = cleanup
         self.tail: deque[str] = deque(maxlen=self.TAIL_LINES)
         self._reader = asyncio.get_running_loop().create_task(self._read_output(), name=f"cage-out-{name}")
         self._exit: ExitInfo | None = None
@@ -131,31 +200,97 @@ class CageHandle:
         """Wait for the cage's process to exit; reaps it and drains its output."""
         if self._exit is not None:
             return self._exit
-        rc = await self.proc.wait()
+        rc = await self._wait_exit()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._reader), 2)
-        code, sig = (None, -rc) if rc < 0 else (rc, None)
+        code: int | None = rc if rc >= 0 else None
+        sig: int | None = -rc if rc < 0 else None
         # bwrap and shells report a signalled child as 128+N
-        if code is not None and code > 128 and code - 128 < 65:
-            code, sig = None, code - 128
+        if 128 < rc < 128 + 65:
+            code, sig = None, rc - 128
         self._exit = ExitInfo(exit_code=code, signal=sig, last_lines=list(self.tail))
+        await self._drain_cgroup()
+        self._finish()
         return self._exit
 
+    async def _drain_cgroup(self) -> None:
+        """Kill what is left in the cage's cgroup and give the kernel up to 2 s to release the
+        exiting tasks, so the cgroup can be removed (a pid namespace dies asynchronously)."""
+        if self.cgroup is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            async with asyncio.timeout(2):
+                while self.cgroup.pids():
+                    if self.cgroup.kill(signal.SIGKILL):
+                        log.debug("cage %s: killed processes left after it exited", self.name)
+                    await asyncio.sleep(0.01)
+
+    async def _wait_exit(self) -> int:
+        """The exit status, as soon as the process exits. asyncio's `Process.wait()` also waits
+        for its output pipe to close, which a process the cage left behind (a daemon, a
+        container nspawn did not take down) can hold open forever: once the exit is known, kill
+        the cage's cgroup, and if the pipe is still held 2 s later stop reading it."""
+        waiter = asyncio.ensure_future(self.proc.wait())
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiter}, timeout=0.25)
+                if done:
+                    return waiter.result()
+                if self.proc.returncode is None:
+                    continue
+                if deadline is None:
+                    deadline = loop.time() + 2
+                    if self.cgroup is not None:
+                        self.cgroup.kill(signal.SIGKILL)
+                elif loop.time() > deadline:
+                    log.warning("cage %s exited but its output stays open: closing it", self.name)
+                    transport = getattr(self.proc, "_transport", None)
+                    if transport is not None:
+                        transport.close()
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def _finish(self) -> None:
+        """After the cage's own process exited: kill stragglers left in its cgroup (a backend
+        whose container outlives it, or a child that left the process group), then clean up."""
+        if self.cgroup is not None:
+            if self.cgroup.kill(signal.SIGKILL):
+                log.warning("cage %s: killed processes left behind after it exited", self.name)
+            self.cgroup.remove()
+            self.cgroup = None
+        if self._cleanup is not None:
+            cleanup, self._cleanup = self._cleanup, None
+            try:
+                cleanup()
+            except Exception:
+                log.exception("cage %s: cleanup failed", self.name)
+
     def send_signal(self, sig: int) -> None:
+        """Signal the cage's process group and, with SIGKILL, everything in its cgroup."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
+        if sig == signal.SIGKILL and self.cgroup is not None:
+            self.cgroup.kill(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """Ask the cage's program to exit (the first step of `stop`). Backends whose host-side
+        process would die of SIGTERM and take the program down without its grace override it."""
+        self.send_signal(signal.SIGTERM)
 
     async def stop(self, grace: float = 10.0) -> ExitInfo:
         """SIGTERM the cage's process group, wait `grace`, then SIGKILL and wait again."""
         if self.proc.returncode is None:
-            self.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 return await asyncio.wait_for(self.wait(), grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.send_signal(signal.SIGKILL)
         try:
             return await asyncio.wait_for(self.wait(), 5)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise CageError(f"cage {self.name} (pid {self.pid}) did not exit after SIGKILL") from exc
 
 
@@ -174,22 +309,55 @@ class Cage(ABC):
     def build_argv(self, spec: CageSpec) -> tuple[list[str], dict[str, str]]:
         """The host argv and environment that start `spec.argv` inside the cage."""
 
-    async def start(self, spec: CageSpec) -> CageHandle:
+    def prepare(self, spec: CageSpec) -> Launch:
+        """The full launch plan; backends that need fds, a pre-exec hook or cleanup override
+        this. Raises CageError when the spec cannot be honoured on this host."""
         argv, env = self.build_argv(spec)
+        return Launch(argv, env)
+
+    def handle_class(self) -> type[CageHandle]:
+        return CageHandle
+
+    async def start(self, spec: CageSpec) -> CageHandle:
+        """Start the cage. Its first process joins the cage's cgroup (limits, tracking) before
+        exec; the handle's `limits_status` says what the host allowed."""
+        from hyperhive.cages.limits import place
+
+        launch = self.prepare(spec)
+        cgroup = place(spec.name, spec.state_dir, spec.limits)
+        if cgroup.stale_killed:
+            log.warning("cage %s: %s", spec.name, cgroup.status)
+
+        def preexec() -> None:
+            set_parent_death_signal()
+            if launch.ignore_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            cgroup.join()
+            if launch.preexec is not None:
+                launch.preexec()
+
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
-                env=env,
+                *launch.argv,
+                env=launch.env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=set_parent_death_signal,
+                preexec_fn=preexec,
+                pass_fds=launch.pass_fds,
                 cwd=str(spec.state_dir),
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
+            cgroup.remove()
+            if launch.cleanup is not None:
+                launch.cleanup()
             raise CageError(f"could not start the {self.kind} cage for {spec.name}: {exc}") from exc
-        return CageHandle(spec.name, proc, kind=self.kind)
+        finally:
+            for fd in launch.pass_fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        return self.handle_class()(spec.name, proc, kind=self.kind, cgroup=cgroup, cleanup=launch.cleanup)
 
 
 def base_env(spec: CageSpec) -> dict[str, str]:
