@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_config, require, start_daemon, stop_daemon
+from hivetest import make_config, require, start_daemon, stop_daemon
 from hyperhive.client import HiveClient
 from hyperhive.core.daemon import Daemon
 from hyperhive.offline_model.server import OfflineModelServer

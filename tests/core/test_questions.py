@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import make_config, start_daemon, stop_daemon
+from hivetest import make_config, start_daemon, stop_daemon
 from hyperhive.client import HiveClient, RemoteError
 from hyperhive.core.daemon import Daemon
 from hyperhive.core.questions import CANCELLED, EXPIRED, WATCHDOG

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from conftest import make_config, start_daemon, stop_daemon
+from hivetest import make_config, start_daemon, stop_daemon
 from hyperhive.core.daemon import Daemon
 from hyperhive.names import MANAGER
 from hyperhive.offline_model.server import OfflineModelServer

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import make_config, start_daemon, stop_daemon
+from hivetest import make_config, start_daemon, stop_daemon
 from hyperhive.client import HiveClient
 from hyperhive.core.daemon import Daemon
 from hyperhive.errors import Conflict

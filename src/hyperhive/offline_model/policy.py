@@ -98,13 +98,11 @@ def _is_plain_user(message: dict[str, Any]) -> bool:
 def _prompt_of(message: dict[str, Any]) -> tuple[str, WakePrompt | None]:
     """The wake prompt inside a user message (the CLI may add reminder blocks around it)."""
     texts = [str(b.get("text", "")) for b in _blocks(message.get("content")) if b.get("type") == "text"]
-    for text in reversed(texts):
-        wake = parse_wake_prompt(text)
-        if wake is not None:
-            return text, wake
-    # Not a wake prompt: ignore <system-reminder> blocks the CLI injects.
+    # Ignore the <system-reminder> blocks the CLI injects; only the last real text counts, so a
+    # compaction instruction appended after an interrupted wake prompt is not read as that wake.
     plain = [t for t in texts if not t.lstrip().startswith("<system-reminder>")]
-    return (plain[-1] if plain else (texts[-1] if texts else "")), None
+    last = plain[-1] if plain else (texts[-1] if texts else "")
+    return last, parse_wake_prompt(last)
 
 
 def view_turn(request: dict[str, Any]) -> TurnView:
