@@ -193,6 +193,9 @@ def list_agents(run_dir: Path | None, as_json: bool) -> None:
         )
     if reply.get("cage") == "process":
         click.echo("! process cages have no isolation (development only)", err=True)
+    for a in reply["agents"]:
+        if a.get("limits") and "NOT applied" in a["limits"]:
+            click.echo(f"! {a['name']}: {a['limits']}", err=True)
 
 
 def _lifecycle_command(verb: str, help_text: str) -> None:

@@ -460,3 +460,4 @@ class AgentRow(BaseModel):
     last_turn_ms: int | None = None
     state_since: float | None = None
     isolated: bool = True
+    limits: str | None = None  # what the cage's memory/pids limits came to on this host

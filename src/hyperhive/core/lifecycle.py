@@ -135,6 +135,7 @@ class Lifecycle:
             last_turn_ms=rt.last_turn_ms,
             state_since=rt.harness_since if rt.state == "running" and rt.harness_since else rt.state_since,
             isolated=self.cage.isolated,
+            limits=rt.handle.limits_status if rt.handle is not None else None,
         )
 
     def rows(self) -> list[AgentRow]:
@@ -179,6 +180,7 @@ class Lifecycle:
             await asyncio.to_thread(self.repos.seed, name, description)
         runtime = await self._register(name, description)
         self._prepare_dirs(runtime, ap)
+        self._grant_manager_repos()  # a repo seeded just now is root's until the manager gets it
         self.hub.publish("agent_added", {"name": name})
         await self.start(name, reason="spawned")
         if name != MANAGER:
@@ -235,12 +237,17 @@ class Lifecycle:
             self._grant_manager_repos()
 
     def _grant_manager_repos(self) -> None:
-        """The manager's uid owns every proposed repo, so its git works on them in its cage."""
+        """The manager's uid owns every proposed repo, so its git works on them in its cage, and
+        its gid may read (not write) the applied root it sees at /applied; nobody else may."""
         manager = self.agents.get(MANAGER)
         root = self.paths.proposed_root
         root.mkdir(parents=True, exist_ok=True)
         if manager is not None and manager.uid is not None:
             _chown_tree(root, manager.uid)
+            applied = self.paths.applied_root
+            applied.mkdir(parents=True, exist_ok=True)
+            os.lchown(applied, 0, manager.uid)
+            applied.chmod(0o750)
 
     async def init_config(self, name: str, description: str | None) -> str:
         """Two-step spawn, step one: seed only the proposed repo (after the operator approved)."""
