@@ -3,7 +3,6 @@ tests/hivetest.py (importable as `hivetest`), so no test imports a conftest modu
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +20,7 @@ __all__ = ["IN_CI", "make_config", "require", "require_tool", "start_daemon", "s
 def short_dir() -> Iterator[Path]:
     """A short directory under /tmp for unix sockets (sun_path is 108 bytes)."""
     path = Path(tempfile.mkdtemp(prefix="hh-", dir="/tmp"))
-    os.chmod(path, 0o711)
+    path.chmod(0o711)
     try:
         yield path
     finally:

@@ -41,7 +41,7 @@ def make_config(tmp_path: Path, run_dir: Path, **overrides: object) -> HiveConfi
     for parent in [tmp_path, *tmp_path.parents]:
         if parent == Path("/"):
             break
-        os.chmod(parent, os.stat(parent).st_mode | 0o011)
+        parent.chmod(parent.stat().st_mode | 0o011)
     base: dict[str, object] = {"state_dir": state, "run_dir": run_dir, "port": 0, "cage": "process",
                                "manager": False, "stop_grace": 5.0}  # fmt: skip
     base.update(overrides)

@@ -7,6 +7,7 @@ reconnects on failure. Never touches SQLite.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from pathlib import Path
@@ -92,10 +93,8 @@ class HiveClient:
         writer, self._reader, self._writer = self._writer, None, None
         if writer is not None:
             writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, BrokenPipeError):
                 await writer.wait_closed()
-            except (ConnectionError, BrokenPipeError):
-                pass
 
     async def __aenter__(self) -> HiveClient:
         return self

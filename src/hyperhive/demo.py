@@ -4,6 +4,7 @@ small swarm that talks through the broker. Composition only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -32,10 +33,8 @@ def run_demo(config: HiveConfig, agents: list[str], run_daemon: Callable[..., No
         async def announce(daemon: Any) -> None:
             services = daemon.services
             for name in agents:
-                try:
+                with contextlib.suppress(Conflict):
                     await services.lifecycle.spawn(name, "demo agent")
-                except Conflict:
-                    pass
             if len(agents) >= 2:
                 await services.broker.send("operator", agents[0], KICKOFF.format(second=agents[1]))
                 click.echo(

@@ -341,7 +341,7 @@ Request = Annotated[
 
 _REQUEST = TypeAdapter(Request)
 VERBS: frozenset[str] = frozenset(
-    m.model_fields["cmd"].annotation.__args__[0]  # type: ignore[union-attr]
+    m.model_fields["cmd"].annotation.__args__[0]
     for m in Request.__origin__.__args__  # type: ignore[attr-defined]
 )
 

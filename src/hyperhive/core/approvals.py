@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from hyperhive.core.broker import Broker
 from hyperhive.core.configrepo import ConfigRepos
@@ -171,7 +171,7 @@ class Approvals:
             if row["status"] != "pending":
                 raise Conflict(f"approval #{aid} is already {row['status']}")
             c.execute("UPDATE approvals SET status = ? WHERE id = ?", (to_status, aid))
-            return row
+            return cast(sqlite3.Row, row)
 
         return _row(await self.db.write(claim))
 

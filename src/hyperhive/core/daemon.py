@@ -58,7 +58,7 @@ class Daemon:
         for d, mode in ((p.state_dir, 0o711), (p.agents_root, 0o711), (p.applied_root, 0o700),
                         (p.proposed_root, 0o711), (p.run_dir, 0o711), (p.agents_run_root, 0o711)):  # fmt: skip
             d.mkdir(parents=True, exist_ok=True)
-            os.chmod(d, mode)
+            d.chmod(mode)
 
     async def startup(self) -> None:
         log.info("hive serve starting (pid %d), state %s, run %s", os.getpid(), self.paths.state_dir, self.paths.run_dir)

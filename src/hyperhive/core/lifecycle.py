@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hyperhive.agentconfig import AgentConfig
 from hyperhive.cages.base import CAGE_STATE, Bind, Cage, CageHandle, CageSpec, ExitInfo, Limits
@@ -205,7 +205,7 @@ class Lifecycle:
                     "description = COALESCE(?, description) WHERE name = ?",
                     (description, name),
                 )
-            return c.execute("SELECT * FROM agents WHERE name = ?", (name,)).fetchone()
+            return cast(sqlite3.Row, c.execute("SELECT * FROM agents WHERE name = ?", (name,)).fetchone())
 
         row = await self.db.write(upsert)
         runtime = AgentRuntime(name, row["id"], row["uid"])
@@ -517,7 +517,7 @@ def _chown_tree(root: Path, uid: int) -> None:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         for entry in dirnames + filenames:
             with contextlib.suppress(FileNotFoundError):
-                os.lchown(os.path.join(dirpath, entry), uid, uid)
+                os.lchown(Path(dirpath) / entry, uid, uid)
 
 
 def _tree_size(root: Path) -> int:
@@ -525,6 +525,6 @@ def _tree_size(root: Path) -> int:
     for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
         for f in filenames:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, f)).st_size
+                total += (Path(dirpath) / f).lstat().st_size
     return total
 

@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from hyperhive.core.broker import Broker
 from hyperhive.core.hub import Hub
@@ -115,7 +115,7 @@ class Questions:
                 "UPDATE questions SET answered_at = ?, answer = ?, answerer = ? WHERE id = ?",
                 (now, answer, answerer, qid),
             )
-            return c.execute("SELECT * FROM questions WHERE id = ?", (qid,)).fetchone()
+            return cast(sqlite3.Row, c.execute("SELECT * FROM questions WHERE id = ?", (qid,)).fetchone())
 
         q = _row(await self.db.write(update))
         self.hub.publish("question_resolved", q)

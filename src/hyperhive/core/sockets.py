@@ -65,7 +65,7 @@ class SocketServer:
             self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_LINE_BYTES + 2)
         finally:
             os.umask(old)
-        os.chmod(self.path, mode)
+        self.path.chmod(mode)
         if owner is not None:
             os.chown(self.path, owner, owner)
 

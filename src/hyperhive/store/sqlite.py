@@ -8,6 +8,7 @@ commit, so an acknowledged write is durable and a failed one leaves no half row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -98,8 +99,7 @@ class Database:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            for fn, fut, loop in batch:
-                outcomes.append((fut, loop, None, exc))
+            outcomes = [(fut, loop, None, exc) for _fn, fut, loop in batch]
             self._resolve(outcomes)
             return
         for fn, fut, loop in batch:
@@ -124,10 +124,8 @@ class Database:
     @staticmethod
     def _resolve(outcomes: list[tuple[Any, Any, Any, BaseException | None]]) -> None:
         for fut, loop, result, exc in outcomes:
-            try:
+            with contextlib.suppress(RuntimeError):  # the caller's loop is gone
                 loop.call_soon_threadsafe(_settle, fut, result, exc)
-            except RuntimeError:  # the caller's loop is gone
-                pass
 
     def close(self, timeout: float = 10.0) -> None:
         """Idempotent: drain queued writes, stop the writer within `timeout`, close connections."""
