@@ -168,6 +168,7 @@ class CageHandle:
         self.tail: deque[str] = deque(maxlen=self.TAIL_LINES)
         self._reader = asyncio.get_running_loop().create_task(self._read_output(), name=f"cage-out-{name}")
         self._exit: ExitInfo | None = None
+        self._reaping: asyncio.Future[ExitInfo] | None = None
 
     @property
     def pid(self) -> int:
@@ -197,9 +198,16 @@ class CageHandle:
         log.debug("[%s] %s", self.name, text)
 
     async def wait(self) -> ExitInfo:
-        """Wait for the cage's process to exit; reaps it and drains its output."""
+        """Wait for the cage's process to exit; reaps it and drains its output. Callers share
+        one reaping (the crash watch and `stop()` wait at once); cancelling a caller does not
+        cancel it."""
         if self._exit is not None:
             return self._exit
+        if self._reaping is None:
+            self._reaping = asyncio.ensure_future(self._reap())
+        return await asyncio.shield(self._reaping)
+
+    async def _reap(self) -> ExitInfo:
         rc = await self._wait_exit()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._reader), 2)
@@ -208,10 +216,11 @@ class CageHandle:
         # bwrap and shells report a signalled child as 128+N
         if 128 < rc < 128 + 65:
             code, sig = None, rc - 128
-        self._exit = ExitInfo(exit_code=code, signal=sig, last_lines=list(self.tail))
+        exit_info = ExitInfo(exit_code=code, signal=sig, last_lines=list(self.tail))
         await self._drain_cgroup()
         self._finish()
-        return self._exit
+        self._exit = exit_info
+        return exit_info
 
     async def _drain_cgroup(self) -> None:
         """Kill what is left in the cage's cgroup and give the kernel up to 2 s to release the
