@@ -4,6 +4,7 @@ of its own beyond composing the parts; the daemon builds one at startup."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from hyperhive.store.sqlite import Database, connect
 __all__ = ["Services"]
 
 INSTRUCTIONS_CAP = 64 * 1024
+EVENTS_READ_BUDGET = 2.0  # seconds: reading an agent's events db never holds the core longer
 
 
 @dataclass
@@ -52,8 +54,18 @@ class Services:
             if name not in self.lifecycle.agents:
                 raise HiveError(f"no agent named {name!r}")
             return []
-        conn = connect(path, readonly=True)
+        # The agent writes this file: it may hold anything, e.g. an `events` view over an endless
+        # recursive query that would hang the core. Only a real table is read, within a budget.
+        deadline = time.monotonic() + EVENTS_READ_BUDGET
         try:
+            conn = connect(path, readonly=True)
+        except sqlite3.Error as exc:
+            raise HiveError(f"could not read {name}'s events: {exc}") from exc
+        try:
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+            kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'events'").fetchone()
+            if kind is None or kind[0] != "table":
+                raise HiveError(f"{name}'s events db has no events table")
             rows = conn.execute(
                 "SELECT id, ts, kind, payload FROM (SELECT * FROM events WHERE id > ? ORDER BY id DESC LIMIT ?) "
                 "ORDER BY id",
@@ -65,7 +77,10 @@ class Services:
             conn.close()
         import json
 
-        return [{"id": r[0], "ts": r[1], "kind": r[2], "payload": json.loads(r[3])} for r in rows]
+        try:
+            return [{"id": r[0], "ts": r[1], "kind": r[2], "payload": json.loads(r[3])} for r in rows]
+        except (TypeError, ValueError) as exc:
+            raise HiveError(f"could not read {name}'s events: a malformed row ({exc})") from exc
 
     def open_threads(self, name: str, *, whole_hive: bool) -> dict[str, Any]:
         return {
