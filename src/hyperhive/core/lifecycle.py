@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -157,7 +158,7 @@ class Lifecycle:
                     "name": row["name"],
                     "destroyed_at": row["destroyed_at"],
                     "size_bytes": _tree_size(ap.root),
-                    "has_credentials": (ap.home / ".claude" / ".credentials.json").exists(),
+                    "has_credentials": _plain_file(ap.home, ".claude", ".credentials.json"),
                 }
             )
         return out
@@ -518,6 +519,21 @@ def _chown_tree(root: Path, uid: int) -> None:
         for entry in dirnames + filenames:
             with contextlib.suppress(FileNotFoundError):
                 os.lchown(Path(dirpath) / entry, uid, uid)
+
+
+def _plain_file(root: Path, *parts: str) -> bool:
+    """True if root/parts... is a regular file reached through real directories only (a link
+    the agent planted is not followed, so it cannot make the core stat outside its tree)."""
+    path = root
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            mode = path.lstat().st_mode
+        except OSError:
+            return False
+        if not (stat.S_ISREG(mode) if i == len(parts) - 1 else stat.S_ISDIR(mode)):
+            return False
+    return True
 
 
 def _tree_size(root: Path) -> int:
