@@ -513,12 +513,15 @@ class Lifecycle:
 
 
 def _chown_tree(root: Path, uid: int) -> None:
-    """chown a tree to uid:uid without following symlinks (an agent may plant them)."""
+    """chown a tree to uid:uid without following symlinks. An agent may plant links, and (the
+    manager, whose repos are chowned while it runs) may swap a directory for a link during the
+    walk: `fwalk` descends through directory fds it checked, and each entry is chowned relative
+    to its directory's fd without following it."""
     os.lchown(root, uid, uid)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for _dirpath, dirnames, filenames, dirfd in os.fwalk(root, follow_symlinks=False):
         for entry in dirnames + filenames:
             with contextlib.suppress(FileNotFoundError):
-                os.lchown(Path(dirpath) / entry, uid, uid)
+                os.chown(entry, uid, uid, dir_fd=dirfd, follow_symlinks=False)
 
 
 def _plain_file(root: Path, *parts: str) -> bool:
