@@ -15,12 +15,14 @@ the tests skip locally and fail under CI=true.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -532,3 +534,42 @@ async def test_a_hostile_events_db_planted_by_the_agent_neither_hangs_nor_fails_
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
         async with HiveClient(rig.daemon.paths.host_socket) as host:
             assert (await host.call("ping"))["ok"]
+
+
+def test_a_directory_swapped_for_a_link_during_the_chown_walk_is_not_followed(tmp_path: Path) -> None:
+    """The manager's repos are chowned to it while it runs (init_config, spawn): swapping a
+    directory in them for a link to another tree, racing the walk, never gets that tree chowned
+    (issue 5; docs/security.md "ownership changes ... never follow"). Bounded by rounds, not time."""
+    require(os.geteuid() == 0, "chowning to another uid needs root")
+    from hyperhive.core.lifecycle import _chown_tree
+
+    tree, victim = tmp_path / "proposed", tmp_path / "victim"
+    tree.mkdir()
+    victim.mkdir()
+    for i in range(200):  # siblings widen the window between listing `swap` and entering it
+        (tree / f"pad{i}").mkdir()
+    for i in range(20):
+        (victim / f"f{i}").write_text("x")
+    swap, stop = tree / "swap", threading.Event()
+
+    def swapper() -> None:  # what a malicious manager would run in its cage
+        fresh = tree / "fresh"
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                fresh.mkdir()
+                fresh.rename(swap)  # a real directory appears at once ...
+                for _ in range(3):  # ... and stays while the walk lists it
+                    tree.stat()
+                swap.rmdir()
+                swap.symlink_to(victim)  # then the link takes its place
+                swap.unlink()
+
+    thread = threading.Thread(target=swapper, name="swapper")
+    thread.start()
+    try:
+        for _ in range(1000):  # a stress test: the os.walk version lost within 500 rounds in 3 of 5 runs
+            _chown_tree(tree, 4242)
+            assert all(p.lstat().st_uid == 0 for p in [victim, *victim.iterdir()]), "the walk followed a link"
+    finally:
+        stop.set()
+        thread.join(10)
