@@ -9,16 +9,17 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import httpx
 
 from hyperhive.client import SyncHiveClient
 from hyperhive.config import load_config, parse_env_pairs
 from hyperhive.errors import HiveError, StartupError
-from hyperhive.paths import default_run_dir
+from hyperhive.paths import HivePaths, default_run_dir
 
 __all__ = ["main"]
 
@@ -373,7 +374,7 @@ def _format_event(e: dict[str, Any]) -> str:
 
 @main.command()
 @click.argument("name")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new events.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they happen (streamed).")
 @click.option("--limit", type=int, default=200, show_default=True)
 @run_dir_option
 @json_option
@@ -389,11 +390,45 @@ def events(name: str, follow: bool, limit: int, run_dir: Path | None, as_json: b
     for e in evs:
         click.echo(json.dumps(e, ensure_ascii=False) if as_json else _format_event(e))
         last = e["id"]
-    while follow:
-        time.sleep(0.5)
-        for e in _call(run_dir, "events", name=name, after=last)["events"]:
-            click.echo(json.dumps(e, ensure_ascii=False) if as_json else _format_event(e))
-            last = e["id"]
+    if follow:
+        _follow_events(run_dir or default_run_dir(), name, last, as_json)
+
+
+def _follow_events(run_dir: Path, name: str, last: int, as_json: bool) -> None:
+    """Stream the agent's live feed (SSE on its web.sock), resuming after `last` with
+    Last-Event-ID; when the agent is down, say so once and reconnect when it is back."""
+    sock = HivePaths(Path("/"), run_dir).agent(name).web_socket
+    transport = httpx.HTTPTransport(uds=str(sock))
+    waiting = False
+    with httpx.Client(transport=transport, timeout=httpx.Timeout(None, connect=5)) as client:
+        while True:
+            try:
+                headers = {"Last-Event-ID": str(last), "Accept": "text/event-stream"}
+                with client.stream("GET", "http://agent/events/stream", headers=headers) as response:
+                    if response.status_code != 200:
+                        raise HiveError(f"{name}'s event stream answered HTTP {response.status_code}")
+                    waiting = False
+                    for event in iter_sse(response.iter_lines()):
+                        click.echo(json.dumps(event, ensure_ascii=False) if as_json else _format_event(event))
+                        last = max(last, int(event["id"]))
+            except httpx.TransportError:
+                if not waiting:
+                    click.echo(f"hive: {name} is not running; waiting for it to come back", err=True)
+                    waiting = True
+                time.sleep(1)  # reconnect back-off while the agent is down
+
+
+def iter_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """The JSON `data:` payloads of an SSE stream (comments and keep-alives skipped)."""
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif line == "" and data:
+            payload = json.loads("\n".join(data))
+            data = []
+            if isinstance(payload, dict) and "id" in payload:
+                yield payload
 
 
 # ---- inside a cage -------------------------------------------------------------------------
