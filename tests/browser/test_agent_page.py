@@ -304,3 +304,44 @@ async def test_needs_login_panel_runs_the_login_and_passes_the_code(tmp_path: Pa
         await page.locator("#login-code-btn").click()
         await expect(page.locator("#login-status")).to_have_text("login finished: logged in", timeout=T)
         await expect(page.locator(".note", has_text="logged in: retrying")).to_be_visible(timeout=T)
+
+
+async def test_stats_chart_is_uplot_and_a_new_turn_adds_a_point_live(hive: Hive) -> None:
+    """The stats panel draws the recent turns with the vendored uPlot (loaded from the core's
+    /static/ under the proxy's CSP): duration and tokens per turn plus failed-turn points; a new
+    turn adds a point without a reload, and nothing trips the CSP."""
+    page = hive.page
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    await page.reload()  # listen from the first byte: a CSP refusal is logged while loading
+    await expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=T)
+    await hive.prompt("echo chart one")
+    await expect(page.locator(".turn-end-row")).to_have_count(2, timeout=T)
+    await hive.idle()
+    chart = page.locator("#turn-chart .uplot canvas")
+    await expect(chart).to_have_count(1, timeout=T)
+    await page.wait_for_function("() => window.__hiveStatsChart && window.__hiveStatsChart.data[0].length === 2",
+                                 timeout=T)  # fmt: skip
+    shape = await page.evaluate(
+        "() => { const c = window.__hiveStatsChart; return {series: c.series.map(s => s.label),"
+        " data: c.data.map(d => d.length), legend: document.querySelectorAll('#turn-chart .u-legend .u-series').length}; }"
+    )
+    assert shape == {"series": ["turn", "duration", "tokens", "failed"], "data": [2, 2, 2, 2], "legend": 4}
+    stats = await page.evaluate("() => fetch('api/stats').then(r => r.json())")
+    plotted = await page.evaluate("() => window.__hiveStatsChart.data")
+    assert plotted[0] == [t["n"] for t in stats["series"]] == [1, 2]
+    assert plotted[1] == [t["duration_ms"] / 1000 for t in stats["series"]]
+    assert plotted[2] == [t["tokens"] for t in stats["series"]] and all(v > 0 for v in plotted[2])
+    assert plotted[3] == [None, None]  # both turns ok: no failed points
+    await hive.shot("stats-chart")
+    await page.evaluate("window.__noReload = 1")
+    host = HiveClient(hive.daemon.paths.host_socket)  # a turn the page did not start
+    try:
+        await host.call("send", to=AGENT, body="echo chart two")
+    finally:
+        await host.close()
+    await page.wait_for_function("() => window.__hiveStatsChart.data[0].length === 3", timeout=T)
+    assert await page.evaluate("window.__noReload") == 1
+    assert await chart.count() == 1  # the same chart, updated in place
+    csp = [m for m in console_errors if "Content Security Policy" in m]
+    assert csp == [] and console_errors == [], console_errors

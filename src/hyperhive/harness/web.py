@@ -31,6 +31,7 @@ MAX_FORM = 128 * 1024
 STATIC_DIR = Path(__file__).parent / "static"
 INBOX_DEFAULT = 20
 DURATIONS_KEPT = 60
+SERIES_KEPT = 100  # turns in the stats chart
 
 
 class BodyTooLarge(HiveError):
@@ -43,13 +44,15 @@ def _num(value: Any) -> float:
 
 def trail_stats(events: list[dict[str, Any]]) -> dict[str, Any]:
     """Token and cost accounting over the trail: the sums of every `turn_end`'s usage and cost,
-    turn counts, and the latest turn durations (for the chart)."""
+    turn counts, the latest turn durations, and `series`: the last SERIES_KEPT turns (turn number
+    `n`, `ts`, `duration_ms`, `tokens` = input + output, `ok`, `cancelled`) for the page's chart."""
     out: dict[str, Any] = {
         "turns": 0, "ok": 0, "failed": 0, "cancelled": 0, "input_tokens": 0, "output_tokens": 0,
         "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0, "cost_usd": 0.0,
-        "total_ms": 0, "durations": [], "since": None,
+        "total_ms": 0, "durations": [], "series": [], "since": None,
     }  # fmt: skip
     durations: list[dict[str, Any]] = []
+    series: list[dict[str, Any]] = []
     for event in events:
         if event.get("kind") != "turn_end":
             continue
@@ -67,11 +70,15 @@ def trail_stats(events: list[dict[str, Any]]) -> dict[str, Any]:
         usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
         for key in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
             out[key] += int(_num(usage.get(key)))
+        tokens = int(_num(usage.get("input_tokens"))) + int(_num(usage.get("output_tokens")))
         out["cost_usd"] += _num(p.get("cost_usd"))
         ms = int(_num(p.get("duration_ms")))
         out["total_ms"] += ms
         durations.append({"id": event.get("id"), "ts": event.get("ts"), "ms": ms, "ok": bool(p.get("ok"))})
+        series.append({"n": out["turns"], "id": event.get("id"), "ts": event.get("ts"), "duration_ms": ms,
+                       "tokens": tokens, "ok": bool(p.get("ok")), "cancelled": bool(p.get("cancelled"))})  # fmt: skip
     out["durations"] = durations[-DURATIONS_KEPT:]
+    out["series"] = series[-SERIES_KEPT:]
     out["cost_usd"] = round(out["cost_usd"], 6)
     return out
 
