@@ -129,10 +129,14 @@ async def main(agents: int, cage: str) -> dict[str, object]:
         }
         print(f"{'what':<34}{'RSS MiB':>10}{'× bare python':>16}")
         print(f"{'bare python interpreter':<34}{bare / 1024:>10.1f}{1:>16.2f}")
-        print(f"{'harness, idle (median)':<34}{result['idle_harness_kib_median'] / 1024:>10.1f}"  # type: ignore[operator]
-              f"{result['idle_ratio_vs_bare_python']:>16}")
-        print(f"{'harness + claude CLI, in a turn':<34}{result['turn_peak_kib_median'] / 1024:>10.1f}"  # type: ignore[operator]
-              f"{result['turn_ratio_vs_bare_python']:>16}")
+        print(
+            f"{'harness, idle (median)':<34}{result['idle_harness_kib_median'] / 1024:>10.1f}"  # type: ignore[operator]
+            f"{result['idle_ratio_vs_bare_python']:>16}"
+        )
+        print(
+            f"{'harness + claude CLI, in a turn':<34}{result['turn_peak_kib_median'] / 1024:>10.1f}"  # type: ignore[operator]
+            f"{result['turn_ratio_vs_bare_python']:>16}"
+        )
         print(json.dumps(result))
         return result
     finally:

@@ -285,7 +285,9 @@ def pending(diff_id: int | None, run_dir: Path | None, as_json: bool) -> None:
     for a in approvals:
         sha = f" {a['sha'][:12]}" if a.get("sha") else ""
         desc = f" — {a['description']}" if a.get("description") else ""
-        click.echo(f"#{a['id']} {a['kind']:<13} {a['agent']}{sha} (by {a['requested_by']}, {_age(a['requested_at'])} ago){desc}")
+        click.echo(
+            f"#{a['id']} {a['kind']:<13} {a['agent']}{sha} (by {a['requested_by']}, {_age(a['requested_at'])} ago){desc}"
+        )
 
 
 @main.command()
@@ -299,7 +301,11 @@ def approve(approval_id: int, run_dir: Path | None, as_json: bool) -> None:
     if as_json:
         _print_json({"approval": a})
         return
-    click.echo(f"#{a['id']} {a['status']}" + (f" ({a['tag']})" if a.get("tag") else "") + (f": {a['note']}" if a.get("note") else ""))
+    click.echo(
+        f"#{a['id']} {a['status']}"
+        + (f" ({a['tag']})" if a.get("tag") else "")
+        + (f": {a['note']}" if a.get("note") else "")
+    )
     if a["status"] == "failed":
         sys.exit(EXIT_ERROR)
 
@@ -448,4 +454,3 @@ def agent_serve(verbose: bool) -> None:
 
     _setup_logging(verbose)
     asyncio.run(run_harness())
-

@@ -397,7 +397,9 @@ def decode_request(line: bytes | str) -> Any:
         try:  # a lone surrogate escape ("\\ud800") decodes, but no store or socket can encode it
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
-            raise ProtocolFailure("a string holds a lone surrogate escape; send valid Unicode", ErrorCode.BAD_REQUEST) from None
+            raise ProtocolFailure(
+                "a string holds a lone surrogate escape; send valid Unicode", ErrorCode.BAD_REQUEST
+            ) from None
     cmd = data.get("cmd")
     if not isinstance(cmd, str):
         raise ProtocolFailure("`cmd`: missing or not a string", ErrorCode.BAD_REQUEST)

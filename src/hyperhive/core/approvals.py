@@ -83,12 +83,16 @@ class Approvals:
 
     def pending(self) -> list[dict[str, Any]]:
         rows = self.db.read(
-            lambda c: c.execute("SELECT * FROM approvals WHERE status IN ('pending', 'approving') ORDER BY id").fetchall()
+            lambda c: c.execute(
+                "SELECT * FROM approvals WHERE status IN ('pending', 'approving') ORDER BY id"
+            ).fetchall()
         )
         return [_row(r) for r in rows]
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.db.read(lambda c: c.execute("SELECT * FROM approvals ORDER BY id DESC LIMIT ?", (limit,)).fetchall())
+        rows = self.db.read(
+            lambda c: c.execute("SELECT * FROM approvals ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        )
         return [_row(r) for r in rows]
 
     async def diff(self, aid: int) -> str:
@@ -103,11 +107,13 @@ class Approvals:
                       commit_ref: str | None = None) -> int:  # fmt: skip
         now = self.clock()
         aid = await self.db.write(
-            lambda c: c.execute(
-                "INSERT INTO approvals (kind, agent, commit_ref, description, requested_by, requested_at, status)"
-                " VALUES (?,?,?,?,?,?,?)",
-                (kind, agent, commit_ref, description, requested_by, now, status),
-            ).lastrowid
+            lambda c: (
+                c.execute(
+                    "INSERT INTO approvals (kind, agent, commit_ref, description, requested_by, requested_at, status)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (kind, agent, commit_ref, description, requested_by, now, status),
+                ).lastrowid
+            )
         )
         assert aid is not None
         return aid
@@ -143,7 +149,9 @@ class Approvals:
         agent = validate_agent_name(agent)
         if not self.lifecycle.paths.agent(agent).config.exists():
             raise AgentNotFound(f"{agent!r} has no proposed config repo (request_init_config first)")
-        aid = await self._insert("apply_commit", agent, description, requested_by, status="proposing", commit_ref=commit_ref)
+        aid = await self._insert(
+            "apply_commit", agent, description, requested_by, status="proposing", commit_ref=commit_ref
+        )
         try:
             proposal = await asyncio.to_thread(self.repos.propose, agent, commit_ref, aid)
         except HiveError as exc:
@@ -151,8 +159,9 @@ class Approvals:
             raise
         sha = proposal.sha
         await self.db.write(
-            lambda c: c.execute("UPDATE approvals SET status = 'pending', sha = ?, tag = ? WHERE id = ?",
-                                (sha, f"proposal/{aid}", aid))  # fmt: skip
+            lambda c: c.execute(
+                "UPDATE approvals SET status = 'pending', sha = ?, tag = ? WHERE id = ?", (sha, f"proposal/{aid}", aid)
+            )  # fmt: skip
         )
         return self._added(aid)
 
@@ -175,7 +184,9 @@ class Approvals:
 
         return _row(await self.db.write(claim))
 
-    async def _finish(self, aid: int, status: str, *, note: str | None = None, tag: str | None = None) -> dict[str, Any]:
+    async def _finish(
+        self, aid: int, status: str, *, note: str | None = None, tag: str | None = None
+    ) -> dict[str, Any]:
         now = self.clock()
         # A request refused while proposing never became pending: the manager got the error as
         # the reply to its request, so it gets no approval_resolved for it.

@@ -148,28 +148,34 @@ class Broker:
         messages = [_row_to_message(r) for r in rows]
         unread = self.unread(agent) if messages else 0
         for m in messages:
-            self.hub.publish("message_delivered", {"id": m.id, "recipient": agent, "sender": m.sender, "unread": unread})
+            self.hub.publish(
+                "message_delivered", {"id": m.id, "recipient": agent, "sender": m.sender, "unread": unread}
+            )
         return messages
 
     async def ack_turn(self, agent: str) -> int:
         """Acknowledge every delivered, unacknowledged message of `agent`."""
         now = self._clock()
         return await self.db.write(
-            lambda c: c.execute(
-                "UPDATE messages SET acked_at = ? WHERE recipient = ? AND delivered_at IS NOT NULL "
-                "AND acked_at IS NULL",
-                (now, agent),
-            ).rowcount
+            lambda c: (
+                c.execute(
+                    "UPDATE messages SET acked_at = ? WHERE recipient = ? AND delivered_at IS NOT NULL "
+                    "AND acked_at IS NULL",
+                    (now, agent),
+                ).rowcount
+            )
         )
 
     async def requeue_inflight(self, agent: str) -> int:
         """Put delivered-but-unacknowledged rows back; their next delivery says redelivered."""
         count = await self.db.write(
-            lambda c: c.execute(
-                "UPDATE messages SET delivered_at = NULL, redelivered = 1 WHERE recipient = ? "
-                "AND delivered_at IS NOT NULL AND acked_at IS NULL",
-                (agent,),
-            ).rowcount
+            lambda c: (
+                c.execute(
+                    "UPDATE messages SET delivered_at = NULL, redelivered = 1 WHERE recipient = ? "
+                    "AND delivered_at IS NOT NULL AND acked_at IS NULL",
+                    (agent,),
+                ).rowcount
+            )
         )
         if count:
             self._wake(agent)
@@ -193,6 +199,7 @@ class Broker:
 
     def recent(self, recipient: str | None = None, limit: int = 50, *, involving: str | None = None) -> list[Message]:
         """Newest first. `recipient` filters by recipient; `involving` by sender or recipient."""
+
         def q(c: sqlite3.Connection) -> list[sqlite3.Row]:
             if recipient is not None:
                 sql = "SELECT * FROM messages WHERE recipient = ? ORDER BY id DESC LIMIT ?"

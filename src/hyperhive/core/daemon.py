@@ -38,7 +38,9 @@ SHUTDOWN_TIMEOUT = 30.0
 
 
 class Daemon:
-    def __init__(self, config: HiveConfig, *, on_ready: Callable[[Daemon], Awaitable[None] | None] | None = None) -> None:
+    def __init__(
+        self, config: HiveConfig, *, on_ready: Callable[[Daemon], Awaitable[None] | None] | None = None
+    ) -> None:
         self.config = config
         self.paths = config.paths
         self.on_ready = on_ready
@@ -61,7 +63,9 @@ class Daemon:
             d.chmod(mode)
 
     async def startup(self) -> None:
-        log.info("hive serve starting (pid %d), state %s, run %s", os.getpid(), self.paths.state_dir, self.paths.run_dir)
+        log.info(
+            "hive serve starting (pid %d), state %s, run %s", os.getpid(), self.paths.state_dir, self.paths.run_dir
+        )
         try:
             cage, cage_reason = resolve_cage(self.config.cage)
         except HiveError as exc:
@@ -91,7 +95,9 @@ class Daemon:
         lifecycle.close_socket = self._close_agent_socket
         self._verbs = verbs
 
-        self.host_server = SocketServer(self.paths.host_socket, Identity("operator", "operator"), verbs.handle, HOST_VERBS)
+        self.host_server = SocketServer(
+            self.paths.host_socket, Identity("operator", "operator"), verbs.handle, HOST_VERBS
+        )
         await self.host_server.start(mode=0o600)
         self._spawn(broker.run_vacuum(), "broker-vacuum")
         self._spawn(questions.run_watchdog(), "question-watchdog")

@@ -274,7 +274,9 @@ class Lifecycle:
                 await self.db.write(lambda c: c.execute("DELETE FROM agents WHERE name = ?", (name,)))
             else:
                 await self.db.write(
-                    lambda c: c.execute("UPDATE agents SET destroyed_at = ?, desired = 'stopped' WHERE name = ?", (now, name))
+                    lambda c: c.execute(
+                        "UPDATE agents SET destroyed_at = ?, desired = 'stopped' WHERE name = ?", (now, name)
+                    )
                 )
         if purge:
             await asyncio.to_thread(self._purge_files, name)
@@ -415,7 +417,12 @@ class Lifecycle:
         log.warning("agent %s exited unexpectedly: code=%s signal=%s", rt.name, info.exit_code, info.signal)
         if rt.name in self.deploying:
             return  # the approval that is deploying reports this exit as its failure
-        event = {"agent": rt.name, "exit_code": info.exit_code, "signal": info.signal, "last_lines": info.last_lines[-15:]}
+        event = {
+            "agent": rt.name,
+            "exit_code": info.exit_code,
+            "signal": info.signal,
+            "last_lines": info.last_lines[-15:],
+        }
         self.hub.publish("container_crash", event)
         if rt.name == MANAGER:
             await self.broker.system_event(OPERATOR, "container_crash", **event)
@@ -546,4 +553,3 @@ def _tree_size(root: Path) -> int:
             with contextlib.suppress(OSError):
                 total += (Path(dirpath) / f).lstat().st_size
     return total
-

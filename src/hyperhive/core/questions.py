@@ -85,11 +85,13 @@ class Questions:
         deadline = now + min(ttl_seconds, MAX_QUESTION_TTL) if ttl_seconds else None
         opts = json.dumps(list(options or []))
         qid = await self.db.write(
-            lambda c: c.execute(
-                "INSERT INTO questions (asker, target, question, options_json, multi, asked_at, deadline_at)"
-                " VALUES (?,?,?,?,?,?,?)",
-                (asker, to, question, opts, int(multi), now, deadline),
-            ).lastrowid
+            lambda c: (
+                c.execute(
+                    "INSERT INTO questions (asker, target, question, options_json, multi, asked_at, deadline_at)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (asker, to, question, opts, int(multi), now, deadline),
+                ).lastrowid
+            )
         )
         assert qid is not None
         q = self.get(qid)
@@ -101,7 +103,9 @@ class Questions:
         self._changed.set()
         return q
 
-    async def _resolve(self, qid: int, answer: str, answerer: str, *, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    async def _resolve(
+        self, qid: int, answer: str, answerer: str, *, check: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
         now = self.clock()
 
         def update(c: sqlite3.Connection) -> sqlite3.Row:

@@ -93,7 +93,9 @@ class Verbs:
         return {"destroyed": req.name, "purged": req.purge}
 
     async def v_revive(self, who: Identity, req: p.RevivReq) -> dict[str, Any]:
-        approval = await self.s.approvals.request_spawn(req.name, "revive: reuse kept config and state", requested_by=who.name)
+        approval = await self.s.approvals.request_spawn(
+            req.name, "revive: reuse kept config and state", requested_by=who.name
+        )
         return {"approval": approval}
 
     async def v_inbox(self, who: Identity, req: p.InboxReq) -> dict[str, Any]:
@@ -176,7 +178,9 @@ class Verbs:
     # ---- manager ---------------------------------------------------------------------------
 
     async def v_request_init_config(self, who: Identity, req: p.RequestInitConfigReq) -> dict[str, Any]:
-        return {"approval": await self.s.approvals.request_init_config(req.name, req.description, requested_by=who.name)}
+        return {
+            "approval": await self.s.approvals.request_init_config(req.name, req.description, requested_by=who.name)
+        }
 
     async def v_request_apply_commit(self, who: Identity, req: p.RequestApplyCommitReq) -> dict[str, Any]:
         approval = await self.s.approvals.request_apply_commit(

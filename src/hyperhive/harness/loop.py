@@ -118,9 +118,7 @@ class Harness:
 
     async def _report(self) -> None:
         with contextlib.suppress(HiveError, OSError, asyncio.TimeoutError):
-            await self.client.call(
-                "report_state", state=self.state, model=self.model(), last_turn_ms=self.last_turn_ms
-            )
+            await self.client.call("report_state", state=self.state, model=self.model(), last_turn_ms=self.last_turn_ms)
 
     def _background(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -284,7 +282,7 @@ class Harness:
 
     async def _back_off(self, reason: str) -> None:
         self.failures += 1
-        delay = min(MAX_BACKOFF, 2.0 ** self.failures)
+        delay = min(MAX_BACKOFF, 2.0**self.failures)
         self.bus.emit("note", {"text": f"turn failed ({reason}); retrying in {delay:.0f} s", "level": "warning"})
         self.set_state("idle")
         with contextlib.suppress(asyncio.TimeoutError):

@@ -61,8 +61,14 @@ async def run_harness() -> None:
     with contextlib.suppress(FileNotFoundError):
         web_sock.unlink()
     web = EmbeddedServer(
-        uvicorn.Config(create_agent_app(harness), uds=str(web_sock), log_level="warning", lifespan="off",
-                       access_log=False, timeout_graceful_shutdown=2)  # fmt: skip
+        uvicorn.Config(
+            create_agent_app(harness),
+            uds=str(web_sock),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )  # fmt: skip
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -99,7 +99,7 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
             answerer TEXT
         );
         CREATE INDEX questions_open ON questions (answered_at);
-        """
+        """,
     )
 
 
