@@ -205,6 +205,16 @@ class RevivReq(_Named):
     cmd: Literal["revive"]
 
 
+class SubscribeReq(_Req):
+    """Turn the connection into a live stream of the core's events (agents, messages,
+    approvals, questions): one `event` line each. Omit `after` for live events only; pass the
+    last seq seen to replay everything after it first."""
+
+    cmd: Literal["subscribe"]
+    after: int | None = Field(default=None, ge=0)
+    kinds: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=32)] | None = None
+
+
 class PingReq(_Req):
     cmd: Literal["ping"]
 
@@ -322,6 +332,7 @@ Request = Annotated[
     | EventsReq
     | RevivReq
     | PingReq
+    | SubscribeReq
     | RecvReq
     | AckTurnReq
     | RequeueInflightReq
@@ -349,7 +360,7 @@ HOST_VERBS = frozenset(
     {
         "ping", "list", "spawn", "start", "stop", "restart", "destroy", "revive", "send", "inbox",
         "pending", "approve", "deny", "questions", "answer", "cancel_question", "events",
-        "request_spawn",
+        "request_spawn", "subscribe",
     }
 )  # fmt: skip
 AGENT_VERBS = frozenset(

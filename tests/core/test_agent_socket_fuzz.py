@@ -12,24 +12,20 @@ the generated `cmd`s; the sweep below proves every operator-only verb is refused
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 import socket
-import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from hyperhive.config import HiveConfig
-from hyperhive.core.daemon import Daemon
+import fuzzkit
+from fuzzkit import LiveDaemon, assert_well_formed, fuzz_settings, json_leaf, json_value, live_daemon, ping, raw_lines
 from hyperhive.names import MANAGER
-from hyperhive.protocol import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS, MAX_LINE_BYTES, PROTOCOL_VERSION
+from hyperhive.protocol import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS, MAX_LINE_BYTES
 
 PROCESS_VERBS = {"start", "restart", "update", "kill"}  # would start or stop real cages
 FUZZ_VERBS = {"agent": sorted(AGENT_VERBS), "manager": sorted(MANAGER_VERBS - PROCESS_VERBS)}
@@ -39,32 +35,14 @@ FIELDS = ["cmd", "to", "body", "name", "id", "in_reply_to", "wait_seconds", "max
 TABLES = ("messages", "agents", "approvals", "questions")
 
 
-class LiveDaemon:
-    """A Daemon served on a private event loop in a thread, with a, b and the manager wired."""
+class AgentLive(LiveDaemon):
+    """The live daemon with a, b and the manager wired, its sockets by role, and row counts."""
 
     def __init__(self, root: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="agent-fuzz-daemon", daemon=True)
-        self.thread.start()
-        config = HiveConfig(state_dir=root / "state", run_dir=root / "r", port=0, cage="process", manager=False)
-        self.ready = threading.Event()
-        self.daemon = Daemon(config, on_ready=lambda _d: self.ready.set())
-        self.task = asyncio.run_coroutine_threadsafe(self.daemon.serve(), self.loop)
-        if not self.ready.wait(60):
-            raise AssertionError(f"daemon did not start: {self.task.exception(0) if self.task.done() else 'timeout'}")
-        self.run(self._wire())
+        super().__init__(root, ("a", "b", MANAGER), thread_name="agent-fuzz-daemon")
         paths = self.daemon.paths
         self.sockets = {"host": paths.host_socket, "agent": paths.agent("a").socket,
                         "manager": paths.agent(MANAGER).socket}  # fmt: skip
-
-    async def _wire(self) -> None:
-        assert self.daemon.services is not None
-        for name in ("a", "b", MANAGER):
-            await self.daemon.services.lifecycle._register(name, None)
-            await self.daemon._open_agent_socket(name, None)
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
     def rows(self) -> dict[str, int]:
         assert self.daemon.services is not None
@@ -72,70 +50,19 @@ class LiveDaemon:
             lambda c: {t: c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
         )
 
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.daemon.should_exit.set)
-        self.task.result(60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
 
 @pytest.fixture(scope="module")
-def live() -> Iterator[LiveDaemon]:
-    root = Path(tempfile.mkdtemp(prefix="hha-", dir="/tmp"))
-    root.chmod(0o711)
-    daemon = LiveDaemon(root)
-    try:
+def live() -> Iterator[AgentLive]:
+    with live_daemon("hha-", AgentLive) as daemon:
         yield daemon
-    finally:
-        daemon.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def exchange(path: Path, line: bytes) -> dict[str, Any] | None:
-    """Send one line and half-close; the reply, or None if the daemon closed without one."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(str(path))
-        try:
-            sock.sendall(line)
-            sock.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            return None  # closed on us mid-line (over the line cap): a clean close
-        with sock.makefile("rb") as stream:
-            try:
-                reply = stream.readline(8 * MAX_LINE_BYTES)
-            except ConnectionResetError:
-                return None
-    return json.loads(reply) if reply else None
+    """Send one line and half-close; the reply, or None if the daemon closed without one (also
+    when it closed on us mid-line, over the line cap)."""
+    return fuzzkit.exchange(path, line, cut_off_ok=True)
 
 
-def ping(sock: socket.socket) -> dict[str, Any]:
-    sock.sendall(b'{"cmd":"ping"}\n')
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(4096)
-        assert chunk, "a bystander connection was closed"
-        data += chunk
-    return json.loads(data)
-
-
-def assert_well_formed(reply: dict[str, Any] | None) -> None:
-    if reply is None:
-        return  # a clean close is allowed (past the line cap, in practice)
-    assert reply["version"] == PROTOCOL_VERSION and isinstance(reply["ok"], bool), reply
-    if not reply["ok"]:
-        assert set(reply) == {"version", "ok", "error", "code"}, reply
-        assert isinstance(reply["error"], str) and isinstance(reply["code"], str), reply
-        assert reply["code"] != "internal", f"the daemon failed on input: {reply}"
-
-
-json_leaf = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=40)
-json_value = st.recursive(
-    json_leaf,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12,
-)
 HOSTILE_VALUES = ["a", "b", "manager", "operator", "system", "*", "..", "a/b", "../b", "-x", "ü", "", "x" * 70,
                   "idle", "needs_login", "HEAD", "0" * 40, "--upload-pack=touch /tmp/x", 0, -1, 2**63, 1e308]  # fmt: skip
 
@@ -164,11 +91,10 @@ ADVERSARIAL = [
 
 
 def lines(verbs: list[str]) -> st.SearchStrategy[bytes]:
-    raw = st.binary(max_size=300).map(lambda b: b.replace(b"\n", b" ") + b"\n")
-    return st.one_of(request_lines(verbs), raw, st.sampled_from(ADVERSARIAL).map(lambda b: b + b"\n"))
+    return st.one_of(request_lines(verbs), raw_lines, st.sampled_from(ADVERSARIAL).map(lambda b: b + b"\n"))
 
 
-def _fuzz_one(live: LiveDaemon, on: str, line: bytes) -> None:
+def _fuzz_one(live: AgentLive, on: str, line: bytes) -> None:
     """Bystanders connect first (to the fuzzed socket and to host.sock), the line goes in on its
     own connection, then both bystanders are still served."""
     with socket.socket(socket.AF_UNIX) as same, socket.socket(socket.AF_UNIX) as host:
@@ -180,15 +106,13 @@ def _fuzz_one(live: LiveDaemon, on: str, line: bytes) -> None:
         assert ping(host)["pong"] is True
 
 
-FUZZ_SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-)
+FUZZ_SETTINGS = fuzz_settings(300)
 
 
 @FUZZ_SETTINGS
 @given(line=lines(FUZZ_VERBS["agent"]))
 def test_any_line_on_an_agent_socket_gets_a_well_formed_answer_and_others_are_still_served(
-    live: LiveDaemon, line: bytes
+    live: AgentLive, line: bytes
 ) -> None:
     """Random and adversarial lines on agent a's mcp.sock never crash, hang or half-answer the
     daemon; a's other connection and host.sock keep being served (issue 5; DESIGN §3)."""
@@ -198,7 +122,7 @@ def test_any_line_on_an_agent_socket_gets_a_well_formed_answer_and_others_are_st
 @FUZZ_SETTINGS
 @given(line=lines(FUZZ_VERBS["manager"]))
 def test_any_line_on_the_manager_socket_gets_a_well_formed_answer_and_others_are_still_served(
-    live: LiveDaemon, line: bytes
+    live: AgentLive, line: bytes
 ) -> None:
     """The same on the manager's socket, with the manager's verbs (request_*, list) in the mix
     (issue 5; DESIGN §3)."""
@@ -209,12 +133,12 @@ OPERATOR_ONLY_ARGS: dict[str, dict[str, Any]] = {
     "approve": {"id": 1}, "deny": {"id": 1, "note": "n"}, "cancel_question": {"id": 1}, "spawn": {"name": "zed"},
     "destroy": {"name": "b", "purge": True}, "stop": {"name": "b"}, "start": {"name": "b"},
     "restart": {"name": "b"}, "revive": {"name": "zed"}, "events": {"name": "b"}, "inbox": {}, "pending": {},
-    "questions": {}, "list": {}, "request_spawn": {"name": "zed"},
+    "questions": {}, "list": {}, "request_spawn": {"name": "zed"}, "subscribe": {"after": 0},
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("on", ["agent", "manager"])
-def test_operator_only_verbs_have_no_entry_point_on_agent_or_manager_sockets(live: LiveDaemon, on: str) -> None:
+def test_operator_only_verbs_have_no_entry_point_on_agent_or_manager_sockets(live: AgentLive, on: str) -> None:
     """Every host verb the socket does not offer (approve, deny, cancel_question, spawn, destroy,
     stop, revive, …) is an unknown verb there, with well-formed arguments, and changes no row; an
     agent cannot answer an operator question either (issue 5 "The boundary"; docs/security.md)."""

@@ -9,7 +9,7 @@ import contextlib
 import contextvars
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from hyperhive.errors import HiveError
 from hyperhive.framing import LineTooLong, encode, read_line
 from hyperhive.protocol import MAX_LINE_BYTES, ErrorCode, ProtocolFailure, decode_request, error_reply
 
-__all__ = ["Identity", "SocketServer", "peer_gone"]
+__all__ = ["Identity", "SocketServer", "StreamReply", "peer_gone"]
 
 log = logging.getLogger(__name__)
 IDLE_TIMEOUT = 600.0  # a client that sends nothing for this long is closed
@@ -32,6 +32,17 @@ def peer_gone() -> asyncio.Event | None:
     return _PEER_GONE.get()
 
 
+@dataclass
+class StreamReply:
+    """A reply that turns the connection into a stream: `first` is sent as the reply, then one
+    line `{"version": 1, "ok": true, "event": …}` per item of `events` until it ends or the
+    client leaves; then `close()` runs and the connection closes."""
+
+    first: dict[str, Any]
+    events: AsyncIterator[dict[str, Any]]
+    close: Callable[[], None] = lambda: None
+
+
 @dataclass(frozen=True)
 class Identity:
     kind: str  # "operator" | "agent" | "manager"
@@ -42,7 +53,7 @@ class Identity:
         return self.kind == "manager"
 
 
-Handler = Callable[[Identity, Any], Awaitable[dict[str, Any]]]
+Handler = Callable[[Identity, Any], Awaitable[dict[str, Any] | StreamReply]]
 
 
 class SocketServer:
@@ -110,8 +121,8 @@ class SocketServer:
                 except TimeoutError:
                     return
                 except LineTooLong:
-                    reply = error_reply(f"line over the {MAX_LINE_BYTES}-byte cap", ErrorCode.LINE_TOO_LONG)
-                    await self._reply(writer, reply)
+                    too_long = error_reply(f"line over the {MAX_LINE_BYTES}-byte cap", ErrorCode.LINE_TOO_LONG)
+                    await self._reply(writer, too_long)
                     return
                 finally:
                     if reading.done():
@@ -128,6 +139,9 @@ class SocketServer:
                     reply = await self._answer(line)
                 finally:
                     _PEER_GONE.reset(token)
+                if isinstance(reply, StreamReply):
+                    reading = await self._stream(reader, writer, reply, reading)
+                    return
                 await self._reply(writer, reply)
         finally:
             if reading is not None and not reading.done():
@@ -135,7 +149,41 @@ class SocketServer:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reading
 
-    async def _answer(self, line: bytes) -> dict[str, Any]:
+    async def _stream(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        stream: StreamReply,
+        reading: asyncio.Task[bytes | None],
+    ) -> asyncio.Task[bytes | None] | None:
+        """Write a stream until it ends or the client leaves (lines it sends meanwhile are
+        ignored). Returns the read-ahead task still running, for the caller to cancel."""
+        events = aiter(stream.events)
+        try:
+            await self._reply(writer, {"version": 1, "ok": True, **stream.first})
+            while True:
+                nxt = asyncio.ensure_future(anext(events))
+                try:
+                    while not nxt.done():
+                        await asyncio.wait({nxt, reading}, return_when=asyncio.FIRST_COMPLETED)
+                        if reading.done():
+                            if reading.cancelled() or reading.exception() is not None or _left(reading):
+                                return None  # the client has gone
+                            reading = asyncio.ensure_future(read_line(reader))  # a stray line: ignored
+                finally:
+                    if not nxt.done():
+                        nxt.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                            await nxt
+                try:
+                    event = nxt.result()
+                except StopAsyncIteration:
+                    return reading
+                await self._reply(writer, {"version": 1, "ok": True, "event": event})
+        finally:
+            stream.close()
+
+    async def _answer(self, line: bytes) -> dict[str, Any] | StreamReply:
         try:
             request = decode_request(line)
         except ProtocolFailure as exc:
@@ -149,6 +197,8 @@ class SocketServer:
         except Exception:
             log.exception("verb %s from %s failed", request.cmd, self.identity.name)
             return error_reply(f"internal error handling {request.cmd!r}; see the daemon log", ErrorCode.INTERNAL)
+        if isinstance(reply, StreamReply):
+            return reply
         return {"version": 1, "ok": True, **reply}
 
     @staticmethod

@@ -6,11 +6,13 @@ actions (approve, deny, answering the operator's questions) have no agent entry 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from hyperhive import __version__
 from hyperhive import protocol as p
-from hyperhive.core.sockets import Identity, peer_gone
+from hyperhive.core.hub import HubEvent, Subscription
+from hyperhive.core.sockets import Identity, StreamReply, peer_gone
 from hyperhive.errors import AgentNotFound, NotAllowed
 from hyperhive.names import MANAGER, OPERATOR
 
@@ -123,6 +125,26 @@ class Verbs:
         events = self.s.read_agent_events(req.name, after=req.after, limit=req.limit)
         return {"events": events}
 
+    async def v_subscribe(self, who: Identity, req: p.SubscribeReq) -> StreamReply:
+        """The core's live events as a stream: the ring after `after`, then live, each seq once."""
+        hub = self.s.hub
+        sub = hub.subscribe()  # before reading the ring, so nothing falls between the two
+        kinds = set(req.kinds) if req.kinds else None
+
+        last = hub.seq if req.after is None else req.after
+        backlog = [] if req.after is None else hub.history(after=req.after)
+
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            nonlocal last
+            async for event in _chain(backlog, sub):
+                if event.id <= last:
+                    continue
+                last = event.id
+                if kinds is None or event.kind in kinds:
+                    yield event.to_json()
+
+        return StreamReply({"subscribed": True, "seq": hub.seq}, events(), sub.close)
+
     async def v_request_spawn(self, who: Identity, req: p.RequestSpawnReq) -> dict[str, Any]:
         return {"approval": await self.s.approvals.request_spawn(req.name, req.description, requested_by=who.name)}
 
@@ -187,3 +209,10 @@ class Verbs:
             req.agent, req.commit_ref, req.description, requested_by=who.name
         )
         return {"approval": approval}
+
+
+async def _chain(backlog: list[HubEvent], sub: Subscription) -> AsyncIterator[HubEvent]:
+    for event in backlog:
+        yield event
+    async for event in sub:
+        yield event
