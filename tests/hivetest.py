@@ -1,17 +1,30 @@
 """Shared test helpers (importable as `hivetest`): a real daemon on tmp dirs, short socket
-paths, and `require()` — a missing prerequisite fails under CI=true instead of skipping."""
+paths, `require()` — a missing prerequisite fails under CI=true instead of skipping — and
+`HiveRig`, a running daemon as the tests drive it (its services, the `hive` CLI, bounded waits
+woken by the core's hub, failure diagnostics)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 
 from hyperhive.config import HiveConfig
 from hyperhive.core.daemon import Daemon
+from hyperhive.core.hub import Hub
+from hyperhive.core.services import Services
+from hyperhive.offline_model.server import OfflineModelServer
+
+T = TypeVar("T")
 
 IN_CI = os.environ.get("CI") == "true"
 CLAUDE_ENV_KEYS = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
@@ -32,6 +45,13 @@ def require_tool(name: str) -> str:
     assert path is not None
     return path
 
+
+def require_sdk() -> None:
+    """The claude CLI the harness runs comes bundled in claude-agent-sdk."""
+    try:
+        import claude_agent_sdk  # noqa: F401
+    except ImportError:
+        require(False, "claude-agent-sdk is not installed")
 
 
 def make_config(tmp_path: Path, run_dir: Path, **overrides: object) -> HiveConfig:
@@ -70,3 +90,119 @@ async def stop_daemon(daemon: Daemon, task: asyncio.Task[None]) -> None:
     daemon.should_exit.set()
     async with asyncio.timeout(60):
         await task
+
+
+# ---- driving a running daemon ------------------------------------------------------------------
+
+
+async def until(
+    hub: Hub, what: str, check: Callable[[], T | None], bound: float, *,
+    explain: Callable[[], str], recheck: float | None = None,
+) -> T:  # fmt: skip
+    """Wait until `check()` returns a truthy value (and return it), woken by the core's live
+    events and bounded by `bound` seconds; on timeout fail with `explain()`. `recheck` also
+    rechecks every so many seconds, for a condition with no core event (a harness's own events db)."""
+    sub = hub.subscribe()
+    try:
+        async with asyncio.timeout(bound):
+            while not (value := check()):
+                if recheck is None:
+                    await sub.queue.get()
+                    continue
+                try:
+                    async with asyncio.timeout(recheck):
+                        await sub.queue.get()
+                except TimeoutError:
+                    pass
+            return value
+    except TimeoutError:
+        raise AssertionError(f"timed out after {bound:.0f} s waiting for {what}\n{explain()}") from None
+    finally:
+        sub.close()
+
+
+def system_events(s: Services, to: str, event: str | None = None) -> list[dict[str, Any]]:
+    """The system events addressed to `to` (all, or those named `event`), oldest first, read from
+    the broker's rows."""
+    rows = [m for m in reversed(s.broker.recent(to, 500)) if m.sender == "system"]
+    bodies = [json.loads(m.body) for m in rows]
+    return [b for b in bodies if event is None or b["event"] == event]
+
+
+def diagnostics(s: Services, model: OfflineModelServer | None = None, *, approvals: int = 0, messages: int = 0,
+                requests: int = 0, tail: int = 10) -> str:  # fmt: skip
+    """What a timed-out wait prints: the agents' states, the last `approvals`, broker `messages`
+    and model `requests`, and the last `tail` lines of each agent's cage output."""
+    lines = [f"agents: {[(r.name, r.state, r.harness_state) for r in s.lifecycle.rows()]}"]
+    if approvals:
+        lines += [f"approval: {a}" for a in s.approvals.recent(approvals)]
+    if messages:
+        lines += [f"msg #{m.id}: {m.sender}->{m.recipient}: {m.body[:300]}" for m in s.broker.recent(None, messages)]
+    if model is not None and requests:
+        lines += [f"model: {r['last_user_text'][:120]!r} -> {r['answer']}" for r in model.requests[-requests:]]
+    for name, rt in s.lifecycle.agents.items():
+        if rt.handle is not None:
+            lines += [f"[{name}] {line}" for line in list(rt.handle.tail)[-tail:]]
+        elif rt.last_exit is not None:
+            lines += [f"[{name} exited] {line}" for line in rt.last_exit.last_lines[-tail:]]
+    return "\n".join(lines)
+
+
+async def run_hive(
+    run_dir: Path, *args: str, bound: float = 60.0, ok: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The real `hive` command line, in its own process, against the daemon on `run_dir`; with
+    `ok`, a non-zero exit fails the test."""
+    env = {**os.environ, "HYPERHIVE_RUN_DIR": str(run_dir)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hyperhive", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(bound):
+        out, err = await proc.communicate()
+    done = subprocess.CompletedProcess(list(args), proc.returncode or 0, out.decode(), err.decode())
+    if ok:
+        assert done.returncode == 0, f"hive {' '.join(args)} failed ({done.returncode}): {done.stderr}"
+    return done
+
+
+@dataclass
+class HiveRig:
+    """A running daemon as a test drives it. Subclasses add their clients and helpers, and tune
+    the class-level defaults below; `diagnostics()` is what a timed-out `until` prints."""
+
+    daemon: Daemon
+
+    UNTIL_BOUND: ClassVar[float] = 30.0  # seconds a plain `until` may wait
+    RECHECK: ClassVar[float | None] = None  # see `until`
+    HIVE_BOUND: ClassVar[float] = 60.0  # seconds a `hive` command may take
+    HIVE_OK: ClassVar[bool] = False  # whether `hive` fails the test on a non-zero exit by default
+
+    @property
+    def s(self) -> Services:
+        assert self.daemon.services is not None
+        return self.daemon.services
+
+    def diagnostics(self) -> str:
+        return diagnostics(self.s)
+
+    async def until(self, what: str, check: Callable[[], T | None], bound: float | None = None) -> T:
+        """Wait (woken by the core's live events, bounded) until `check()` returns a truthy value."""
+        return await until(self.s.hub, what, check, self.UNTIL_BOUND if bound is None else bound,
+                           explain=self.diagnostics, recheck=self.RECHECK)  # fmt: skip
+
+    async def hive(
+        self, *args: str, ok: bool | None = None, bound: float | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real `hive` command line in its own process against this daemon."""
+        return await run_hive(self.daemon.paths.run_dir, *args, bound=self.HIVE_BOUND if bound is None else bound,
+                              ok=self.HIVE_OK if ok is None else ok)  # fmt: skip
+
+    def system_events(self, to: str, event: str | None = None) -> list[dict[str, Any]]:
+        return system_events(self.s, to, event)
+
+    def idle(self, name: str) -> bool:
+        """`name` runs, its harness reports idle and nothing waits in its inbox."""
+        rt = self.s.lifecycle.agents.get(name)
+        running = rt is not None and rt.state == "running" and rt.harness_state == "idle"
+        return running and not self.s.broker.unread(name)

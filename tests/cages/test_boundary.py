@@ -20,28 +20,25 @@ import json
 import os
 import shlex
 import stat
-import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from hivetest import make_config, require, require_tool, start_daemon, stop_daemon
+from hivetest import HiveRig, diagnostics, make_config, require, require_sdk, require_tool, start_daemon, stop_daemon
 from hyperhive.agentconfig import default_agent_toml, manager_agent_toml
 from hyperhive.client import HiveClient
 from hyperhive.core.configrepo import ConfigRepos
-from hyperhive.core.daemon import Daemon
 from hyperhive.names import MANAGER
 from hyperhive.offline_model.server import OfflineModelServer
 
 pytestmark = pytest.mark.cage
 
 TURN_BOUND = 90.0  # one real CLI turn, generous for a loaded CI machine
-T = TypeVar("T")
 
 
 def _prerequisites() -> None:
@@ -51,10 +48,7 @@ def _prerequisites() -> None:
     ok, why = BwrapCage.available()
     require(ok, f"bwrap does not work here: {why}")
     require(os.geteuid() == 0, "the per-agent host uid needs a root daemon")
-    try:
-        import claude_agent_sdk  # noqa: F401  (it bundles the claude CLI the harness runs)
-    except ImportError:
-        require(False, "claude-agent-sdk is not installed")
+    require_sdk()
 
 
 def toml_for(name: str, *, bash: list[str], allowed: list[str] | None = None) -> str:
@@ -76,14 +70,14 @@ class BashResult:
 
 
 @dataclass
-class Rig:
-    daemon: Daemon
+class Rig(HiveRig):
+    """`until` is woken by the core's live events (the harness reports its state to the core) and
+    rechecks every 0.2 s (the events db has no core event)."""
+
     model: OfflineModelServer
 
-    @property
-    def s(self) -> Any:
-        assert self.daemon.services is not None
-        return self.daemon.services
+    UNTIL_BOUND = TURN_BOUND
+    RECHECK = 0.2
 
     def ap(self, name: str) -> Any:
         return self.daemon.paths.agent(name)
@@ -95,35 +89,8 @@ class Rig:
         await self.s.lifecycle.spawn(name)
         await self.s.lifecycle.wait_healthy(name)
 
-    async def until(self, what: str, check: Callable[[], T | None], bound: float = TURN_BOUND) -> T:
-        """Wait for `check()` to be truthy, woken by the core's live events (the harness reports
-        its state to the core), rechecked every 0.2 s (the events db has no core event); bounded."""
-        sub = self.s.hub.subscribe()
-        try:
-            async with asyncio.timeout(bound):
-                while not (value := check()):
-                    try:
-                        async with asyncio.timeout(0.2):
-                            await sub.queue.get()
-                    except TimeoutError:
-                        pass
-                return value
-        except TimeoutError:
-            raise AssertionError(f"timed out after {bound:.0f} s waiting for {what}\n{self.diagnostics()}") from None
-        finally:
-            sub.close()
-
     def diagnostics(self) -> str:
-        lines = [f"agents: {[(r.name, r.state, r.harness_state) for r in self.s.lifecycle.rows()]}"]
-        lines += [f"model: {r['last_user_text'][:120]!r} -> {r['answer']}" for r in self.model.requests[-6:]]
-        for name, rt in self.s.lifecycle.agents.items():
-            tail = (
-                list(rt.handle.tail)[-8:]
-                if rt.handle is not None
-                else (rt.last_exit.last_lines[-8:] if rt.last_exit else [])
-            )
-            lines += [f"[{name}] {line}" for line in tail]
-        return "\n".join(lines)
+        return diagnostics(self.s, self.model, requests=6, tail=8)
 
     def turn_events(self, name: str, msg_id: int) -> list[dict[str, Any]] | None:
         """The events of the turn that handled message `msg_id`, once it has ended."""
@@ -150,17 +117,6 @@ class Rig:
         assert len(results) == 1, f"expected one Bash tool result, got {events}"
         (result,) = results
         return BashResult(_content_text(result["content"]), bool(result.get("is_error")))
-
-    async def hive(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """The real `hive` command line, in its own process, against this daemon."""
-        env = {**os.environ, "HYPERHIVE_RUN_DIR": str(self.daemon.paths.run_dir)}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hyperhive", *args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(60):
-            out, err = await proc.communicate()
-        return subprocess.CompletedProcess(list(args), proc.returncode or 0, out.decode(), err.decode())
 
 
 def tool_results(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ which is all `wait_healthy` needs."""
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,10 +18,8 @@ from typing import Any
 
 import pytest
 
-from hivetest import make_config, start_daemon, stop_daemon
+from hivetest import HiveRig, make_config, start_daemon, stop_daemon
 from hyperhive.client import HiveClient, RemoteError
-from hyperhive.core.daemon import Daemon
-from hyperhive.core.services import Services
 from hyperhive.names import MANAGER
 
 GIT = ["git", "-c", "user.name=manager", "-c", "user.email=manager@hyperhive.local"]
@@ -30,17 +27,11 @@ NO_MODEL = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "ANTHROPIC_API_KEY": "no
 
 
 @dataclass
-class Hive:
-    daemon: Daemon
+class Hive(HiveRig):
     host: HiveClient
     host2: HiveClient
     manager: HiveClient
     alice: HiveClient
-
-    @property
-    def s(self) -> Services:
-        assert self.daemon.services is not None
-        return self.daemon.services
 
     def repo(self, name: str) -> Path:
         return self.daemon.paths.agent(name).config
@@ -63,8 +54,7 @@ class Hive:
         return self.s.repos.tags(name)
 
     def resolved(self) -> list[dict[str, Any]]:
-        rows = [m for m in reversed(self.s.broker.recent(MANAGER, 500)) if m.sender == "system"]
-        return [b for b in (json.loads(m.body) for m in rows) if b["event"] == "approval_resolved"]
+        return self.system_events(MANAGER, "approval_resolved")
 
     async def init(self, name: str) -> None:
         """Two-step spawn, step one: the manager asks, the operator approves."""

@@ -9,12 +9,8 @@ registered at all (the plain `hive` fixture) the event would be dropped with a w
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,59 +18,28 @@ from typing import Any
 
 import pytest
 
-from hivetest import make_config, start_daemon, stop_daemon
+from hivetest import HiveRig, make_config, start_daemon, stop_daemon
 from hyperhive.client import HiveClient
-from hyperhive.core.daemon import Daemon
-from hyperhive.core.services import Services
 from hyperhive.names import MANAGER
 
 NO_MODEL = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "ANTHROPIC_API_KEY": "none"}
 
 
 @dataclass
-class Hive:
-    daemon: Daemon
-    run_dir: Path
+class Hive(HiveRig):
     manager: HiveClient
 
-    @property
-    def s(self) -> Services:
-        assert self.daemon.services is not None
-        return self.daemon.services
+    HIVE_OK = True
 
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
-        rows = [m for m in reversed(self.s.broker.recent(MANAGER, 500)) if m.sender == "system"]
-        bodies = [json.loads(m.body) for m in rows]
-        return [b for b in bodies if event is None or b["event"] == event]
+        return self.system_events(MANAGER, event)
 
-    async def until(self, what: str, check: Any, bound: float = 30.0) -> Any:
-        """Wait, woken by the core's live events and bounded, until check() is truthy."""
-        sub = self.s.hub.subscribe()
-        try:
-            async with asyncio.timeout(bound):
-                while not (value := check()):
-                    await sub.queue.get()
-                return value
-        except TimeoutError:
-            raise AssertionError(f"timed out waiting for {what}; manager inbox: {self.events()}") from None
-        finally:
-            sub.close()
+    def diagnostics(self) -> str:
+        return f"manager inbox: {self.events()}"
 
     def reported_in(self, name: str) -> bool:
         rt = self.s.lifecycle.agents[name]
         return rt.state == "running" and rt.harness_state not in (None, "starting")
-
-    async def hive(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "HYPERHIVE_RUN_DIR": str(self.run_dir)}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hyperhive", *args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(60):
-            out, err = await proc.communicate()
-        done = subprocess.CompletedProcess(list(args), proc.returncode or 0, out.decode(), err.decode())
-        assert done.returncode == 0, done.stderr
-        return done
 
 
 @pytest.fixture
@@ -84,7 +49,7 @@ async def chive(tmp_path: Path, short_dir: Path) -> AsyncIterator[Hive]:
     try:
         assert daemon.services is not None
         await daemon.services.lifecycle.stop(MANAGER)
-        yield Hive(daemon, short_dir, manager)
+        yield Hive(daemon, manager)
     finally:
         await manager.close()
         await stop_daemon(daemon, task)

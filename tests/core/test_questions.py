@@ -7,11 +7,7 @@ as each agent on its own socket, and the events addressed to them stay in the br
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,43 +15,25 @@ from typing import Any
 
 import pytest
 
-from hivetest import make_config, start_daemon, stop_daemon
+from hivetest import HiveRig, make_config, start_daemon, stop_daemon
 from hyperhive.client import HiveClient, RemoteError
-from hyperhive.core.daemon import Daemon
 from hyperhive.core.questions import CANCELLED, EXPIRED, WATCHDOG
-from hyperhive.core.services import Services
 from hyperhive.names import MANAGER
 from hyperhive.protocol import MAX_QUESTION_TTL
 
 
 @dataclass
-class Hive:
-    daemon: Daemon
-    run_dir: Path
+class Hive(HiveRig):
     host: HiveClient
     alice: HiveClient
     bob: HiveClient
     manager: HiveClient
 
-    @property
-    def s(self) -> Services:
-        assert self.daemon.services is not None
-        return self.daemon.services
+    HIVE_BOUND = 30.0
 
     def events(self, to: str, event: str) -> list[dict[str, Any]]:
         """The system events addressed to `to`, oldest first, read from the broker's rows."""
-        rows = [m for m in reversed(self.s.broker.recent(to, 500)) if m.sender == "system"]
-        return [body for body in (json.loads(m.body) for m in rows) if body["event"] == event]
-
-    async def hive(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "HYPERHIVE_RUN_DIR": str(self.run_dir)}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hyperhive", *args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(30):
-            out, err = await proc.communicate()
-        return subprocess.CompletedProcess(list(args), proc.returncode or 0, out.decode(), err.decode())
+        return self.system_events(to, event)
 
 
 @pytest.fixture
@@ -75,7 +53,7 @@ async def qhive(tmp_path: Path, short_dir: Path) -> AsyncIterator[Hive]:
             return clients[-1]
 
         ap = daemon.paths.agent
-        yield Hive(daemon, short_dir, client(daemon.paths.host_socket), client(ap("alice").socket),
+        yield Hive(daemon, client(daemon.paths.host_socket), client(ap("alice").socket),
                    client(ap("bob").socket), client(ap(MANAGER).socket))  # fmt: skip
     finally:
         for c in clients:
@@ -119,15 +97,10 @@ async def test_the_watchdog_expires_a_question_at_its_deadline_on_an_injected_cl
     clock.now += 59
     assert await qhive.s.questions.expire_due() == []
     clock.now += 2
-    sub = qhive.s.hub.subscribe()
-    try:
-        # a new question wakes the running watchdog, which now finds the first one due
-        await qhive.bob.call("ask", question="unrelated")
-        async with asyncio.timeout(5):
-            while not qhive.events("alice", "question_answered"):  # the last thing _resolve writes
-                await sub.queue.get()
-    finally:
-        sub.close()
+    # a new question wakes the running watchdog, which now finds the first one due
+    await qhive.bob.call("ask", question="unrelated")
+    # question_answered is the last thing _resolve writes
+    await qhive.until("the watchdog's expiry", lambda: qhive.events("alice", "question_answered"), 5)
     q = qhive.s.questions.get(qid)
     assert (q["answer"], q["answerer"], q["answered_at"]) == (EXPIRED, WATCHDOG, clock.now)
     assert qhive.events("alice", "question_answered") == [

@@ -6,20 +6,16 @@ events in the manager's inbox."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from hivetest import make_config, start_daemon, stop_daemon
-from hyperhive.core.daemon import Daemon
+from hivetest import HiveRig, diagnostics, make_config, start_daemon, stop_daemon
 from hyperhive.names import MANAGER
 from hyperhive.offline_model.server import OfflineModelServer
 
@@ -27,76 +23,25 @@ pytestmark = pytest.mark.e2e
 
 TURN_BOUND = 120.0  # one manager turn through the real CLI (a few model round trips), generous for CI
 DEPLOY_BOUND = 150.0  # `hive approve` of a config: restart + wait_healthy (60 s cap in the core)
-T = TypeVar("T")
 
 
 @dataclass
-class Rig:
-    daemon: Daemon
+class Rig(HiveRig):
     model: OfflineModelServer
-    run_dir: Path
     state_dir: Path
 
-    @property
-    def s(self) -> Any:
-        assert self.daemon.services is not None
-        return self.daemon.services
-
-    async def hive(self, *args: str, ok: bool = True, bound: float = 60.0) -> subprocess.CompletedProcess[str]:
-        """Run the real `hive` command line in its own process against this daemon."""
-        env = {**os.environ, "HYPERHIVE_RUN_DIR": str(self.run_dir)}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hyperhive", *args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(bound):
-            out, err = await proc.communicate()
-        done = subprocess.CompletedProcess(list(args), proc.returncode or 0, out.decode(), err.decode())
-        if ok:
-            assert done.returncode == 0, f"hive {' '.join(args)} failed ({done.returncode}): {done.stderr}"
-        return done
-
-    async def until(self, what: str, check: Callable[[], T | None], bound: float = TURN_BOUND) -> T:
-        """Wait (woken by the core's live events, bounded) until `check()` returns a truthy value."""
-        sub = self.s.hub.subscribe()
-        try:
-            async with asyncio.timeout(bound):
-                while not (value := check()):
-                    await sub.queue.get()
-                return value
-        except TimeoutError:
-            raise AssertionError(f"timed out after {bound:.0f} s waiting for {what}\n{self.diagnostics()}") from None
-        finally:
-            sub.close()
+    UNTIL_BOUND = TURN_BOUND
+    HIVE_OK = True
 
     def diagnostics(self) -> str:
-        lines = [f"agents: {[(r.name, r.state, r.harness_state) for r in self.s.lifecycle.rows()]}"]
-        lines += [f"approval: {a}" for a in self.s.approvals.recent(10)]
-        lines += [f"msg: {m.sender}->{m.recipient}: {m.body[:300]}" for m in self.s.broker.recent(None, 30)]
-        for name, rt in self.s.lifecycle.agents.items():
-            if rt.handle is not None:
-                lines += [f"[{name}] {line}" for line in list(rt.handle.tail)[-15:]]
-            elif rt.last_exit is not None:
-                lines += [f"[{name} exited] {line}" for line in rt.last_exit.last_lines[-15:]]
-        return "\n".join(lines)
-
-    def idle(self, name: str) -> bool:
-        rt = self.s.lifecycle.agents.get(name)
-        running = rt is not None and rt.state == "running" and rt.harness_state == "idle"
-        return running and not self.s.broker.unread(name)
+        return diagnostics(self.s, approvals=10, messages=30, tail=15)
 
     def pending(self, kind: str, agent: str) -> dict[str, Any] | None:
         return next((a for a in self.s.approvals.pending()
                      if a["kind"] == kind and a["agent"] == agent and a["status"] == "pending"), None)  # fmt: skip
 
     def events(self, event: str, to: str = MANAGER) -> list[dict[str, Any]]:
-        out = []
-        for m in reversed(self.s.broker.recent(to, 500)):
-            if m.sender == "system":
-                body = json.loads(m.body)
-                if body.get("event") == event:
-                    out.append(body)
-        return out
+        return self.system_events(to, event)
 
     def resolved(self, aid: int) -> dict[str, Any] | None:
         return next((e for e in self.events("approval_resolved") if e["id"] == aid), None)
@@ -114,7 +59,7 @@ async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
         config = make_config(tmp_path, short_dir, manager=True, agent_env=env)
         daemon, task = await start_daemon(config)
         try:
-            yield Rig(daemon, model, short_dir, config.state_dir)
+            yield Rig(daemon, model, config.state_dir)
         finally:
             await stop_daemon(daemon, task)
 

@@ -9,90 +9,39 @@ offline model (a labelled scripted stand-in), agents in process cages:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from hyperhive.config import HiveConfig
-from hyperhive.core.daemon import Daemon
+from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon
 from hyperhive.harness.prompting import REDELIVERED_BANNER
 from hyperhive.offline_model.server import OfflineModelServer
 
 pytestmark = pytest.mark.e2e
 
 TURN_BOUND = 120.0  # a few real CLI round trips; generous for a loaded CI machine
-T = TypeVar("T")
 
 
 @dataclass
-class Rig:
-    daemon: Daemon
+class Rig(HiveRig):
+    """`until` is woken by the core's live events (agent state, messages), with a bounded deadline;
+    the harness's own events db has no core event, so it rechecks each 0.2 s."""
+
     model: OfflineModelServer
-    task: asyncio.Task[None]
 
-    @property
-    def s(self) -> Any:
-        assert self.daemon.services is not None
-        return self.daemon.services
-
-    async def hive(self, *args: str, bound: float = 60.0) -> subprocess.CompletedProcess[str]:
-        """The real `hive` command line, in its own process, against this daemon."""
-        env = {**os.environ, "HYPERHIVE_RUN_DIR": str(self.daemon.paths.run_dir)}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hyperhive", *args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(bound):
-            out, err = await proc.communicate()
-        assert proc.returncode == 0, f"hive {' '.join(args)} failed ({proc.returncode}): {err.decode()}"
-        return subprocess.CompletedProcess(list(args), 0, out.decode(), err.decode())
-
-    async def until(self, what: str, check: Callable[[], T | None], bound: float = TURN_BOUND) -> T:
-        """Wait for `check()` to be truthy, woken by the core's live events (agent state, messages),
-        with a bounded deadline; the harness's own events db has no core event, so recheck each 0.2 s."""
-        sub = self.s.hub.subscribe()
-        try:
-            async with asyncio.timeout(bound):
-                while not (value := check()):
-                    try:
-                        async with asyncio.timeout(0.2):
-                            await sub.queue.get()
-                    except TimeoutError:
-                        pass
-                return value
-        except TimeoutError:
-            raise AssertionError(f"timed out after {bound:.0f} s waiting for {what}\n{self.diagnostics()}") from None
-        finally:
-            sub.close()
+    UNTIL_BOUND = TURN_BOUND
+    RECHECK = 0.2
+    HIVE_OK = True
 
     def diagnostics(self) -> str:
-        lines = [f"agents: {[(r.name, r.state, r.harness_state) for r in self.s.lifecycle.rows()]}"]
-        lines += [f"msg #{m.id}: {m.sender}->{m.recipient}: {m.body[:200]}" for m in self.s.broker.recent(None, 20)]
-        lines += [f"model: {r['last_user_text'][:120]!r} -> {r['answer']}" for r in self.model.requests[-10:]]
-        for name, rt in self.s.lifecycle.agents.items():
-            tail = (
-                list(rt.handle.tail)[-10:]
-                if rt.handle is not None
-                else (rt.last_exit.last_lines[-10:] if rt.last_exit else [])
-            )
-            lines += [f"[{name}] {line}" for line in tail]
-        return "\n".join(lines)
-
-    def idle(self, name: str) -> bool:
-        rt = self.s.lifecycle.agents.get(name)
-        return (
-            rt is not None and rt.state == "running" and rt.harness_state == "idle" and not self.s.broker.unread(name)
-        )
+        return diagnostics(self.s, self.model, messages=20, requests=10, tail=10)
 
     def events(self, name: str, kind: str) -> list[dict[str, Any]]:
         return [e["payload"] for e in self.s.read_agent_events(name) if e["kind"] == kind]
@@ -100,37 +49,14 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
-    try:
-        import claude_agent_sdk  # noqa: F401  (it bundles the claude CLI the harness runs)
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("claude-agent-sdk is not installed")
-        pytest.skip("claude-agent-sdk is not installed")
-    for parent in [tmp_path, *tmp_path.parents]:  # a process cage's agent must traverse to its dirs
-        if parent == Path("/"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
+    require_sdk()
     async with OfflineModelServer() as model:
         env = {"ANTHROPIC_BASE_URL": model.url, "ANTHROPIC_API_KEY": "offline-model-stand-in"}
-        config = HiveConfig(state_dir=tmp_path / "state", run_dir=short_dir, port=0, cage="process",
-                            manager=False, agent_env=env, stop_grace=5.0)  # fmt: skip
-        ready = asyncio.Event()
-
-        async def on_ready(_d: Daemon) -> None:
-            ready.set()
-
-        daemon = Daemon(config, on_ready=on_ready)
-        task = asyncio.create_task(daemon.serve())
-        async with asyncio.timeout(60):
-            await asyncio.wait([asyncio.create_task(ready.wait()), task], return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()
+        daemon, task = await start_daemon(make_config(tmp_path, short_dir, agent_env=env))
         try:
-            yield Rig(daemon, model, task)
+            yield Rig(daemon, model)
         finally:
-            daemon.should_exit.set()
-            async with asyncio.timeout(60):
-                await task
+            await stop_daemon(daemon, task)
 
 
 async def test_a_relays_the_operators_token_to_b_and_b_answers_the_operator(rig: Rig) -> None:

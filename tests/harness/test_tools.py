@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fakesock import FakeHive
 from hyperhive.client import HiveClient
 from hyperhive.harness.tools import (
     AGENT_TOOLS,
@@ -18,37 +17,6 @@ from hyperhive.harness.tools import (
     build_hyperhive_server,
     build_hyperhive_tools,
 )
-
-
-class FakeHive:
-    """A tiny JSON-line unix socket server: records requests, answers from a table."""
-
-    def __init__(self, path: Path, replies: dict[str, dict[str, Any]]) -> None:
-        self.path = path
-        self.replies = replies
-        self.requests: list[dict[str, Any]] = []
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> FakeHive:
-        self._server = await asyncio.start_unix_server(self._handle, str(self.path))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                request = json.loads(line)
-                self.requests.append(request)
-                reply = self.replies.get(request["cmd"], {})
-                writer.write(json.dumps({"version": 1, "ok": True, **reply}).encode() + b"\n")
-                await writer.drain()
-        finally:
-            writer.close()
-
 
 REPLIES: dict[str, dict[str, Any]] = {
     "send": {"id": 31},
@@ -150,13 +118,8 @@ async def test_a_refusal_becomes_a_tool_error_not_an_exception(short_dir: Path) 
     """ok:false from the core → is_error text with the code and reason; the turn goes on."""
 
     class Refusing(FakeHive):
-        async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            while line := await reader.readline():
-                self.requests.append(json.loads(line))
-                refusal = {"version": 1, "ok": False, "error": REFUSAL, "code": "forbidden"}
-                writer.write(json.dumps(refusal).encode() + b"\n")
-                await writer.drain()
-            writer.close()
+        def reply(self, request: dict[str, Any]) -> dict[str, Any]:
+            return {"version": 1, "ok": False, "error": REFUSAL, "code": "forbidden"}
 
     async with Refusing(short_dir / "r.sock", {}) as hive, HiveClient(hive.path) as client:
         tools = by_name(build_hyperhive_tools(client, manager=False, nap=lambda s: None))

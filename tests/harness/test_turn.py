@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from fakesock import FakeHive
 from hyperhive.client import HiveClient
 from hyperhive.harness.prompting import format_wake_prompt, load_system_prompt
 from hyperhive.harness.tools import allowed_tool_names, build_hyperhive_server
@@ -24,32 +25,11 @@ pytestmark = pytest.mark.e2e
 TURN_BOUND = 90  # seconds: a CLI start plus a few model round trips, with room for a slow CI box
 
 
-class FakeHive:
-    """A tiny JSON-line unix socket server standing in for the core: records and says ok."""
+class CountingHive(FakeHive):
+    """The fake core's socket: records and says ok, each reply with the request's number as its id."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.requests: list[dict[str, Any]] = []
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> FakeHive:
-        self._server = await asyncio.start_unix_server(self._handle, str(self.path))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                request = json.loads(line)
-                self.requests.append(request)
-                writer.write(json.dumps({"version": 1, "ok": True, "id": len(self.requests)}).encode() + b"\n")
-                await writer.drain()
-        finally:
-            writer.close()
+    def reply(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"version": 1, "ok": True, "id": len(self.requests)}
 
 
 @dataclass
@@ -107,7 +87,7 @@ async def test_a_text_turn_succeeds_with_a_session_and_usage(rig: Rig) -> None:
 
 async def test_a_hyperhive_tool_round_trips_through_the_socket(rig: Rig, short_dir: Path) -> None:
     """`relay` → mcp__hyperhive__send runs in-process and reaches the (fake) core's socket."""
-    async with FakeHive(short_dir / "mcp.sock") as hive, HiveClient(hive.path) as client:
+    async with CountingHive(short_dir / "mcp.sock") as hive, HiveClient(hive.path) as client:
         server = build_hyperhive_server(client, manager=False, nap=lambda s: None)
         spec = rig.spec("relay hello bob to bob", mcp_server=server, mcp_tools=allowed_tool_names(manager=False))
         result = await rig.run(spec)
@@ -144,7 +124,7 @@ async def test_the_managers_configure_script_commits_and_requests_the_apply(
         subprocess.run([*git, *args], check=True, env={"PATH": "/usr/bin:/bin", "GIT_CONFIG_GLOBAL": "/dev/null"})
     work = tmp_path / "state"
     work.mkdir()
-    async with FakeHive(short_dir / "mcp.sock") as hive, HiveClient(hive.path) as client:
+    async with CountingHive(short_dir / "mcp.sock") as hive, HiveClient(hive.path) as client:
         spec = rig.spec(
             'configure iris model="haiku"',
             bash_patterns=["git *", "python3 *"],
