@@ -5,7 +5,6 @@ Issue 6 "How it is verified"; DESIGN §9."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 sys.path.append(str(Path(__file__).resolve().parent.parent / "dashboard"))
 from dashkit import Dash, dash_of  # noqa: E402
 
+from hivetest import require  # noqa: E402
 from hyperhive.core.daemon import Daemon  # noqa: E402
 from hyperhive.core.lifecycle import AgentRuntime  # noqa: E402
 
@@ -29,13 +29,6 @@ XSS = "<img src=x onerror=window.__xss=1>"
 T = 10_000  # ms: the bound on every wait
 
 
-def require(ok: bool, why: str) -> None:
-    """As tests/conftest.py's `require`: skip locally, fail under CI=true."""
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"missing prerequisite under CI: {why}")
-    pytest.skip(why)
 
 
 @pytest.fixture
