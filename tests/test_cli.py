@@ -64,6 +64,27 @@ async def test_list_json_is_exactly_one_json_document(hive: Daemon) -> None:
     assert doc["agents"] == [] and doc["cage"] == "process"
 
 
+async def test_dashboard_url_prints_the_login_url_again_and_only_to_the_operator(hive: Daemon) -> None:
+    """`hive dashboard-url` prints the login URL `hive serve` printed (issue 6); the token it
+    carries is never handed out on an agent's socket (ping there has no dashboard_url)."""
+    url = ok(await hive_cli(hive, "dashboard-url")).strip()
+    assert url == hive.dashboard_url and "/login?token=" in url
+    services = hive.services
+    assert services is not None
+    await services.lifecycle._register("peek", None)
+    await hive._open_agent_socket("peek", None)
+    reader, writer = await asyncio.open_unix_connection(str(hive.paths.agent("peek").socket))
+    try:
+        writer.write(b'{"cmd": "ping"}\n')
+        await writer.drain()
+        async with asyncio.timeout(10):
+            reply = json.loads(await reader.readline())
+        assert reply["ok"] is True and "dashboard_url" not in reply
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
 async def test_send_then_inbox_json_shows_the_message(hive: Daemon) -> None:
     """The operator's send lands in the inbox, newest first, as one JSON document (DESIGN §12)."""
     assert ok(await hive_cli(hive, "send", "operator", "first note")).startswith("sent #")
