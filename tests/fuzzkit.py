@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from hivetest import wire_agent
 from hyperhive.config import HiveConfig
 from hyperhive.core.daemon import Daemon
 from hyperhive.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION
@@ -43,10 +44,8 @@ class LiveDaemon:
         self.run(self._wire())
 
     async def _wire(self) -> None:
-        assert self.daemon.services is not None
         for name in self.names:
-            await self.daemon.services.lifecycle._register(name, None)
-            await self.daemon._open_agent_socket(name, None)
+            await wire_agent(self.daemon, name)
 
     def run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)

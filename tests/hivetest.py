@@ -95,6 +95,29 @@ async def stop_daemon(daemon: Daemon, task: asyncio.Task[None]) -> None:
 # ---- driving a running daemon ------------------------------------------------------------------
 
 
+async def wire_agent(daemon: Daemon, name: str) -> Path:
+    """Register agent `name` and open its socket with no harness running; the socket then
+    answers as that agent (identity is the socket). Returns the socket's path."""
+    assert daemon.services is not None
+    await daemon.services.lifecycle._register(name, None)
+    await daemon._open_agent_socket(name, None)
+    return daemon.paths.agent(name).socket
+
+
+async def ask_socket(path: Path, request: dict[str, Any], bound: float = 10) -> dict[str, Any]:
+    """One request on a fresh connection to a unix socket; returns the reply line, decoded."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        async with asyncio.timeout(bound):
+            reply: dict[str, Any] = json.loads(await reader.readline())
+        return reply
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
 async def until(
     hub: Hub, what: str, check: Callable[[], T | None], bound: float, *,
     explain: Callable[[], str], recheck: float | None = None,

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from hivetest import ask_socket, wire_agent
 from hyperhive.cli import main
 from hyperhive.core.daemon import Daemon
 from hyperhive.protocol import MAX_BODY_BYTES
@@ -69,20 +70,8 @@ async def test_dashboard_url_prints_the_login_url_again_and_only_to_the_operator
     carries is never handed out on an agent's socket (ping there has no dashboard_url)."""
     url = ok(await hive_cli(hive, "dashboard-url")).strip()
     assert url == hive.dashboard_url and "/login?token=" in url
-    services = hive.services
-    assert services is not None
-    await services.lifecycle._register("peek", None)
-    await hive._open_agent_socket("peek", None)
-    reader, writer = await asyncio.open_unix_connection(str(hive.paths.agent("peek").socket))
-    try:
-        writer.write(b'{"cmd": "ping"}\n')
-        await writer.drain()
-        async with asyncio.timeout(10):
-            reply = json.loads(await reader.readline())
-        assert reply["ok"] is True and "dashboard_url" not in reply
-    finally:
-        writer.close()
-        await writer.wait_closed()
+    reply = await ask_socket(await wire_agent(hive, "peek"), {"cmd": "ping"})
+    assert reply["ok"] is True and "dashboard_url" not in reply
 
 
 async def test_send_then_inbox_json_shows_the_message(hive: Daemon) -> None:

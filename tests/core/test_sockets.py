@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from hivetest import wire_agent
 from hyperhive.core import sockets as sockets_module
 from hyperhive.core.daemon import Daemon
 from hyperhive.protocol import MAX_BODY_BYTES, MAX_LINE_BYTES, PROTOCOL_VERSION, ErrorCode
@@ -109,10 +110,8 @@ class Hive:
 @pytest.fixture
 async def wired(hive: Daemon) -> AsyncIterator[Hive]:
     """The daemon with agents `a` and `b` and the manager registered and their sockets open, no harness."""
-    assert hive.services is not None
     for name in ("a", "b", "manager"):
-        await hive.services.lifecycle._register(name, None)
-        await hive._open_agent_socket(name, None)
+        await wire_agent(hive, name)
     yield Hive(hive, {"host": hive.paths.host_socket, "agent": hive.paths.agent("a").socket,
                       "manager": hive.paths.agent("manager").socket})  # fmt: skip
 

@@ -8,6 +8,7 @@ import asyncio
 import json
 from typing import Any
 
+from hivetest import ask_socket, wire_agent
 from hyperhive.core.daemon import Daemon
 from hyperhive.protocol import MAX_LINE_BYTES
 
@@ -103,15 +104,5 @@ async def test_a_client_that_leaves_ends_its_subscription_and_the_daemon_serves_
 
 async def test_subscribe_is_not_offered_on_an_agent_socket(hive: Daemon) -> None:
     """The live stream shows every agent's traffic: it is the operator's, not an agent's."""
-    services = hive.services
-    assert services is not None
-    await services.lifecycle._register("spy", None)
-    await hive._open_agent_socket("spy", None)
-    reader, writer = await asyncio.open_unix_connection(str(hive.paths.agent("spy").socket))
-    try:
-        writer.write(b'{"cmd": "subscribe"}\n')
-        await writer.drain()
-        reply = await _line(reader)
-        assert reply["ok"] is False and reply["code"] == "unknown_verb"
-    finally:
-        await _close(writer)
+    reply = await ask_socket(await wire_agent(hive, "spy"), {"cmd": "subscribe"})
+    assert reply["ok"] is False and reply["code"] == "unknown_verb"

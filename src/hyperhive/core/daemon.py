@@ -182,7 +182,7 @@ class Daemon:
 
         installed = []
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(RuntimeError):  # not the main thread (a daemon run in a thread)
                 loop.add_signal_handler(sig, handle, sig)
                 installed.append(sig)
 
