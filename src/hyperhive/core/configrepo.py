@@ -8,10 +8,10 @@ every request. `deployed/0` marks a seed.
 
 The core runs as root and the proposed repo is written by an agent, so this module never runs
 git *in* the proposed repo (its config and hooks could run commands). It reads the proposed
-repo's objects from a core-owned repo that borrows them as alternates, copies them with
-`pack-objects | index-pack`, and refuses a proposed repo whose `.git` or object dir is a
-symlink or that itself borrows objects from elsewhere. The core never writes to a proposed
-repo after seeding it.
+repo's objects from a private snapshot (`gitobjects.snapshot_objects`: copied through
+O_NOFOLLOW directory fds, refusing any link below `.git`, alternates, or an object file owned by
+someone else) that a core-owned repo borrows as alternates, and copies them with
+`pack-objects | index-pack`. The core never writes to a proposed repo after seeding it.
 
 Every call is synchronous (the daemon runs them in `asyncio.to_thread`), serialised per agent,
 bounded by a timeout, and passes git only validated refs and shas: never a shell.
@@ -47,6 +47,7 @@ from hyperhive.agentconfig import (
     parse_agent_toml,
     validate_repo_path,
 )
+from hyperhive.core.gitobjects import snapshot_objects
 from hyperhive.errors import AgentNotFound, Conflict, HiveError
 from hyperhive.fsutil import UnsafePath, safe_rmtree
 from hyperhive.names import MANAGER
@@ -277,15 +278,13 @@ class ConfigRepos:
 
     # ---- locating repos ----
 
-    def _proposed_objects(self, name: str) -> Path:
-        """The proposed repo's object dir, after checking nothing in the way is a symlink."""
-        rel = self.paths.agent(name).config.relative_to(self.paths.proposed_root)
-        repo = _real_dirs(self.paths.proposed_root, *rel.parts)
-        objects = repo and _real_dirs(repo, ".git", "objects")
-        if objects is None:
+    def _snapshot_proposed(self, name: str, tmp: Path) -> Path:
+        """A core-owned copy of the proposed repo's objects (see `gitobjects`): git never reads
+        the proposed repo itself, so a link or alternates swapped in at any moment is not followed."""
+        rel = self.paths.agent(name).config.relative_to(self.paths.state_dir)
+        objects = tmp / "objects"
+        if not snapshot_objects(self.paths.state_dir, (*rel.parts, ".git"), objects):
             raise AgentNotFound(f"{name!r} has no proposed config repo")
-        if os.path.lexists(objects / "info" / "alternates"):
-            raise UnsafePath(f"the proposed repo for {name!r} borrows objects (objects/info/alternates); refusing")
         return objects
 
     def _applied(self, name: str) -> Path | None:
@@ -527,14 +526,18 @@ class ConfigRepos:
         aid = _approval_id(approval_id)
         ref = _commit_ref(commit_ref)
         with self._lock(ap.name):
-            objects = self._proposed_objects(ap.name)
-            repo = self._ensure_applied(ap.name)
-            sha = self._resolve_proposed(ap.name, repo, objects, ref)
-            tag = f"proposal/{aid}"
-            existing = _ref_sha(repo, f"refs/tags/{tag}")
-            if existing is not None and existing != sha:
-                raise Conflict(f"{tag} already exists for {ap.name!r} at {existing[:12]}")
-            self._import(repo, objects, sha)
+            tmp = self._scratch_dir()
+            try:
+                objects = self._snapshot_proposed(ap.name, tmp)
+                repo = self._ensure_applied(ap.name)
+                sha = self._resolve_proposed(ap.name, repo, objects, ref)
+                tag = f"proposal/{aid}"
+                existing = _ref_sha(repo, f"refs/tags/{tag}")
+                if existing is not None and existing != sha:
+                    raise Conflict(f"{tag} already exists for {ap.name!r} at {existing[:12]}")
+                self._import(repo, objects, sha)
+            finally:
+                safe_rmtree(tmp)
             cfg = self._validate_at(repo, sha)
             if existing is None:
                 _git(repo, "update-ref", f"refs/tags/{tag}", sha, _ZERO)
@@ -745,6 +748,42 @@ class ConfigRepos:
             .stdout.decode("utf-8", "replace")
             .strip()
         )
+
+    def commit_operator_edit(self, name: str, files: dict[str, str], base_sha: str, approval_id: int) -> Proposal:
+        """The operator's direct edit (`hive config edit`): a commit on applied main with `files`
+        replaced, built by the core in the applied repo (never in the manager's proposed repo),
+        validated, and tagged `proposal/<id>` and `operator/<id>`; the deploy steps then run as
+        for any proposal. Conflict if main moved on from `base_sha` while the operator edited."""
+        ap = self.paths.agent(name)
+        aid = _approval_id(approval_id)
+        with self._lock(ap.name):
+            repo = self._applied_or_raise(ap.name)
+            main = _ref_sha(repo, "refs/heads/main")
+            if main is None:
+                raise RefNotFound(f"{ap.name!r} has no applied config yet")
+            if main != base_sha:
+                raise Conflict(f"{ap.name}'s config changed while you edited it (now {main[:12]}); edit it again")
+            tmp = self._scratch_dir()
+            try:
+                env = {"GIT_INDEX_FILE": str(tmp / "index")}
+                _git(repo, "read-tree", main, env=env)
+                for rel, text in files.items():
+                    try:
+                        rel = validate_repo_path(rel)
+                    except ValueError as exc:
+                        raise InvalidRef(f"path: {exc}") from None
+                    oid = _git(repo, "hash-object", "-w", "--stdin", input=text.encode("utf-8")).stdout.decode().strip()
+                    _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{oid},{rel}", env=env)
+                tree = _out(repo, "write-tree", env=env)
+                who = {"GIT_AUTHOR_NAME": "operator", "GIT_AUTHOR_EMAIL": "operator@hyperhive.local"}
+                message = f"operator edit #{aid} of {', '.join(sorted(files))}\n".encode()
+                sha = _git(repo, "commit-tree", tree, "-p", main, input=message, env=who).stdout.decode().strip()
+            finally:
+                safe_rmtree(tmp)
+            cfg = self._validate_at(repo, sha)
+            _git(repo, "update-ref", f"refs/tags/operator/{aid}", sha, _ZERO)
+            _git(repo, "update-ref", f"refs/tags/proposal/{aid}", sha, _ZERO)
+            return Proposal(sha=sha, config=cfg, diff=self._diff(repo, main, sha), base=main)
 
     # ---- purge ----
 
