@@ -281,19 +281,24 @@ async def test_model_is_persisted_and_used_from_the_next_turn(agent: Agent) -> N
     assert state["model_active"] == "haiku-x" and state["model_override"] == "haiku-x"
 
 
-async def test_cancel_interrupts_a_slow_turn_and_acknowledges_the_message(agent: Agent) -> None:
-    """/api/cancel while a `slow 30` turn runs: a note says the operator cancelled it and the
-    message was acknowledged; turn_end is cancelled; the state returns to idle (issue 3)."""
+async def test_cancel_stops_a_slow_turn_and_its_message_comes_back(agent: Agent) -> None:
+    """/api/cancel while a `slow 30` turn runs: SIGTERM stops the CLI, turn_end is cancelled,
+    the message is not acknowledged and is delivered again, marked redelivered (issue 14 §3)."""
     mid = await agent.send("slow 30")
     start = await agent.trail.wait(kind("turn_start", id=mid))
     await agent.trail.wait(kind("stream", type="system"), after=start["id"])  # the CLI is running
     resp = await agent.web.post("/api/cancel")
     assert resp.status_code == 200, resp.text
+    assert "stopped on SIGTERM" in resp.json()["result"]
     end = await agent.trail.wait(kind("turn_end"), after=start["id"])
     assert end["payload"]["cancelled"] is True and end["payload"]["ok"] is False
     notes = [e["payload"]["text"] for e in agent.trail.events if e["kind"] == "note" and e["id"] > start["id"]]
-    assert any("cancelled by the operator" in n and "acknowledged" in n for n in notes)
-    await agent.trail.wait(kind("state_changed", state="idle"), after=end["id"])
+    assert any("cancelled by the operator" in n and "not acknowledged" in n for n in notes)
+    again = await agent.trail.wait(kind("turn_start", id=mid, redelivered=True), after=end["id"])
+    (row,) = [m for m in agent.daemon.services.broker.recent(AGENT, 50) if m.id == mid]
+    assert row.acked_at is None
+    await agent.trail.wait(kind("stream", type="system"), after=again["id"])
+    assert (await agent.web.post("/api/cancel")).status_code == 200  # do not leave it running
 
 
 async def test_cancel_with_nothing_to_cancel_is_refused_with_a_reason(agent: Agent) -> None:

@@ -253,8 +253,8 @@ class Harness:
         self.last_turn_ms = duration_ms
         note = result.note
         if result.cancelled:
-            await self._ack()
-            note = f"cancelled by the operator; message #{message['id']} acknowledged (dropped)"
+            # not acknowledged: at-least-once, the message comes back (redelivered) on the next recv
+            note = f"cancelled by the operator; message #{message['id']} not acknowledged: it comes back"
             self.bus.emit("note", {"text": note})
         elif result.ok:
             await self._ack()
@@ -265,7 +265,11 @@ class Harness:
              "usage": result.usage, "cost_usd": result.cost_usd, "cancelled": result.cancelled,
              "model": self.model_active},
         )  # fmt: skip
-        if result.ok or result.cancelled:
+        if result.cancelled:
+            await self.client.call("requeue_inflight")
+            self.set_state("idle")
+            return
+        if result.ok:
             self.set_state("idle")
             return
         if result.auth_failed:
@@ -308,7 +312,10 @@ class Harness:
             return "nap ended by the operator"
         if self.runner.busy:
             await self.runner.cancel()
-            return "turn cancelled"
+            stop = self.runner.last_stop
+            how = stop.describe(self.runner.interrupt_grace) if stop is not None else "the turn had ended"
+            self.bus.emit("note", {"text": f"cancel: {how}"})
+            return f"turn cancelled ({how}); its message comes back"
         raise Refused("nothing to cancel: the agent is " + self.state)
 
     async def compact(self) -> str:

@@ -38,6 +38,8 @@ from claude_agent_sdk import (
 )
 from claude_agent_sdk.types import McpServerConfig, ServerToolResultBlock, ServerToolUseBlock
 
+from hyperhive.harness.cancel import ClaudeLauncher, StopOutcome, TrackedChild, stop_child
+
 __all__ = [
     "DEFAULT_BUILTINS",
     "FORBIDDEN_BUILTINS",
@@ -84,6 +86,10 @@ class TurnSpec:
     resume_session: str | None = None
     max_turns: int = 40
     cli_path: str | Path | None = None
+    """The real claude CLI (default: the one bundled in the SDK); the runner wraps it."""
+    allow_rules: list[str] | None = None
+    """Replaces the built-in tools' allow rules (e.g. `Edit(//state/x/notes.md)`); the tools
+    offered stay `allowed_builtins`."""
 
 
 @dataclass
@@ -114,7 +120,7 @@ def _builtin_tools(spec: TurnSpec) -> list[str]:
 def build_options(spec: TurnSpec, *, stderr: NoteCallback | None = None) -> ClaudeAgentOptions:
     """The SDK options for a spec: base tool set, allow rules, dontAsk, no filesystem settings."""
     builtins = _builtin_tools(spec)
-    allowed = [t for t in builtins if t != "Bash"]
+    allowed = [t for t in builtins if t != "Bash"] if spec.allow_rules is None else list(spec.allow_rules)
     allowed += [f"Bash({p})" for p in spec.bash_patterns]
     allowed += list(spec.mcp_tools)
     allowed += [f"mcp__{key}" for key in spec.extra_mcp_servers]
@@ -199,16 +205,23 @@ def message_to_dict(message: object) -> dict[str, Any]:
 
 
 class TurnRunner:
-    """Runs turns one at a time; `cancel()` from another task interrupts the one in flight."""
+    """Runs turns one at a time; `cancel()` from another task stops the one in flight.
 
-    def __init__(self, *, interrupt_grace: float = 5.0) -> None:
+    Each turn's CLI is started through `ClaudeLauncher`'s wrapper, so its pid is known without
+    reaching into the SDK; cancel is SIGTERM, then SIGKILL after `interrupt_grace` seconds.
+    """
+
+    def __init__(self, *, interrupt_grace: float = 5.0, launcher: ClaudeLauncher | None = None) -> None:
         self.interrupt_grace = interrupt_grace
+        self.launcher = launcher or ClaudeLauncher()
         self._lock = asyncio.Lock()
         self._client: ClaudeSDKClient | None = None
+        self._child: TrackedChild | None = None
         self._task: asyncio.Task[Any] | None = None
         self._done = asyncio.Event()
         self._cancel_requested = False
         self._killed = False
+        self.last_stop: StopOutcome | None = None
 
     @property
     def busy(self) -> bool:
@@ -230,6 +243,9 @@ class TurnRunner:
     async def _run(self, spec: TurnSpec, on_message: MessageCallback, on_note: NoteCallback) -> TurnResult:
         started = time.monotonic()
         stderr_tail: list[str] = []
+        cli_path, cli_env, child = self.launcher.wrap(spec.cli_path)
+        spec = dataclasses.replace(spec, cli_path=cli_path, env={**spec.env, **cli_env})
+        self._child = child
 
         def note(line: str) -> None:
             stderr_tail.append(line)
@@ -270,6 +286,8 @@ class TurnRunner:
         finally:
             with contextlib.suppress(ClaudeSDKError, OSError):
                 await client.disconnect()
+            self._child = None
+            child.discard()
 
         duration_ms = int((time.monotonic() - started) * 1000)
         cancelled = self._cancel_requested
@@ -316,25 +334,19 @@ class TurnRunner:
         )
 
     async def cancel(self) -> bool:
-        """Interrupt the turn in flight (the SDK's interrupt); if it has not ended within the
-        grace, kill the CLI, then cancel the run. False when no turn was running."""
-        client = self._client
-        if client is None:
+        """Stop the turn in flight: SIGTERM to its CLI, SIGKILL (with everything below it) after
+        the grace, and as a last resort cancel the run. False when no turn was running.
+        `last_stop` says how it went."""
+        child = self._child
+        if self._client is None or child is None:
             return False
         self._cancel_requested = True
-        try:
-            async with asyncio.timeout(self.interrupt_grace):
-                await client.interrupt()
-                await self._done.wait()
-            return True
-        except (TimeoutError, ClaudeSDKError) as exc:
-            logger.warning("interrupt did not end the turn (%r); killing the CLI", exc)
-        self._killed = True
-        _kill_cli(client)
+        self.last_stop = await stop_child(child, self._done.wait, self.interrupt_grace)
         try:
             async with asyncio.timeout(self.interrupt_grace):
                 await self._done.wait()
         except TimeoutError:
+            self._killed = True
             if self._task is not None and not self._task.done():
                 self._task.cancel("turn cancelled: the CLI did not stop")
             async with asyncio.timeout(self.interrupt_grace * 2):
@@ -346,7 +358,10 @@ class TurnRunner:
             async with asyncio.timeout(self.interrupt_grace):
                 await client.interrupt()
         except (TimeoutError, ClaudeSDKError):
-            _kill_cli(client)
+            child = self._child
+            if child is not None:
+                # inside the turn itself: only the CLI's exit ends the wait
+                await stop_child(child, asyncio.Event().wait, self.interrupt_grace)
 
     async def compact(
         self, spec: TurnSpec, session_id: str, on_message: MessageCallback, on_note: NoteCallback
@@ -362,14 +377,6 @@ def _is_auth_retry(message: object) -> bool:
         return False
     data = message.data or {}
     return data.get("error") == "authentication_failed" or data.get("error_status") in (401, 403)
-
-
-def _kill_cli(client: ClaudeSDKClient) -> None:
-    # The SDK has no public kill; its transport keeps the anyio Process here.
-    process = getattr(getattr(client, "_transport", None), "_process", None)
-    if process is not None and getattr(process, "returncode", 0) is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
 
 
 def _short(text: str, limit: int) -> str:
