@@ -95,10 +95,14 @@ async def stop_daemon(daemon: Daemon, task: asyncio.Task[None]) -> None:
 # ---- driving a running daemon ------------------------------------------------------------------
 
 
-async def wire_agent(daemon: Daemon, name: str) -> Path:
+async def wire_agent(daemon: Daemon, name: str, *, toml: str | None = None, seed: bool = True) -> Path:
     """Register agent `name` and open its socket with no harness running; the socket then
-    answers as that agent (identity is the socket). Returns the socket's path."""
+    answers as that agent (identity is the socket). Returns the socket's path. With `seed` the
+    agent gets a real applied config first (`toml`, else the default template); without one its
+    allow-list fails closed to the manager only."""
     assert daemon.services is not None
+    if seed and not daemon.services.repos.has_applied(name):
+        await asyncio.to_thread(daemon.services.repos.seed, name, toml=toml)
     await daemon.services.lifecycle._register(name, None)
     await daemon._open_agent_socket(name, None)
     return daemon.paths.agent(name).socket

@@ -61,6 +61,12 @@ class ErrorCode:
     """The current state refuses the request (already exists, already resolved)."""
     INTERNAL = "internal"
     """The daemon failed; the request may be retried."""
+    UNKNOWN_REPLY = "unknown_reply"
+    """`in_reply_to` names no message addressed to the sender (or sent by it)."""
+    DUPLICATE_KEY = "duplicate_key"
+    """A JSON object in the request names the same key twice."""
+    BUSY = "busy"
+    """The socket already holds its cap of open connections; this one is closed after the reply."""
 
 
 class _Req(BaseModel):
@@ -205,6 +211,33 @@ class RevivReq(_Named):
     cmd: Literal["revive"]
 
 
+class KeptReq(_Req):
+    """The kept state of agents destroyed without purge."""
+
+    cmd: Literal["kept"]
+
+
+class PurgeReq(_Named):
+    """Delete the kept state of an agent destroyed earlier without purge (no undo)."""
+
+    cmd: Literal["purge"]
+
+
+class ConfigShowReq(_Named):
+    """An agent's applied config: agent.toml and the applied sha."""
+
+    cmd: Literal["config_show"]
+
+
+class ConfigApplyReq(_Named):
+    """The operator's own edit of agent.toml: validated and deployed like an approved commit,
+    tagged operator/<id>. `base_sha` is the applied sha the edit started from."""
+
+    cmd: Literal["config_apply"]
+    agent_toml: Annotated[str, Field(max_length=64 * 1024)]
+    base_sha: Annotated[str, Field(min_length=40, max_length=40, pattern="^[0-9a-f]{40}$")]
+
+
 class SubscribeReq(_Req):
     """Turn the connection into a live stream of the core's events (agents, messages,
     approvals, questions): one `event` line each. Omit `after` for live events only; pass the
@@ -213,6 +246,33 @@ class SubscribeReq(_Req):
     cmd: Literal["subscribe"]
     after: int | None = Field(default=None, ge=0)
     kinds: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=32)] | None = None
+
+
+class ExecReq(_Named):
+    """Run `argv` inside the agent's cage as its uid (host.sock only, DESIGN §14). After the
+    reply the connection carries `hyperhive.shellwire` frames: stdin in; stdout, stderr and
+    the exit status out."""
+
+    cmd: Literal["exec"]
+    argv: Annotated[list[Annotated[str, Field(min_length=1, max_length=8192)]], Field(min_length=1, max_length=256)]
+
+    @field_validator("argv")
+    @classmethod
+    def _no_nul(cls, v: list[str]) -> list[str]:
+        if any("\x00" in a for a in v):
+            raise ValueError("an argument holds a NUL byte")
+        return v
+
+
+class ShellReq(_Named):
+    """An interactive login shell on a PTY inside the agent's cage (host.sock only). After the
+    reply the connection carries `hyperhive.shellwire` frames: keystrokes and resizes in; the
+    terminal's output and the exit status out."""
+
+    cmd: Literal["shell"]
+    rows: int = Field(default=24, ge=1, le=1000)
+    cols: int = Field(default=80, ge=1, le=1000)
+    term: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9._+-]+$")] = "xterm-256color"
 
 
 class PingReq(_Req):
@@ -331,8 +391,14 @@ Request = Annotated[
     | CancelQuestionReq
     | EventsReq
     | RevivReq
+    | KeptReq
+    | PurgeReq
+    | ConfigShowReq
+    | ConfigApplyReq
     | PingReq
     | SubscribeReq
+    | ExecReq
+    | ShellReq
     | RecvReq
     | AckTurnReq
     | RequeueInflightReq
@@ -360,7 +426,7 @@ HOST_VERBS = frozenset(
     {
         "ping", "list", "spawn", "start", "stop", "restart", "destroy", "revive", "send", "inbox",
         "pending", "approve", "deny", "questions", "answer", "cancel_question", "events",
-        "request_spawn", "subscribe",
+        "request_spawn", "subscribe", "exec", "shell", "kept", "purge", "config_show", "config_apply",
     }
 )  # fmt: skip
 AGENT_VERBS = frozenset(
@@ -392,12 +458,30 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads keeps the last of two equal keys; a request must not be read two ways."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def decode_request(line: bytes | str) -> Any:
     """Decode one request line into its typed model, or raise ProtocolFailure."""
     import json
 
     try:
-        data = json.loads(line)
+        data = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as exc:
+        raise ProtocolFailure(f"key {exc.key[:40]!r} appears twice in one object", ErrorCode.DUPLICATE_KEY) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolFailure(f"the line is not valid JSON ({exc.__class__.__name__})", ErrorCode.BAD_JSON) from None
     except RecursionError:  # deeply nested arrays/objects inside the line cap
@@ -474,3 +558,4 @@ class AgentRow(BaseModel):
     state_since: float | None = None
     isolated: bool = True
     limits: str | None = None  # what the cage's memory/pids limits came to on this host
+    blocked_until: float | None = None  # the gateway's rate_limited state ends then (epoch seconds)

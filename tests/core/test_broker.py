@@ -52,8 +52,8 @@ async def test_recv_without_wait_is_a_peek_that_returns_at_once(broker: Broker) 
 
 
 async def test_recv_returns_pending_messages_in_order_and_marks_them_delivered(broker: Broker) -> None:
-    await broker.send("operator", "a", "one")
-    await broker.send("b", "a", "two", in_reply_to=1)
+    await broker.send("b", "a", "one")
+    await broker.send("b", "a", "two", in_reply_to=1)  # a follow-up to b's own message
     got = await broker.recv("a", 0, max_messages=5)
     assert [m.body for m in got] == ["one", "two"]
     assert got[1].in_reply_to == 1 and got[1].sender == "b"

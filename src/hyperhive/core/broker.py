@@ -31,6 +31,10 @@ class BodyTooLarge(HiveError):
     code = "too_large"
 
 
+class UnknownReply(HiveError):
+    code = "unknown_reply"
+
+
 def _row_to_message(row: sqlite3.Row) -> Message:
     return Message(
         id=row["id"],
@@ -68,18 +72,24 @@ class Broker:
 
     # ---- sending -----------------------------------------------------------------------
 
+    def check_route(self, sender: str, to: str) -> None:
+        """The one allow-list check for every path that carries an agent's text to someone
+        (send, broadcast, ask, answer): raises NotAllowed unless `sender` may reach `to`."""
+        if sender in (OPERATOR, SYSTEM, MANAGER):
+            return
+        allowed = self._allow_list(sender)
+        if allowed and to != MANAGER and to not in allowed:
+            raise NotAllowed(
+                f"{sender} may not send to {to!r}: allowed recipients are {', '.join(sorted(allowed))} "
+                "(manager is always reachable; ask the manager to change your config)"
+            )
+
     def _check_send(self, sender: str, to: str, body: str) -> list[str]:
         size = len(body.encode("utf-8", "surrogatepass"))
         if size > MAX_BODY_BYTES:
             raise BodyTooLarge(f"body is {size} bytes, over the {MAX_BODY_BYTES}-byte cap; pass a /state path")
         agents = set(self._agents())
-        if sender not in (OPERATOR, SYSTEM) and sender != MANAGER:
-            allowed = self._allow_list(sender)
-            if allowed and to != MANAGER and to not in allowed:
-                raise NotAllowed(
-                    f"{sender} may not send to {to!r}: allowed recipients are {', '.join(sorted(allowed))} "
-                    "(manager is always reachable; ask the manager to change your config)"
-                )
+        self.check_route(sender, to)
         if to == BROADCAST:
             return sorted(agents - {sender})
         if to == OPERATOR:
@@ -92,6 +102,8 @@ class Broker:
         """Commit the message (one row per recipient for a broadcast) and wake the recipients.
         Returns the row ids; returns only after the commit."""
         recipients = self._check_send(sender, to, body)
+        if in_reply_to is not None:
+            self._check_reply(sender, in_reply_to)
         now = self._clock()
         broadcast = to == BROADCAST
         ids = await self.db.write(lambda c: _insert(c, sender, recipients, body, now, in_reply_to, broadcast))
@@ -106,6 +118,13 @@ class Broker:
                  "unread": 0 if recipient == OPERATOR else self.unread(recipient)},
             )  # fmt: skip
         return ids
+
+    def _check_reply(self, sender: str, in_reply_to: int) -> None:
+        """A reply names a message addressed to its sender (or sent by it); anything else would
+        let a sender probe for, or thread under, other agents' messages."""
+        m = self.get(in_reply_to)
+        if m is None or sender not in (m.sender, m.recipient):
+            raise UnknownReply(f"in_reply_to #{in_reply_to}: no message to or from {sender} has that id")
 
     def _wake(self, recipient: str) -> None:
         for event in self._waiters.get(recipient, ()):

@@ -27,6 +27,7 @@ from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.core.hub import Hub
 from hyperhive.errors import AgentNotFound, CageError, Conflict, HiveError, NotAllowed
 from hyperhive.fsutil import safe_rmtree
+from hyperhive.harnesslog import HarnessLog
 from hyperhive.names import MANAGER, OPERATOR, validate_agent_name
 from hyperhive.paths import AgentPaths
 from hyperhive.protocol import AgentRow
@@ -56,6 +57,8 @@ class AgentRuntime:
     crash_restarts: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set when the harness first reports in
+    blocked: str | None = None  # set by the gateway: rate_limited | over_budget (shown as the state)
+    blocked_until: float | None = None
 
     def set_state(self, state: str) -> None:
         if state != self.state:
@@ -88,6 +91,7 @@ class Lifecycle:
         self._configs: dict[str, AgentConfig] = {}
         self.open_socket: SocketOpener | None = None
         self.close_socket: SocketCloser | None = None
+        self.gateway_env: Callable[[str, dict[str, str]], dict[str, str]] | None = None  # core/gateway_wiring.py
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self.deploying: set[str] = set()  # an exit of these is reported by the deploy, not as a crash
@@ -115,8 +119,9 @@ class Lifecycle:
     def allow_list(self, name: str) -> list[str]:
         try:
             return list(self.agent_config(name).allowed_recipients)
-        except HiveError:
-            return []
+        except Exception:  # fail closed: a config that cannot be read reaches the manager only
+            log.warning("%s: config unreadable; its allow-list is the manager only", name)
+            return [MANAGER]
 
     def row(self, name: str, unread: dict[str, int] | None = None) -> AgentRow:
         rt = self.get(name)
@@ -128,7 +133,8 @@ class Lifecycle:
             name=name,
             cage=self.cage.kind,
             state=rt.state,  # type: ignore[arg-type]
-            harness_state=rt.harness_state if rt.state == "running" else None,
+            harness_state=(rt.blocked or rt.harness_state) if rt.state == "running" else None,
+            blocked_until=rt.blocked_until if rt.blocked else None,
             model=model,
             pid=rt.handle.pid if rt.handle and rt.state == "running" else None,
             uid=rt.uid,
@@ -162,6 +168,9 @@ class Lifecycle:
                 }
             )
         return out
+
+    def publish_row(self, name: str) -> None:
+        self._publish(name)
 
     def _publish(self, name: str) -> None:
         if name in self.agents:
@@ -309,6 +318,8 @@ class Lifecycle:
         env = dict(self.config.agent_env)
         env.update(cfg.env)
         env["HYPERHIVE_AGENT_NAME"] = rt.name
+        if self.gateway_env is not None:
+            env.update(self.gateway_env(rt.name, env))
         binds: list[Bind] = []
         if rt.name == MANAGER:
             binds.append(Bind(self.paths.proposed_root, "/agents", writable=True, env="HYPERHIVE_AGENTS_DIR"))
@@ -354,6 +365,7 @@ class Lifecycle:
             rt.set_state("crashed")
             self._publish(rt.name)
             raise
+        handle.on_line = HarnessLog(ap.root / "harness.log").write  # before any output is read
         rt.handle = handle
         rt.set_state("running")
         rt.watcher = self._spawn_task(self._watch(rt, handle), f"watch-{rt.name}")

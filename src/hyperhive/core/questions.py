@@ -81,6 +81,7 @@ class Questions:
         ttl_seconds: int | None = None,
         to: str | None = None,
     ) -> dict[str, Any]:
+        self.broker.check_route(asker, OPERATOR if to is None else to)
         now = self.clock()
         deadline = now + min(ttl_seconds, MAX_QUESTION_TTL) if ttl_seconds else None
         opts = json.dumps(list(options or []))
@@ -139,6 +140,10 @@ class Questions:
             if q["target"] != answerer:
                 raise NotAllowed(f"question #{qid} was asked of {q['target']}, not of {answerer}")
 
+        if not as_operator:  # the answer is the answerer's text, carried to the asker
+            asked = self.get(qid)
+            if asked["target"] == answerer:
+                self.broker.check_route(answerer, asked["asker"])
         return await self._resolve(qid, answer, OPERATOR if as_operator else answerer, check=check)
 
     async def cancel(self, qid: int) -> dict[str, Any]:
