@@ -7,6 +7,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,10 @@ import httpx
 from hyperhive.client import SyncHiveClient
 from hyperhive.config import load_config, parse_env_pairs
 from hyperhive.errors import HiveError, StartupError
+from hyperhive.eventtext import format_event
+from hyperhive.logsetup import FORMATS as LOG_FORMATS
+from hyperhive.logsetup import LEVELS as LOG_LEVELS
+from hyperhive.names import validate_agent_name
 from hyperhive.paths import HivePaths, default_run_dir
 
 __all__ = ["main"]
@@ -72,11 +77,28 @@ def serve_options(fn: F) -> F:
                      help="Sandbox backend (default auto: bwrap when it works)."),
         click.option("--agent-env", multiple=True, metavar="KEY=VALUE",
                      help="Environment passed into every agent (repeatable)."),
-        click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+        click.option("--agent-env-file", multiple=True, type=click.Path(path_type=Path), metavar="PATH",
+                     help="KEY=VALUE lines passed into every agent; the file must be mode 0600 (repeatable)."),
+        click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True,
+                     help="Log threshold (stderr and STATE/logs/hive.log)."),
+        click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+                     help="text (journald-friendly under systemd) or json (one object per line)."),
+        click.option("-v", "--verbose", is_flag=True, help="Debug logging (same as --log-level debug)."),
     ]  # fmt: skip
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def confirm_or_fail(yes: bool, question: str, *, kept: Path | None = None) -> None:
+    """Ask on a terminal; without one, `--yes` is required (a script never blocks on a prompt)."""
+    if yes:
+        return
+    where = f" (your edit is at {kept})" if kept else ""
+    if not sys.stdin.isatty():
+        _fail(f"{question.rstrip('?')}: not on a terminal, so pass --yes to confirm{where}")
+    if not click.confirm(question, default=False, err=True):
+        _fail(f"cancelled; nothing changed{where}")
 
 
 def _client(run_dir: Path | None) -> SyncHiveClient:
@@ -96,6 +118,12 @@ def _age(ts: float | None) -> str:
         return "-"
     s = max(0, int(time.time() - ts))
     return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+
+
+def _daemon_logging(config: Any, verbose: bool, level: str, fmt: str) -> None:
+    from hyperhive.logsetup import daemon_log_path, setup_logging
+
+    setup_logging("debug" if verbose else level, fmt, log_file=daemon_log_path(config.state_dir))
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -129,18 +157,25 @@ def _run_daemon(config: Any, *, announce: Callable[[Any], Any] | None = None) ->
             if asyncio.iscoroutine(result):
                 await result
 
+    os.umask(0o077)  # everything the daemon creates is private to it (docs/security.md)
     asyncio.run(Daemon(config, on_ready=ready).serve())
 
 
 @main.command()
 @serve_options
+@click.option("--api-base", metavar="URL", help="The model API upstream the gateway forwards to "
+              "(default https://api.anthropic.com; [api] base in hive.toml).")  # fmt: skip
+@click.option("--api-key-file", type=click.Path(path_type=Path), metavar="PATH",
+              help="File (mode 0600) with the upstream API key; default [api] key_file, then ANTHROPIC_API_KEY.")  # fmt: skip
 @handle_errors
 def serve(state_dir: Path | None, run_dir: Path | None, host: str | None, port: int | None, cage: str | None,
-          agent_env: tuple[str, ...], verbose: bool) -> None:  # fmt: skip
+          agent_env: tuple[str, ...], verbose: bool, api_base: str | None, api_key_file: Path | None,
+          agent_env_file: tuple[Path, ...], log_level: str, log_format: str) -> None:  # fmt: skip
     """Run the core daemon: broker, approvals, questions, cages and the dashboard."""
-    _setup_logging(verbose)
     config = load_config(state_dir=state_dir, run_dir=run_dir, host=host, port=port, cage=cage,
-                         agent_env=parse_env_pairs(agent_env))  # fmt: skip
+                         agent_env=parse_env_pairs(agent_env), api_base=api_base,
+                         api_key_file=api_key_file, agent_env_files=agent_env_file)  # fmt: skip
+    _daemon_logging(config, verbose, log_level, log_format)
     _run_daemon(config)
 
 
@@ -149,14 +184,18 @@ def serve(state_dir: Path | None, run_dir: Path | None, host: str | None, port: 
 @click.option("--agents", default="alice,bob", show_default=True, help="Comma-separated demo agents.")
 @handle_errors
 def demo(state_dir: Path | None, run_dir: Path | None, host: str | None, port: int | None, cage: str | None,
-         agent_env: tuple[str, ...], verbose: bool, agents: str) -> None:  # fmt: skip
+         agent_env: tuple[str, ...], verbose: bool, agents: str, agent_env_file: tuple[Path, ...], log_level: str,
+         log_format: str) -> None:  # fmt: skip
     """Serve with the offline model (a scripted stand-in, not a real LLM) and a small swarm."""
     from hyperhive.demo import run_demo
 
-    _setup_logging(verbose)
+    names = [a.strip() for a in agents.split(",") if a.strip()]
+    for name in names:
+        validate_agent_name(name, allow_manager=False)  # before anything starts
     config = load_config(state_dir=state_dir, run_dir=run_dir, host=host, port=port, cage=cage,
-                         agent_env=parse_env_pairs(agent_env))  # fmt: skip
-    run_demo(config, [a.strip() for a in agents.split(",") if a.strip()], _run_daemon)
+                         agent_env=parse_env_pairs(agent_env), agent_env_files=agent_env_file)  # fmt: skip
+    _daemon_logging(config, verbose, log_level, log_format)
+    run_demo(config, names, _run_daemon)
 
 
 @main.command("dashboard-url")
@@ -184,7 +223,10 @@ def list_agents(run_dir: Path | None, as_json: bool) -> None:
     if as_json:
         _print_json({"agents": reply["agents"], "cage": reply.get("cage"), "cage_reason": reply.get("cage_reason")})
         return
-    click.echo(f"{'NAME':<20} {'CAGE':<8} {'STATE':<9} {'HARNESS':<12} {'MODEL':<18} {'PID':>7} {'UID':>7} UNREAD")
+    if not reply["agents"]:
+        click.echo("no agents (hive spawn NAME creates one)")
+    else:
+        click.echo(f"{'NAME':<20} {'CAGE':<8} {'STATE':<9} {'HARNESS':<12} {'MODEL':<18} {'PID':>7} {'UID':>7} UNREAD")
     for a in reply["agents"]:
         cage = a["cage"] + ("!" if not a.get("isolated", True) else "")
         click.echo(
@@ -206,11 +248,13 @@ def _lifecycle_command(verb: str, help_text: str) -> None:
     @handle_errors
     def command(name: str, run_dir: Path | None) -> None:
         reply = _call(run_dir, verb, name=name)
+        if reply.get("revived"):
+            click.echo(f"{name}: reviving its kept state (config, notes and credentials reused)")
         agent = reply.get("agent") or {}
         click.echo(f"{name}: {agent.get('state', 'ok')}")
 
 
-_lifecycle_command("spawn", "Create an agent with the default config and start it.")
+_lifecycle_command("spawn", "Create an agent with the default config and start it (or revive its kept state).")
 _lifecycle_command("start", "Start a stopped agent.")
 _lifecycle_command("stop", "Stop an agent (its state stays).")
 _lifecycle_command("restart", "Stop and start an agent.")
@@ -219,10 +263,14 @@ _lifecycle_command("restart", "Stop and start an agent.")
 @main.command()
 @click.argument("name")
 @click.option("--purge", is_flag=True, help="Also delete its state, credentials and config repos (no undo).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before --purge (for scripts; required without a terminal).")
 @run_dir_option
 @handle_errors
-def destroy(name: str, purge: bool, run_dir: Path | None) -> None:
+def destroy(name: str, purge: bool, yes: bool, run_dir: Path | None) -> None:
     """Destroy an agent; its state and config stay unless --purge."""
+    validate_agent_name(name)
+    if purge and any(a["name"] == name for a in _call(run_dir, "list")["agents"]):  # else the daemon says why not
+        confirm_or_fail(yes, f"destroy {name} and purge its state, config and credentials for good?")
     _call(run_dir, "destroy", name=name, purge=purge)
     click.echo(f"{name}: destroyed{' and purged' if purge else ' (state kept)'}")
 
@@ -241,6 +289,8 @@ def send(to: str, body: str, in_reply_to: int | None, run_dir: Path | None, as_j
     """Send BODY to TO as the operator (BODY "-" reads stdin)."""
     if body == "-":
         body = sys.stdin.read()
+    if not body.strip():
+        raise HiveError("refusing to send an empty message")
     reply = _call(run_dir, "send", to=to, body=body, in_reply_to=in_reply_to)
     if as_json:
         _print_json({"id": reply.get("id"), "ids": reply.get("ids")})
@@ -259,6 +309,8 @@ def inbox(limit: int, run_dir: Path | None, as_json: bool) -> None:
     if as_json:
         _print_json({"messages": messages})
         return
+    if not messages:
+        click.echo("the operator's inbox is empty")
     for m in messages:
         reply = f" ↳#{m['in_reply_to']}" if m.get("in_reply_to") else ""
         click.echo(f"#{m['id']} {_age(m['sent_at'])} ago  {m['sender']}{reply}: {m['body']}")
@@ -282,6 +334,8 @@ def pending(diff_id: int | None, run_dir: Path | None, as_json: bool) -> None:
     if as_json:
         _print_json({"approvals": approvals})
         return
+    if not approvals:
+        click.echo("nothing waits for approval")
     for a in approvals:
         sha = f" {a['sha'][:12]}" if a.get("sha") else ""
         desc = f" — {a['description']}" if a.get("description") else ""
@@ -331,6 +385,8 @@ def questions(run_dir: Path | None, as_json: bool) -> None:
     if as_json:
         _print_json({"questions": qs})
         return
+    if not qs:
+        click.echo("no questions wait for an answer")
     for q in qs:
         opts = f" [{' | '.join(q['options'])}]" if q["options"] else ""
         ttl = f" ⏳{int(q['deadline_at'] - time.time())}s" if q.get("deadline_at") else ""
@@ -361,23 +417,6 @@ def cancel_question(question_id: int, run_dir: Path | None) -> None:
 # ---- events --------------------------------------------------------------------------------
 
 
-def _format_event(e: dict[str, Any]) -> str:
-    ts = time.strftime("%H:%M:%S", time.localtime(e["ts"]))
-    p = e.get("payload") or {}
-    kind = e["kind"]
-    if kind == "turn_start":
-        text = f"← {p.get('from')}: {str(p.get('body', ''))[:200]}"
-    elif kind == "turn_end":
-        text = f"{'ok' if p.get('ok') else 'FAILED'} {p.get('duration_ms', 0) / 1000:.1f}s {p.get('note') or ''}"
-    elif kind == "note":
-        text = str(p.get("text", p))[:300]
-    elif kind in ("state_changed", "model_changed"):
-        text = json.dumps(p, ensure_ascii=False)[:300]
-    else:
-        text = json.dumps(p, ensure_ascii=False)[:300]
-    return f"{e['id']:>6} {ts} {kind:<13} {text}"
-
-
 @main.command()
 @click.argument("name")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they happen (streamed).")
@@ -386,18 +425,28 @@ def _format_event(e: dict[str, Any]) -> str:
 @json_option
 @handle_errors
 def events(name: str, follow: bool, limit: int, run_dir: Path | None, as_json: bool) -> None:
-    """An agent's event trail (from its events database)."""
+    """An agent's event trail, rendered as its page shows it (--json: the raw events)."""
     reply = _call(run_dir, "events", name=name, limit=min(limit, 2000))
     evs = reply["events"]
     if as_json and not follow:
         _print_json({"events": evs})
         return
     last = 0
+    if not evs and not as_json:
+        click.echo(f"{name} has no events yet", err=follow)
     for e in evs:
-        click.echo(json.dumps(e, ensure_ascii=False) if as_json else _format_event(e))
+        _echo_event(e, as_json)
         last = e["id"]
     if follow:
         _follow_events(run_dir or default_run_dir(), name, last, as_json)
+
+
+def _echo_event(e: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(e, ensure_ascii=False))
+        return
+    for line in format_event(e):
+        click.echo(line)
 
 
 def _follow_events(run_dir: Path, name: str, last: int, as_json: bool) -> None:
@@ -415,7 +464,7 @@ def _follow_events(run_dir: Path, name: str, last: int, as_json: bool) -> None:
                         raise HiveError(f"{name}'s event stream answered HTTP {response.status_code}")
                     waiting = False
                     for event in iter_sse(response.iter_lines()):
-                        click.echo(json.dumps(event, ensure_ascii=False) if as_json else _format_event(event))
+                        _echo_event(event, as_json)
                         last = max(last, int(event["id"]))
             except httpx.TransportError:
                 if not waiting:
@@ -454,3 +503,11 @@ def agent_serve(verbose: bool) -> None:
 
     _setup_logging(verbose)
     asyncio.run(run_harness())
+
+
+# ---- command groups in their own modules -----------------------------------------------------
+
+from hyperhive import cli_config, cli_kept, cli_sessions  # noqa: E402 (they import the helpers above)
+
+for _command in (*cli_kept.COMMANDS, *cli_config.COMMANDS, *cli_sessions.COMMANDS):
+    main.add_command(_command)

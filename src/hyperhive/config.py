@@ -13,7 +13,7 @@ from typing import Any
 from hyperhive.errors import StartupError
 from hyperhive.paths import HivePaths, default_run_dir, default_state_dir
 
-__all__ = ["ENV_VARS", "HiveConfig", "load_config", "parse_env_pairs"]
+__all__ = ["ENV_VARS", "HiveConfig", "NotifySettings", "load_config", "parse_env_pairs", "read_env_file"]
 
 # Every environment variable hyperhive reads, with what it does (docs are checked against this).
 ENV_VARS: dict[str, str] = {
@@ -27,6 +27,10 @@ ENV_VARS: dict[str, str] = {
     "HYPERHIVE_LOGIN_CMD": "in a cage: the login command the login panel runs (default: claude's own)",
     "HYPERHIVE_AGENT_STATE": "in a cage: where /state is (set by the cage backend)",
     "HYPERHIVE_AGENT_RUN": "in a cage: where /run/hive is (set by the cage backend)",
+    "HYPERHIVE_API_BASE": "the model API upstream the gateway forwards to (same as --api-base)",
+    "HYPERHIVE_API_KEY_FILE": "file (mode 0600) holding the upstream API key (same as --api-key-file)",
+    "ANTHROPIC_API_KEY": "in the daemon's environment: the upstream API key for the gateway (never passed to a cage)",
+    "HYPERHIVE_GATEWAY": "in a cage: 1 when the model API is reached through /run/hive/api.sock (set by the core)",
 }
 
 MANAGER_CAGE_DIRS = ("/agents", "/applied")
@@ -54,6 +58,14 @@ class HiveConfig:
     stop_grace: float = 10.0
     manager: bool = True  # ensure the manager agent exists and runs
     offline_model: bool = False  # demo: agents talk to the labelled stand-in model
+    api: ApiSettings = field(default_factory=lambda: ApiSettings())  # the model API gateway (core/gateway.py)
+    notify: NotifySettings = field(default_factory=lambda: NotifySettings())  # push notifications (core/notify.py)
+
+    @property
+    def gateway(self) -> bool:
+        """The core is the agents' door to the model API: it holds a credential or an upstream
+        was named, and `--agent-env` does not already point the cages elsewhere (direct mode)."""
+        return (self.api.key is not None or self.api.base is not None) and not direct_mode(self.agent_env)
 
     @property
     def paths(self) -> HivePaths:
@@ -61,6 +73,130 @@ class HiveConfig:
 
     def with_overrides(self, **changes: Any) -> HiveConfig:
         return replace(self, **changes)
+
+
+DIRECT_ENV_KEYS = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+DEFAULT_API_BASE = "https://api.anthropic.com"
+
+
+def direct_mode(env: Mapping[str, str]) -> bool:
+    """An environment that already gives the CLI a model endpoint or credential."""
+    return any(k in env for k in DIRECT_ENV_KEYS)
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The gateway's settings (`[api]` in hive.toml). `key` is never printed (repr=False)."""
+
+    base: str | None = None  # None: DEFAULT_API_BASE
+    key: str | None = field(default=None, repr=False)
+    timeout: float = 600.0  # seconds an upstream may stay silent before the request fails
+    max_body: int = 32 * 1024 * 1024
+    max_concurrent: int = 8  # per agent
+    max_rate_wait: float = 900.0  # a longer retry-after is passed to the CLI instead of waited out
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)  # overrides, USD per million tokens
+    budget: dict[str, Any] = field(default_factory=dict)  # the hive-wide [budget]
+    stats_retention_days: float = 30.0
+
+    @property
+    def upstream(self) -> str:
+        return (self.base or DEFAULT_API_BASE).rstrip("/")
+
+
+def read_key_file(path: Path) -> str:
+    """The upstream key from a file only its owner can read."""
+    try:
+        st = path.stat()
+        if st.st_mode & 0o077:
+            raise StartupError(f"{path}: the API key file must be private (chmod 600 {path})")
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise StartupError(f"{path}: {exc.strerror or exc}") from exc
+    if not key or "\n" in key:
+        raise StartupError(f"{path}: expected one API key on one line")
+    return key
+
+
+def _api_settings(toml: dict[str, Any], env: Mapping[str, str], base: str | None, key_file: Path | None) -> ApiSettings:
+    section = toml.get("api") or {}
+    if not isinstance(section, dict):
+        raise StartupError("hive.toml: [api] must be a table")
+    base = base or env.get("HYPERHIVE_API_BASE") or section.get("base")
+    if base is not None and not str(base).startswith(("http://", "https://")):
+        raise StartupError(f"--api-base wants an http(s) URL, got {str(base)[:60]!r}")
+    kf = key_file or env.get("HYPERHIVE_API_KEY_FILE") or section.get("key_file")
+    key = read_key_file(Path(kf).expanduser()) if kf else (env.get("ANTHROPIC_API_KEY") or None)
+    try:
+        return ApiSettings(
+            base=str(base) if base else None,
+            key=key,
+            timeout=float(section.get("timeout", 600.0)),
+            max_body=int(section.get("max_body", 32 * 1024 * 1024)),
+            max_concurrent=int(section.get("max_concurrent", 8)),
+            max_rate_wait=float(section.get("max_rate_wait", 900.0)),
+            prices={str(k): {str(a): float(b) for a, b in v.items()} for k, v in (toml.get("prices") or {}).items()},
+            budget=dict(toml.get("budget") or {}),
+            stats_retention_days=float((toml.get("stats") or {}).get("retention_days", 30.0)),
+        )
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise StartupError(f"hive.toml: [api]/[prices]/[budget]/[stats]: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """`[notify]` in hive.toml: where push notifications go and the dashboard link they carry."""
+
+    webhook_url: str | None = field(default=None, repr=False)  # POST, a JSON body
+    ntfy_url: str | None = field(default=None, repr=False)  # an ntfy topic URL, e.g. https://ntfy.sh/my-hive
+    link: str | None = None  # the dashboard as the operator's phone reaches it; default: the bound address
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhook_url or self.ntfy_url)
+
+
+def _notify_settings(toml: dict[str, Any]) -> NotifySettings:
+    section = toml.get("notify") or {}
+    if not isinstance(section, dict):
+        raise StartupError("hive.toml: [notify] must be a table")
+    unknown = set(section) - {"webhook_url", "ntfy_url", "link"}
+    if unknown:
+        raise StartupError(f"hive.toml: [notify] has unknown keys: {', '.join(sorted(unknown))}")
+    values: dict[str, str | None] = {}
+    for key in ("webhook_url", "ntfy_url", "link"):
+        value = section.get(key)
+        if value is not None and not (isinstance(value, str) and value.startswith(("http://", "https://"))):
+            raise StartupError(f"hive.toml: [notify] {key} must be an http(s) URL")
+        values[key] = value
+    return NotifySettings(**values)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (blank lines and # comments skipped, one pair of surrounding quotes
+    stripped) from a file only its owner can read: it holds secrets for the cages."""
+    try:
+        st = path.stat()
+        if st.st_mode & 0o077:
+            raise StartupError(f"{path}: the agent env file must be private (chmod 600 {path})")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StartupError(f"{path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise StartupError(f"{path}: not UTF-8 text") from exc
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        key = key.strip()
+        if not sep or not key or not key.replace("_", "").isalnum():
+            raise StartupError(f"{path}:{number}: expected KEY=VALUE")  # the line may hold a secret: not shown
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        out[key] = value
+    return out
 
 
 def _read_hive_toml(state_dir: Path) -> dict[str, Any]:
@@ -82,15 +218,24 @@ def load_config(
     cage: str | None = None,
     agent_env: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    api_base: str | None = None,
+    api_key_file: Path | None = None,
+    agent_env_files: list[Path] | tuple[Path, ...] = (),
 ) -> HiveConfig:
     env = os.environ if environ is None else environ
     sd = Path(state_dir or env.get("HYPERHIVE_STATE_DIR") or default_state_dir()).expanduser().absolute()
     rd = Path(run_dir or env.get("HYPERHIVE_RUN_DIR") or default_run_dir()).expanduser().absolute()
     toml = _read_hive_toml(sd)
     merged_env = {str(k): str(v) for k, v in (toml.get("agent_env") or {}).items()}
+    for env_file in agent_env_files or ():
+        merged_env.update(read_env_file(env_file))
     merged_env.update(agent_env or {})
     try:
-        port_value = int(port or env.get("HYPERHIVE_PORT") or toml.get("port") or 7000)
+        # 0 is a real choice (any free port), not "unset"
+        raw_port = port if port is not None else env.get("HYPERHIVE_PORT") or toml.get("port")
+        port_value = int(raw_port) if raw_port not in (None, "") else 7000
+        if not 0 <= port_value <= 65535:
+            raise ValueError(f"{port_value} is not a TCP port (0-65535)")
     except ValueError as exc:
         raise StartupError(f"port: {exc}") from exc
     return HiveConfig(
@@ -101,4 +246,6 @@ def load_config(
         cage=cage or env.get("HYPERHIVE_CAGE") or toml.get("cage") or "auto",
         agent_env=merged_env,
         uid_base=int(toml.get("uid_base", 200_000)),
+        api=_api_settings(toml, env, api_base, api_key_file),
+        notify=_notify_settings(toml),
     )

@@ -373,6 +373,15 @@ class UpdateReq(_Named):
     cmd: Literal["update"]
 
 
+class SessionsReq(_Req):
+    """The operator's dashboard sessions: list; `revoke` one by its short id; `revoke_all` logs
+    out everywhere and rotates the signing key."""
+
+    cmd: Literal["sessions"]
+    revoke: Annotated[str, Field(min_length=4, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
+    revoke_all: bool = False
+
+
 Request = Annotated[
     SendReq
     | ListReq
@@ -412,7 +421,8 @@ Request = Annotated[
     | RequestInitConfigReq
     | RequestApplyCommitReq
     | KillReq
-    | UpdateReq,
+    | UpdateReq
+    | SessionsReq,
     Field(discriminator="cmd"),
 ]
 
@@ -427,6 +437,7 @@ HOST_VERBS = frozenset(
         "ping", "list", "spawn", "start", "stop", "restart", "destroy", "revive", "send", "inbox",
         "pending", "approve", "deny", "questions", "answer", "cancel_question", "events",
         "request_spawn", "subscribe", "exec", "shell", "kept", "purge", "config_show", "config_apply",
+        "sessions",
     }
 )  # fmt: skip
 AGENT_VERBS = frozenset(

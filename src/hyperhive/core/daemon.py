@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,10 +19,16 @@ from hyperhive.config import HiveConfig
 from hyperhive.core.approvals import Approvals
 from hyperhive.core.broker import Broker
 from hyperhive.core.configrepo import ConfigRepos
+from hyperhive.core.gateway_wiring import GatewayService
+from hyperhive.core.health import Health
 from hyperhive.core.hub import Hub
 from hyperhive.core.lifecycle import Lifecycle
+from hyperhive.core.notify import Notifier
 from hyperhive.core.questions import Questions
+from hyperhive.core.sdnotify import sd_notify
 from hyperhive.core.services import Services
+from hyperhive.core.shell import Shells
+from hyperhive.core.shell_trail import TrailRecorder
 from hyperhive.core.sockets import Identity, SocketServer
 from hyperhive.core.verbs import Verbs
 from hyperhive.errors import HiveError, StartupError
@@ -29,7 +36,7 @@ from hyperhive.names import MANAGER
 from hyperhive.protocol import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS
 from hyperhive.store.migrations import BROKER_MIGRATIONS
 from hyperhive.store.sqlite import Database
-from hyperhive.webserver import EmbeddedServer
+from hyperhive.webserver import EmbeddedServer, bind_listener
 
 __all__ = ["Daemon"]
 
@@ -50,15 +57,22 @@ class Daemon:
         self.agent_servers: dict[str, SocketServer] = {}
         self.uvicorn: EmbeddedServer | None = None
         self.dashboard_url: str | None = None
+        self.dashboard_base: str | None = None  # the URL without the login token (for links)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._db: Database | None = None
+        self._listener: socket.socket | None = None
+        self.health = Health()
+        self.notifier: Notifier | None = None
+        self.gateway: GatewayService | None = None
 
     # ---- startup -----------------------------------------------------------------------
 
     def _prepare_dirs(self) -> None:
         p = self.paths
-        for d, mode in ((p.state_dir, 0o711), (p.agents_root, 0o711), (p.applied_root, 0o700),
-                        (p.proposed_root, 0o711), (p.run_dir, 0o711), (p.agents_run_root, 0o711)):  # fmt: skip
+        # Nothing of the hive is readable by other local users. An agent's uid reaches its own
+        # dirs through the cage's binds (bwrap re-exposes sources under a dir it cannot traverse).
+        for d, mode in ((p.state_dir, 0o700), (p.agents_root, 0o700), (p.applied_root, 0o700),
+                        (p.proposed_root, 0o700), (p.run_dir, 0o711), (p.agents_run_root, 0o711)):  # fmt: skip
             d.mkdir(parents=True, exist_ok=True)
             d.chmod(mode)
 
@@ -90,8 +104,13 @@ class Daemon:
         questions = Questions(db, broker, hub)
         approvals = Approvals(db, broker, hub, lifecycle, repos)
         self.services = Services(self.config, db, hub, broker, lifecycle, repos, approvals, questions, cage_reason)
+        self.health.services = self.services
+        self.services.shells = Shells(lifecycle, hub)
+        self.services.shells.recorders.append(TrailRecorder(self.paths))
         verbs = Verbs(self.services)
         lifecycle.open_socket = self._open_agent_socket
+        if self.config.gateway:
+            self.gateway = GatewayService(self.config, lifecycle)
         lifecycle.close_socket = self._close_agent_socket
         self._verbs = verbs
 
@@ -101,6 +120,10 @@ class Daemon:
         await self.host_server.start(mode=0o600)
         self._spawn(broker.run_vacuum(), "broker-vacuum")
         self._spawn(questions.run_watchdog(), "question-watchdog")
+        if self.config.notify.enabled:
+            self.notifier = Notifier(self.config.notify, hub, lambda: self.dashboard_base)
+            self.health.notify_failing = lambda: self.notifier.failing if self.notifier else []
+            self._spawn(self.notifier.run(), "notify")
         await self._start_dashboard()
         for aid in await approvals.recover():
             log.warning("approval #%d was interrupted by a restart: marked failed", aid)
@@ -108,9 +131,12 @@ class Daemon:
         log.info("hive serve ready: host socket %s", self.paths.host_socket)
 
     async def _open_agent_socket(self, name: str, uid: int | None) -> None:
-        server = self.agent_servers.get(name)
-        if server is not None:
-            return
+        if name not in self.agent_servers:
+            await self._open_mcp_socket(name, uid)
+        if self.gateway is not None:  # a fresh token for each cage start
+            await self.gateway.open(name, self.paths.agent(name).run, uid)
+
+    async def _open_mcp_socket(self, name: str, uid: int | None) -> None:
         ap = self.paths.agent(name)
         kind = "manager" if name == MANAGER else "agent"
         server = SocketServer(ap.socket, Identity(kind, name), self._verbs.handle,
@@ -119,6 +145,8 @@ class Daemon:
         self.agent_servers[name] = server
 
     async def _close_agent_socket(self, name: str) -> None:
+        if self.gateway is not None:
+            await self.gateway.close(name)
         server = self.agent_servers.pop(name, None)
         if server is not None:
             await server.close()
@@ -127,24 +155,25 @@ class Daemon:
         from hyperhive.dashboard.app import create_app, login_url
 
         assert self.services is not None
-        app = create_app(self.services)
+        app = create_app(self.services, health=self.health)
         config = uvicorn.Config(
             app, host=self.config.host, port=self.config.port, log_level="warning", lifespan="off",
             access_log=False, timeout_graceful_shutdown=5, ws="auto", proxy_headers=False, server_header=False,
         )  # fmt: skip
         server = EmbeddedServer(config)
-        task = self._spawn(server.serve(), "dashboard")
+        assert self._listener is not None
+        task = self._spawn(server.serve(sockets=[self._listener]), "dashboard")
         self.uvicorn = server
         while not server.started:
             if task.done():
                 exc = task.exception()
                 raise StartupError(f"the dashboard could not listen on {self.config.host}:{self.config.port}: {exc}")
             await asyncio.sleep(0.02)
-        port = self.config.port
-        with contextlib.suppress(Exception):
-            port = server.servers[0].sockets[0].getsockname()[1]
+        port = self._listener.getsockname()[1]
         self.dashboard_url = login_url(self.services, self.config.host, port)
         self.services.dashboard_url = self.dashboard_url
+        self.dashboard_base = self.dashboard_url.split("/login?", 1)[0] + "/"
+        log.info("dashboard listening on %s", self.dashboard_base)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -156,9 +185,13 @@ class Daemon:
     # ---- run ---------------------------------------------------------------------------
 
     async def serve(self) -> None:
+        # Bound before anything else happens or logs: a busy port is one line and nothing to undo.
+        self._listener = bind_listener(self.config.host, self.config.port)
         restore = self._capture_signals()
         try:
             await self.startup()
+            self.health.ready = True
+            sd_notify(f"READY=1\nSTATUS=serving the dashboard on {self.dashboard_base}")
             if self.on_ready is not None:
                 result = self.on_ready(self)
                 if asyncio.iscoroutine(result):
@@ -197,15 +230,21 @@ class Daemon:
 
     async def shutdown(self) -> None:
         log.info("hive serve shutting down (pid %d)", os.getpid())
+        self.health.stopping = True
+        sd_notify("STOPPING=1")
         if self.host_server is not None:
             await self.host_server.close()
         if self.services is not None:
+            if self.services.shells is not None:
+                await self.services.shells.close()
             try:
                 await asyncio.wait_for(self.services.lifecycle.close(), SHUTDOWN_TIMEOUT)
             except TimeoutError:
                 log.error("agents did not stop within %.0f s", SHUTDOWN_TIMEOUT)
         for name in list(self.agent_servers):
             await self._close_agent_socket(name)
+        if self.gateway is not None:
+            await self.gateway.aclose()
         if self.uvicorn is not None:
             self.uvicorn.should_exit = True
         tasks = [t for t in self._tasks if t.get_name() == "dashboard"]
@@ -217,6 +256,8 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._db is not None:
             self._db.close()
+        if self._listener is not None:
+            self._listener.close()
         log.info("hive serve stopped (pid %d)", os.getpid())
 
 

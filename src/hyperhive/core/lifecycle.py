@@ -26,7 +26,7 @@ from hyperhive.core.broker import Broker
 from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.core.hub import Hub
 from hyperhive.errors import AgentNotFound, CageError, Conflict, HiveError, NotAllowed
-from hyperhive.fsutil import safe_rmtree
+from hyperhive.fsutil import make_private, safe_rmtree
 from hyperhive.harnesslog import HarnessLog
 from hyperhive.names import MANAGER, OPERATOR, validate_agent_name
 from hyperhive.paths import AgentPaths
@@ -229,9 +229,11 @@ class Lifecycle:
 
     def _prepare_dirs(self, rt: AgentRuntime, ap: AgentPaths) -> None:
         for d in (ap.state, ap.home, ap.run):
-            d.mkdir(parents=True, exist_ok=True)
-        ap.run.chmod(0o700)
-        ap.root.chmod(0o711)  # the agent's uid traverses to its own state/home, lists nothing
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private(d, 0o700)  # also fixes an install from before everything was private
+        make_private(ap.root, 0o700)  # the cage reaches state/home through its binds
+        for suffix in ("", "-wal", "-shm"):
+            make_private(f"{ap.events_db}{suffix}", 0o600)
         gitconfig = ap.home / ".gitconfig"
         if not gitconfig.exists() and not gitconfig.is_symlink():
             # git knows who the agent is; safe.directory lets the manager read root-owned /applied
@@ -252,6 +254,11 @@ class Lifecycle:
         manager = self.agents.get(MANAGER)
         root = self.paths.proposed_root
         root.mkdir(parents=True, exist_ok=True)
+        make_private(root, 0o700)
+        with os.scandir(root) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    make_private(entry.path, 0o700)
         if manager is not None and manager.uid is not None:
             _chown_tree(root, manager.uid)
             applied = self.paths.applied_root

@@ -14,6 +14,7 @@ import uvicorn
 
 from hyperhive.client import HiveClient
 from hyperhive.errors import HiveError, StartupError
+from hyperhive.harness.apishim import ApiShim
 from hyperhive.harness.bus import Bus, default_events_path
 from hyperhive.harness.loop import Harness, HarnessPaths
 from hyperhive.harness.turn import TurnRunner
@@ -37,6 +38,11 @@ async def run_harness() -> None:
     environ = dict(os.environ)
     paths = HarnessPaths.from_env(environ)
     socket_path = paths.run / "mcp.sock"
+    shim = None
+    if environ.get("HYPERHIVE_GATEWAY") == "1":  # the model API through the core (core/gateway.py)
+        shim = ApiShim(paths.run / "api.sock")
+        await shim.start()
+        os.environ["ANTHROPIC_BASE_URL"] = environ["ANTHROPIC_BASE_URL"] = shim.url  # the CLI inherits it
     client = HiveClient(socket_path)
     poll = HiveClient(socket_path)
     who = await client.call("whoami")
@@ -101,3 +107,5 @@ async def run_harness() -> None:
         bus.close()
         await client.close()
         await poll.close()
+        if shim is not None:
+            await shim.close()
