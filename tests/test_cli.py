@@ -118,7 +118,8 @@ async def test_client_verbs_without_a_daemon_say_hive_serve_is_not_running(short
     """No socket: exit non-zero, "hive serve is not running (no socket at …)" (DESIGN §12, issue 2)."""
     for args in (["list"], ["list", "--json"], ["inbox", "--json"], ["send", "operator", "hi"], ["spawn", "a"]):
         line = failed(await hive_cli(short_dir, *args))
-        assert line == f"hive: hive serve is not running (no socket at {short_dir / 'host.sock'})"
+        assert line == (f"hive: hive serve is not running (no socket at {short_dir / 'host.sock'}); start it, or "
+                        "point at its run dir with --run-dir or HYPERHIVE_RUN_DIR")  # fmt: skip
 
 
 async def _wait_state(daemon: Daemon, name: str, state: str) -> dict[str, Any]:
@@ -150,7 +151,7 @@ async def test_lifecycle_verbs_drive_a_real_agent_and_exit_zero(hive: Daemon) ->
     assert "a" not in await agents(hive) and state.exists()
     assert "no agent named 'a'" in failed(await hive_cli(hive, "start", "a"))
     ok(await hive_cli(hive, "spawn", "a"))  # re-created on its kept state
-    assert ok(await hive_cli(hive, "destroy", "a", "--purge")) == "a: destroyed and purged\n"
+    assert ok(await hive_cli(hive, "destroy", "a", "--purge", "--yes")) == "a: destroyed and purged\n"
     assert "a" not in await agents(hive) and not state.exists()
 
 
@@ -193,7 +194,8 @@ async def test_the_subprocess_cli_without_a_daemon_fails_with_one_line(short_dir
     """As a real process: exit 1, one line on stderr naming the missing socket (DESIGN §12)."""
     code, out, err = await run(HIVE, "inbox", "--json", "--run-dir", str(short_dir))
     assert code == 1 and out == ""
-    assert err == f"hive: hive serve is not running (no socket at {short_dir / 'host.sock'})\n"
+    assert err.startswith(f"hive: hive serve is not running (no socket at {short_dir / 'host.sock'}); ")
+    assert len(err.splitlines()) == 1 and "--run-dir" in err
 
 
 def test_hive_serve_prints_the_login_url_and_stops_cleanly_on_sigterm(tmp_path: Path, short_dir: Path) -> None:

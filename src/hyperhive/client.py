@@ -117,9 +117,15 @@ class SyncHiveClient:
             try:
                 sock.connect(str(self.socket_path))
             except (FileNotFoundError, ConnectionRefusedError) as exc:
-                raise DaemonNotRunning(f"hive serve is not running (no socket at {self.socket_path})") from exc
+                raise DaemonNotRunning(
+                    f"hive serve is not running (no socket at {self.socket_path}); start it, or point at its "
+                    "run dir with --run-dir or HYPERHIVE_RUN_DIR"
+                ) from exc
             except PermissionError as exc:
-                raise DaemonNotRunning(f"permission denied on {self.socket_path}") from exc
+                raise DaemonNotRunning(
+                    f"permission denied on {self.socket_path}; run as the daemon's user, or point at another "
+                    "run dir with --run-dir or HYPERHIVE_RUN_DIR"
+                ) from exc
             sock.sendall(encode(payload))
             with sock.makefile("rb") as stream:
                 line = stream.readline(MAX_LINE_BYTES * 8)

@@ -165,6 +165,29 @@ class Approvals:
         )
         return self._added(aid)
 
+    async def apply_operator_edit(
+        self, agent: str, files: dict[str, str], base_sha: str, *, requested_by: str
+    ) -> dict[str, Any]:
+        """The operator's direct config edit: recorded as an apply_commit approval, committed by
+        the core on applied main (tagged operator/<id>), then approved at once, so it takes the
+        same validation, deploy, health check and rollback as any approved commit."""
+        agent = validate_agent_name(agent)
+        aid = await self._insert("apply_commit", agent, "operator edit (hive config edit)", requested_by,
+                                 status="proposing")  # fmt: skip
+        try:
+            proposal = await asyncio.to_thread(self.repos.commit_operator_edit, agent, files, base_sha, aid)
+        except HiveError as exc:
+            await self._finish(aid, "failed", note=exc.message)
+            raise
+        await self.db.write(
+            lambda c: c.execute(
+                "UPDATE approvals SET status = 'pending', commit_ref = ?, sha = ?, tag = ? WHERE id = ?",
+                (proposal.sha, proposal.sha, f"operator/{aid}", aid),
+            )
+        )
+        self._added(aid)
+        return await self.approve(aid)
+
     def _added(self, aid: int) -> dict[str, Any]:
         a = self.get(aid)
         self.hub.publish("approval_added", a)

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from hyperhive import __version__
 from hyperhive import protocol as p
+from hyperhive.core import operator_config
 from hyperhive.core.hub import HubEvent, Subscription
 from hyperhive.core.sockets import Identity, StreamReply, peer_gone
-from hyperhive.errors import AgentNotFound, NotAllowed
+from hyperhive.errors import AgentNotFound, Conflict, NotAllowed
 from hyperhive.names import MANAGER, OPERATOR
 
 if TYPE_CHECKING:
@@ -57,8 +58,11 @@ class Verbs:
         }
 
     async def v_spawn(self, who: Identity, req: p.SpawnReq) -> dict[str, Any]:
+        revived = req.name not in self.s.lifecycle.agents and any(
+            k["name"] == req.name for k in self.s.lifecycle.kept_state()
+        )
         await self.s.lifecycle.spawn(req.name)
-        return {"agent": self.s.lifecycle.row(req.name).model_dump()}
+        return {"agent": self.s.lifecycle.row(req.name).model_dump(), "revived": revived}
 
     def _not_self(self, who: Identity, name: str) -> None:
         if who.kind != "operator" and name == who.name:
@@ -94,11 +98,36 @@ class Verbs:
         await self.s.lifecycle.destroy(req.name, purge=req.purge)
         return {"destroyed": req.name, "purged": req.purge}
 
+    def _kept(self, name: str) -> dict[str, Any]:
+        kept = {k["name"]: k for k in self.s.lifecycle.kept_state()}
+        if name not in kept:
+            raise AgentNotFound(f"no kept state for {name!r} (hive kept lists it)")
+        return kept[name]
+
     async def v_revive(self, who: Identity, req: p.RevivReq) -> dict[str, Any]:
+        if req.name in self.s.lifecycle.agents:
+            raise Conflict(f"agent {req.name!r} is live; nothing to revive")
+        self._kept(req.name)
         approval = await self.s.approvals.request_spawn(
-            req.name, "revive: reuse kept config and state", requested_by=who.name
+            req.name, f"revive {req.name} from its kept state (config and credentials reused)", requested_by=who.name
         )
         return {"approval": approval}
+
+    async def v_kept(self, who: Identity, req: p.KeptReq) -> dict[str, Any]:
+        return {"kept": self.s.lifecycle.kept_state()}
+
+    async def v_purge(self, who: Identity, req: p.PurgeReq) -> dict[str, Any]:
+        if req.name in self.s.lifecycle.agents:
+            raise Conflict(f"agent {req.name!r} is live; use hive destroy {req.name} --purge")
+        self._kept(req.name)
+        await self.s.lifecycle.purge_kept(req.name)
+        return {"purged": req.name}
+
+    async def v_config_show(self, who: Identity, req: p.ConfigShowReq) -> dict[str, Any]:
+        return await operator_config.show(self.s, req.name)
+
+    async def v_config_apply(self, who: Identity, req: p.ConfigApplyReq) -> dict[str, Any]:
+        return {"approval": await operator_config.apply(self.s, req.name, req.agent_toml, req.base_sha)}
 
     async def v_inbox(self, who: Identity, req: p.InboxReq) -> dict[str, Any]:
         messages = self.s.broker.recent(OPERATOR, req.limit)
