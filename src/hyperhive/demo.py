@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from hyperhive.errors import Conflict
 __all__ = ["run_demo"]
 
 log = logging.getLogger(__name__)
+KICKOFF_MARKER = "demo-kickoff-sent"  # in the state dir: the kickoff goes once per fresh state
 KICKOFF = "relay hello from the demo — the swarm is alive to {second}"
 
 
@@ -35,8 +37,12 @@ def run_demo(config: HiveConfig, agents: list[str], run_daemon: Callable[..., No
             for name in agents:
                 with contextlib.suppress(Conflict):
                     await services.lifecycle.spawn(name, "demo agent")
-            if len(agents) >= 2:
+            marker = daemon.paths.state_dir / KICKOFF_MARKER
+            if marker.exists():
+                log.info("demo kickoff already sent for this state (%s); not sending it again", marker)
+            elif len(agents) >= 2:
                 await services.broker.send("operator", agents[0], KICKOFF.format(second=agents[1]))
+                marker.write_text(f"{time.time():.0f}\n", encoding="utf-8")
                 click.echo(
                     f"sent '{KICKOFF.format(second=agents[1])}' to {agents[0]}; watch it arrive in the "
                     "dashboard's operator inbox (or `hive inbox`)",

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from hyperhive.offline_model.policy import LABEL, Decision, decide
+from hyperhive.webserver import EmbeddedServer
 
 __all__ = ["LABEL", "OfflineModel", "OfflineModelServer", "build_app"]
 
@@ -137,6 +138,7 @@ def build_app(*, log_limit: int = 200, api_key: str | None = None, on_request: R
             "user_texts": _user_texts(body),
             "tools": tools,
             "messages": len(body.get("messages") or []),
+            "system": json.dumps(body.get("system")),  # as sent (tests check what reached the model)
         }
         decision = decide(body)
         entry["answer"] = [b.get("text") if b["type"] == "text" else {"tool_use": b["name"]} for b in decision.blocks]
@@ -320,7 +322,8 @@ class OfflineModelServer:
         config = uvicorn.Config(
             self.app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2
         )
-        self._server = uvicorn.Server(config)
+        # the process's owner handles SIGINT/SIGTERM (the demo's daemon, or __main__), not uvicorn
+        self._server = EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]), name="offline-model")
         logger.warning("%s — listening on %s", LABEL, self.url)
 
