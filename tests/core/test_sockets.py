@@ -401,7 +401,8 @@ async def test_a_long_poll_is_woken_by_a_send_over_the_sockets(wired: Hive) -> N
 
 async def test_many_concurrent_clients_are_all_served(wired: Hive) -> None:
     """Sixty clients connected at once, then released together by a barrier, each get their own
-    answer and exactly one row each (issue 2)."""
+    answer and exactly one row each (issue 2); spread over host.sock and three agent sockets so
+    each stays within its connection cap (issue 9)."""
     n = 60
     before = row_counts(wired.daemon)["messages"]
     gate = asyncio.Event()
@@ -410,7 +411,8 @@ async def test_many_concurrent_clients_are_all_served(wired: Hive) -> None:
 
     async def client(i: int) -> dict[str, Any] | None:
         nonlocal connected
-        path = wired.sockets["host"] if i % 2 else wired.sockets["agent"]
+        agents = [wired.sockets["agent"], wired.sockets["manager"], wired.daemon.paths.agent("b").socket]
+        path = wired.sockets["host"] if i % 2 else agents[(i // 2) % 3]
         async with Conn(path) as conn:
             connected += 1
             if connected == n:

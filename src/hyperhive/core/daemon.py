@@ -19,6 +19,7 @@ from hyperhive.config import HiveConfig
 from hyperhive.core.approvals import Approvals
 from hyperhive.core.broker import Broker
 from hyperhive.core.configrepo import ConfigRepos
+from hyperhive.core.connlimits import HOST_SOCKET_CONNS, Budget, install_flood_log_filter, raise_nofile_limit
 from hyperhive.core.gateway_wiring import GatewayService
 from hyperhive.core.health import Health
 from hyperhive.core.hub import Hub
@@ -36,7 +37,7 @@ from hyperhive.names import MANAGER
 from hyperhive.protocol import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS
 from hyperhive.store.migrations import BROKER_MIGRATIONS
 from hyperhive.store.sqlite import Database
-from hyperhive.webserver import EmbeddedServer, bind_listener
+from hyperhive.webserver import DashboardLimits, EmbeddedServer, bind_listener, capped_http_protocol
 
 __all__ = ["Daemon"]
 
@@ -60,6 +61,7 @@ class Daemon:
         self.dashboard_base: str | None = None  # the URL without the login token (for links)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._db: Database | None = None
+        self.budget: Budget | None = None
         self._listener: socket.socket | None = None
         self.health = Health()
         self.notifier: Notifier | None = None
@@ -92,6 +94,8 @@ class Daemon:
         self._db = db
         hub = Hub()
         repos = ConfigRepos(self.paths)
+        if self.config.gateway:
+            repos.default_network = "none"  # new agents reach the model through the core alone
         lifecycle_ref: list[Lifecycle] = []
         broker = Broker(
             db,
@@ -114,9 +118,13 @@ class Daemon:
         lifecycle.close_socket = self._close_agent_socket
         self._verbs = verbs
 
+        raise_nofile_limit()
+        install_flood_log_filter()
+        self.budget = Budget.for_this_process()  # agent sockets + dashboard; host.sock stays outside
         self.host_server = SocketServer(
-            self.paths.host_socket, Identity("operator", "operator"), verbs.handle, HOST_VERBS
-        )
+            self.paths.host_socket, Identity("operator", "operator"), verbs.handle, HOST_VERBS,
+            max_conns=HOST_SOCKET_CONNS,
+        )  # fmt: skip
         await self.host_server.start(mode=0o600)
         self._spawn(broker.run_vacuum(), "broker-vacuum")
         self._spawn(questions.run_watchdog(), "question-watchdog")
@@ -140,7 +148,7 @@ class Daemon:
         ap = self.paths.agent(name)
         kind = "manager" if name == MANAGER else "agent"
         server = SocketServer(ap.socket, Identity(kind, name), self._verbs.handle,
-                              MANAGER_VERBS if name == MANAGER else AGENT_VERBS)  # fmt: skip
+                              MANAGER_VERBS if name == MANAGER else AGENT_VERBS, budget=self.budget)  # fmt: skip
         await server.start(mode=0o600, owner=uid)
         self.agent_servers[name] = server
 
@@ -159,6 +167,7 @@ class Daemon:
         config = uvicorn.Config(
             app, host=self.config.host, port=self.config.port, log_level="warning", lifespan="off",
             access_log=False, timeout_graceful_shutdown=5, ws="auto", proxy_headers=False, server_header=False,
+            http=capped_http_protocol(DashboardLimits(budget=self.budget)),
         )  # fmt: skip
         server = EmbeddedServer(config)
         assert self._listener is not None

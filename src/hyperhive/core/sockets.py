@@ -14,14 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hyperhive.core.connlimits import AGENT_SOCKET_CONNS, Budget
 from hyperhive.errors import HiveError
 from hyperhive.framing import LineTooLong, encode, read_line
 from hyperhive.protocol import MAX_LINE_BYTES, ErrorCode, ProtocolFailure, decode_request, error_reply
 
-__all__ = ["Identity", "SocketServer", "StreamReply", "peer_gone"]
+__all__ = ["Identity", "SocketServer", "StreamReply", "Takeover", "peer_gone"]
 
 log = logging.getLogger(__name__)
 IDLE_TIMEOUT = 600.0  # a client that sends nothing for this long is closed
+FIRST_LINE_TIMEOUT = 30.0  # a client that has not finished its first line by then is closed
+REFUSED_LOG_INTERVAL = 10.0  # seconds between two "connection refused: at cap" log lines per socket
 
 _PEER_GONE: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("peer_gone", default=None)
 
@@ -43,6 +46,17 @@ class StreamReply:
     close: Callable[[], None] = lambda: None
 
 
+@dataclass
+class Takeover:
+    """A reply after which the connection is no longer JSON lines: `first` is sent as the reply,
+    then `run(reader, writer)` owns the connection until it returns (the shell's frames,
+    `hyperhive.shellwire`); then the connection closes. No idle timeout applies."""
+
+    first: dict[str, Any]
+    run: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+    close: Callable[[], None] = lambda: None
+
+
 @dataclass(frozen=True)
 class Identity:
     kind: str  # "operator" | "agent" | "manager"
@@ -53,17 +67,32 @@ class Identity:
         return self.kind == "manager"
 
 
-Handler = Callable[[Identity, Any], Awaitable[dict[str, Any] | StreamReply]]
+Handler = Callable[[Identity, Any], Awaitable[dict[str, Any] | StreamReply | Takeover]]
 
 
 class SocketServer:
     """One listening unix socket bound to one identity."""
 
-    def __init__(self, path: Path, identity: Identity, handler: Handler, verbs: frozenset[str]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        identity: Identity,
+        handler: Handler,
+        verbs: frozenset[str],
+        *,
+        max_conns: int = AGENT_SOCKET_CONNS,
+        budget: Budget | None = None,
+    ) -> None:
+        """`max_conns` caps this socket's open connections; `budget`, when given, is shared
+        with the other agent-reachable listeners (host.sock has none: its handles are reserved)."""
         self.path = path
         self.identity = identity
         self.handler = handler
         self.verbs = verbs
+        self.max_conns = max_conns
+        self.budget = budget
+        self.refused = 0  # connections turned away at the cap, since start
+        self._refused_logged = 0.0
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task[Any]] = set()
 
@@ -95,6 +124,9 @@ class SocketServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._conns) >= self.max_conns or (self.budget is not None and not self.budget.take()):
+            await self._refuse(writer)
+            return
         self._conns.add(task)
         try:
             await self._loop(reader, writer)
@@ -104,20 +136,40 @@ class SocketServer:
             log.exception("connection on %s failed", self.path)
         finally:
             self._conns.discard(task)
+            if self.budget is not None:
+                self.budget.give_back()
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1)
+
+    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        """Over the cap: one `busy` line, never waited on, and the handle is freed at once."""
+        self.refused += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._refused_logged >= REFUSED_LOG_INTERVAL:
+            self._refused_logged = now
+            log.warning("%s: %d connection(s) refused so far: at its cap of %d open connections",
+                        self.path, self.refused, self.max_conns)  # fmt: skip
+        with contextlib.suppress(Exception):
+            writer.write(encode(error_reply(f"too many open connections on this socket (cap {self.max_conns})",
+                                            ErrorCode.BUSY)))  # fmt: skip
+        transport = writer.transport
+        if transport.get_write_buffer_size():
+            transport.abort()  # a peer that does not read gets no more of our time
+        else:
+            transport.close()
 
     async def _loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # The next line is read while the current request is handled, so a client that leaves
         # mid-request (e.g. during a long-poll recv) is noticed; pipelined lines keep their order.
         reading: asyncio.Task[bytes | None] | None = None
+        served = False  # until the first line arrives, a shorter timeout applies (half-open clients)
         try:
             while True:
                 if reading is None:
                     reading = asyncio.ensure_future(read_line(reader))
                 try:
-                    line = await asyncio.wait_for(reading, IDLE_TIMEOUT)
+                    line = await asyncio.wait_for(reading, IDLE_TIMEOUT if served else min(IDLE_TIMEOUT, FIRST_LINE_TIMEOUT))
                 except TimeoutError:
                     return
                 except LineTooLong:
@@ -131,6 +183,7 @@ class SocketServer:
                     return
                 if not line.strip():
                     continue
+                served = True
                 reading = asyncio.ensure_future(read_line(reader))
                 gone = asyncio.Event()
                 reading.add_done_callback(lambda t, gone=gone: gone.set() if _left(t) else None)  # type: ignore[misc]
@@ -141,6 +194,18 @@ class SocketServer:
                     _PEER_GONE.reset(token)
                 if isinstance(reply, StreamReply):
                     reading = await self._stream(reader, writer, reply, reading)
+                    return
+                if isinstance(reply, Takeover):
+                    # the client sends no frame before it has this reply: the read-ahead holds nothing
+                    reading.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await reading
+                    reading = None
+                    try:
+                        await self._reply(writer, {"version": 1, "ok": True, **reply.first})
+                        await reply.run(reader, writer)
+                    finally:
+                        reply.close()
                     return
                 await self._reply(writer, reply)
         finally:
@@ -183,7 +248,7 @@ class SocketServer:
         finally:
             stream.close()
 
-    async def _answer(self, line: bytes) -> dict[str, Any] | StreamReply:
+    async def _answer(self, line: bytes) -> dict[str, Any] | StreamReply | Takeover:
         try:
             request = decode_request(line)
         except ProtocolFailure as exc:
@@ -197,7 +262,7 @@ class SocketServer:
         except Exception:
             log.exception("verb %s from %s failed", request.cmd, self.identity.name)
             return error_reply(f"internal error handling {request.cmd!r}; see the daemon log", ErrorCode.INTERNAL)
-        if isinstance(reply, StreamReply):
+        if isinstance(reply, StreamReply | Takeover):
             return reply
         return {"version": 1, "ok": True, **reply}
 
