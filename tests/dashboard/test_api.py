@@ -333,7 +333,7 @@ async def test_proxy_forwards_requests_without_the_dashboard_credentials(
     assert r.status_code == 200 and r.json()["body"] == '{"a":1}'
     assert "x-csrf-token" not in r.json()["headers"]
     csp = r.headers["content-security-policy"]
-    assert f"script-src {dash.base}/static/ {dash.base}/agent/fake/static/;" in csp
+    assert f"script-src {dash.base}/static/common/ {dash.base}/static/vendor/ {dash.base}/agent/fake/static/;" in csp
 
 
 async def test_proxied_posts_need_the_csrf_token_too(
@@ -347,10 +347,12 @@ async def test_proxied_posts_need_the_csrf_token_too(
 async def test_proxy_drops_cookies_the_agent_tries_to_set(
     dash: Dash, client: httpx.AsyncClient, fake_agent: FakeHarness
 ) -> None:
-    """An agent must not set cookies on the operator's origin (it could overwrite the session)."""
+    """An agent must not set cookies on the operator's origin (it could overwrite the session):
+    the only cookie on a proxied answer is the core's own page token, scoped to the agent's path."""
     r = await client.get("/agent/fake/cookie")
-    assert r.status_code == 200 and r.headers["x-agent"] == "yes"
-    assert r.headers.get_list("set-cookie") == []
+    assert r.status_code == 200 and r.text == "ok" and "x-agent" not in r.headers
+    cookies = r.headers.get_list("set-cookie")
+    assert len(cookies) == 1 and cookies[0].startswith("hh_page_csrf=fake.") and "Path=/agent/fake/" in cookies[0]
 
 
 async def test_proxy_streams_sse_without_buffering(

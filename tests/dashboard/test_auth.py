@@ -37,22 +37,22 @@ async def test_unauthenticated_pages_apis_and_streams_are_refused(dash: Dash, an
     assert r.status_code == 401
 
 
-async def test_login_sets_an_httponly_strict_session_and_a_readable_csrf_cookie(
-    dash: Dash, anon: httpx.AsyncClient
-) -> None:
-    """The login link exchanges the token for a signed session cookie (HttpOnly, SameSite=Strict)
-    and a readable SameSite=Strict CSRF cookie, then redirects to /. Issue 6 "Access"."""
+async def test_login_sets_an_httponly_strict_session_and_csrf_cookie(dash: Dash, anon: httpx.AsyncClient) -> None:
+    """The login link exchanges the token for a signed session cookie and a CSRF cookie (both
+    HttpOnly, SameSite=Strict), then redirects to /; the dashboard page carries the CSRF token in
+    a <meta>, so no script on an agent page (same origin) can read it. Issue 6 "Access", issue 9."""
     r = await anon.get(dash.login_url)
     assert r.status_code == 303
     assert r.headers["location"] == "/"
     session = _cookie_attrs(r, "hh_session")
     assert "httponly" in session and "samesite=strict" in session and "path=/" in session
     csrf = _cookie_attrs(r, "hh_csrf")
-    assert "samesite=strict" in csrf and "httponly" not in csrf
+    assert "samesite=strict" in csrf and "httponly" in csrf
     r = await anon.get("/api/state")
     assert r.status_code == 200 and r.json()["ok"] is True
     r = await anon.get("/", headers={"accept": "text/html"})
     assert r.status_code == 200 and "C0NTAINERS" in r.text
+    assert f'<meta name="hh-csrf" content="{anon.cookies["hh_csrf"]}">' in r.text
 
 
 async def test_a_wrong_or_missing_token_gets_no_session(dash: Dash, anon: httpx.AsyncClient) -> None:

@@ -14,6 +14,7 @@ from hyperhive import protocol as p
 from hyperhive.core import operator_config
 from hyperhive.core.hub import HubEvent, Subscription
 from hyperhive.core.sockets import Identity, StreamReply, peer_gone
+from hyperhive.dashboard import sessions as web_sessions
 from hyperhive.errors import AgentNotFound, Conflict, NotAllowed
 from hyperhive.names import MANAGER, OPERATOR
 
@@ -128,6 +129,9 @@ class Verbs:
 
     async def v_config_apply(self, who: Identity, req: p.ConfigApplyReq) -> dict[str, Any]:
         return {"approval": await operator_config.apply(self.s, req.name, req.agent_toml, req.base_sha)}
+
+    async def v_sessions(self, who: Identity, req: p.SessionsReq) -> dict[str, Any]:
+        return await web_sessions.operator_verb(self.s, revoke=req.revoke, revoke_all=req.revoke_all)
 
     async def v_inbox(self, who: Identity, req: p.InboxReq) -> dict[str, Any]:
         messages = self.s.broker.recent(OPERATOR, req.limit)

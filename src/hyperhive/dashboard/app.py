@@ -23,6 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hyperhive.dashboard.auth import Auth, Guard
 from hyperhive.dashboard.auth import login_url as _login_url
 from hyperhive.dashboard.proxy import PREFIX, AgentProxy
+from hyperhive.dashboard.sessions import sessions_of
+from hyperhive.dashboard.sessionviews import session_routes
 from hyperhive.dashboard.views import routes
 
 __all__ = ["create_app", "login_url"]
@@ -49,16 +51,37 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"ok": False, "error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def create_app(services: Any) -> ASGIApp:
+class _Healthz:
+    """`GET /healthz` before the guard: no session, no Host check (a monitor may use an IP), and
+    an answer that names nothing (core/health.py)."""
+
+    def __init__(self, app: ASGIApp, health: Any) -> None:
+        self.app = app
+        self.health = health
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") == "/healthz":
+            if scope.get("method") not in ("GET", "HEAD"):
+                response: Response = JSONResponse({"ok": False, "error": "GET /healthz"}, status_code=405)
+            else:
+                status, body = self.health.check()
+                response = JSONResponse(body, status_code=status, headers={"cache-control": "no-store"})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(services: Any, *, health: Any = None) -> ASGIApp:
     paths = services.config.paths
-    auth = Auth(paths.token_file, paths.session_secret_file, services.config.host)
+    auth = Auth(paths.token_file, sessions_of(services), services.config.host)
     app = Starlette(
-        routes=[*routes(services, auth), Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static")],
+        routes=[*routes(services, auth), *session_routes(auth), Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static")],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.services = services
     app.state.auth = auth
-    return Guard(_Dispatch(app, AgentProxy(services)), auth)
+    guarded = Guard(_Dispatch(app, AgentProxy(services)), auth)
+    return guarded if health is None else _Healthz(guarded, health)
 
 
 def login_url(services: Any, host: str, port: int) -> str:

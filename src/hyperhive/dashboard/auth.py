@@ -12,31 +12,43 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import html
 import json
+import math
 import os
 import secrets
 import time
+from collections import deque
 from collections.abc import Iterable
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, urlencode
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hyperhive.dashboard.sessions import SESSION_MAX_AGE
+
+if TYPE_CHECKING:
+    from hyperhive.dashboard.sessions import WebSessions
 
 __all__ = [
     "CSRF_COOKIE",
     "CSRF_HEADER",
     "MAX_BODY",
+    "PAGE_CSRF_COOKIE",
     "SESSION_COOKIE",
     "Auth",
     "Guard",
+    "LoginLimiter",
     "csp_for",
     "login_url",
+    "page_token",
     "read_or_create_secret",
 ]
 
@@ -44,13 +56,16 @@ SESSION_COOKIE: Final = "hh_session"
 CSRF_COOKIE: Final = "hh_csrf"
 CSRF_HEADER: Final = "x-csrf-token"
 CSRF_FIELD: Final = "csrf"
-SESSION_MAX_AGE: Final = 30 * 86400
+PAGE_CSRF_COOKIE: Final = "hh_page_csrf"
+LOGIN_FAILURES: Final = 10  # failed logins per client per window before 429
+LOGIN_WINDOW: Final = 300.0  # seconds
 MAX_BODY: Final = 1024 * 1024
 UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::", ""})
 PUBLIC_PREFIXES: Final = ("/static/",)
 PUBLIC_PATHS: Final = frozenset({"/login", "/favicon.ico"})
+PAGE_PATHS: Final = frozenset({"/api/send"})  # core endpoints an agent page may POST to (its own agent only)
 
 
 def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
@@ -104,13 +119,57 @@ SECURITY_HEADERS: Final = (
 _OVERRIDDEN: Final = frozenset({b"content-security-policy", b"set-cookie"} | {k for k, _ in SECURITY_HEADERS})
 
 
-class Auth:
-    """The token, the session signer and the revocation list (logout) for one daemon."""
+class LoginLimiter:
+    """Failed logins per client in a sliding window: over `limit`, the client waits (429)."""
 
-    def __init__(self, token_file: Path, secret_file: Path, configured_host: str) -> None:
+    def __init__(self, limit: int = LOGIN_FAILURES, window: float = LOGIN_WINDOW, *, clients: int = 1024) -> None:
+        self.limit = limit
+        self.window = window
+        self.clients = clients
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str, now: float) -> deque[float] | None:
+        times = self._failures.get(client)
+        if times is None:
+            return None
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        if not times:
+            del self._failures[client]
+            return None
+        return times
+
+    def retry_after(self, client: str, now: float | None = None) -> int:
+        """Seconds the client must wait before its next attempt; 0 when it may try now."""
+        now = time.monotonic() if now is None else now
+        times = self._recent(client, now)
+        if times is None or len(times) < self.limit:
+            return 0
+        return max(1, math.ceil(times[0] + self.window - now))
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        times = self._recent(client, now)
+        if times is None:
+            if len(self._failures) >= self.clients:  # bounded memory: forget the oldest client
+                del self._failures[next(iter(self._failures))]
+            times = self._failures[client] = deque(maxlen=self.limit)
+        times.append(now)
+
+
+def page_token(csrf: str, name: str) -> str:
+    """The CSRF token of `name`'s proxied page: it binds every POST made with it to `name`."""
+    mac = hmac.new(csrf.encode(), f"agent-page:{name}".encode(), hashlib.sha256).digest()
+    return f"{name}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+
+
+class Auth:
+    """The token, the server-side sessions, the login limiter and the host check for one daemon."""
+
+    def __init__(self, token_file: Path, sessions: WebSessions, configured_host: str) -> None:
         self.token = read_or_create_secret(token_file)
-        self._signer = URLSafeTimedSerializer(read_or_create_secret(secret_file, 48), salt="hh-session")
-        self._revoked: dict[str, float] = {}
+        self.sessions = sessions
+        self.limiter = LoginLimiter()
         hosts = set(LOCAL_HOSTS)
         if configured_host not in WILDCARD_HOSTS:
             hosts.add(configured_host.strip("[]").lower())
@@ -121,31 +180,23 @@ class Auth:
             return False
         return secrets.compare_digest(candidate.encode("utf-8", "surrogateescape"), self.token.encode())
 
-    def new_session(self) -> tuple[str, str]:
-        """(signed session cookie value, csrf token)."""
-        csrf = secrets.token_urlsafe(32)
-        value = self._signer.dumps({"sid": secrets.token_urlsafe(16), "csrf": csrf, "t": int(time.time())})
-        return value, csrf
+    async def new_session(self, client: str, user_agent: str) -> tuple[str, str]:
+        """(signed session cookie value, csrf token); the server-side record is written first."""
+        return await self.sessions.create(client, user_agent)
 
     def session(self, value: str | None) -> dict[str, Any] | None:
-        if not value:
-            return None
-        try:
-            data = self._signer.loads(value, max_age=SESSION_MAX_AGE)
-        except BadSignature:
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("sid"), str) or not isinstance(data.get("csrf"), str):
-            return None
-        if data["sid"] in self._revoked:
-            return None
-        return data
+        return self.sessions.load(value)
 
-    def revoke(self, sid: str) -> None:
-        now = time.time()
-        self._revoked[sid] = now
-        for old, at in list(self._revoked.items()):
-            if now - at > SESSION_MAX_AGE:
-                del self._revoked[old]
+    async def revoke(self, sid: str) -> None:
+        await self.sessions.revoke(sid)
+
+    @staticmethod
+    def page_agent(session: dict[str, Any], token: str) -> str | None:
+        """The agent whose page token `token` is, for this session; None if it is not one."""
+        name = token.partition(".")[0]
+        if not name or not secrets.compare_digest(token.encode(), page_token(str(session["csrf"]), name).encode()):
+            return None
+        return name
 
     def host_ok(self, host_header: str | None) -> bool:
         if not host_header:
@@ -183,8 +234,8 @@ def cookies(scope: Scope) -> dict[str, str]:
     return {k: m.value for k, m in jar.items()}
 
 
-def _cookie_header(name: str, value: str, *, http_only: bool, max_age: int | None) -> bytes:
-    parts = [f"{name}={value}", "Path=/", "SameSite=Strict"]
+def _cookie_header(name: str, value: str, *, http_only: bool, max_age: int | None, path: str = "/") -> bytes:
+    parts = [f"{name}={value}", f"Path={path}", "SameSite=Strict"]
     if http_only:
         parts.append("HttpOnly")
     if max_age is not None:
@@ -193,16 +244,25 @@ def _cookie_header(name: str, value: str, *, http_only: bool, max_age: int | Non
 
 
 def session_cookies(value: str, csrf: str) -> list[tuple[bytes, bytes]]:
+    # hh_csrf is HttpOnly: the dashboard page gets its token in a <meta> of the page itself, so
+    # no script running on a proxied agent page (same origin, other path) can read it
     return [
         (b"set-cookie", _cookie_header(SESSION_COOKIE, value, http_only=True, max_age=SESSION_MAX_AGE)),
-        (b"set-cookie", _cookie_header(CSRF_COOKIE, csrf, http_only=False, max_age=SESSION_MAX_AGE)),
+        (b"set-cookie", _cookie_header(CSRF_COOKIE, csrf, http_only=True, max_age=SESSION_MAX_AGE)),
     ]
+
+
+def page_cookie(session: dict[str, Any], name: str) -> tuple[bytes, bytes]:
+    """The readable page token of `name`, scoped to `/agent/<name>/` (the path the core routed)."""
+    value = page_token(str(session["csrf"]), name)
+    path = f"/agent/{name}/"
+    return b"set-cookie", _cookie_header(PAGE_CSRF_COOKIE, value, http_only=False, max_age=SESSION_MAX_AGE, path=path)
 
 
 def clear_cookies() -> list[tuple[bytes, bytes]]:
     return [
         (b"set-cookie", _cookie_header(SESSION_COOKIE, "", http_only=True, max_age=0)),
-        (b"set-cookie", _cookie_header(CSRF_COOKIE, "", http_only=False, max_age=0)),
+        (b"set-cookie", _cookie_header(CSRF_COOKIE, "", http_only=True, max_age=0)),
     ]
 
 
@@ -294,6 +354,8 @@ class Guard:
             await refuse(scope, send, 401, "no session: log in with the url from `hive dashboard-url`")
             return
         scope["hh_session"] = session
+        if session is not None:
+            self.auth.sessions.seen(session["sid"])
 
         length = header(scope, b"content-length")
         if length is not None:
@@ -326,9 +388,16 @@ class Guard:
                 values = parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD)
                 token = values[0] if values else None
             if not token or not secrets.compare_digest(token.encode(), str(session["csrf"]).encode()):
-                why = "missing or bad csrf token (send the hh_csrf cookie's value as X-CSRF-Token)"
-                await refuse(scope, send, 403, why)
-                return
+                bound = self.auth.page_agent(session, token) if token else None
+                if bound is None:
+                    why = "missing or bad csrf token (send the session's csrf token as X-CSRF-Token)"
+                    await refuse(scope, send, 403, why)
+                    return
+                # a token from /agent/<bound>/'s page: its own proxy, or /api/send to <bound> only
+                if not (path.startswith(f"/agent/{bound}/") or path in PAGE_PATHS):
+                    await refuse(scope, send, 403, f"a request from {bound}'s page may only reach {bound}")
+                    return
+                scope["hh_page_agent"] = bound
             if replay is not None:
                 receive = _replayer(replay, receive)
 
@@ -390,6 +459,10 @@ class Guard:
                 ]
                 headers.extend(SECURITY_HEADERS)
                 headers.append((b"content-security-policy", scope.get("hh_csp", csp_for()).encode("latin-1")))
+                agent = scope.get("hh_agent")
+                session = scope.get("hh_session")
+                if proxied and agent and session is not None:
+                    headers.append(page_cookie(session, agent))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import ssl
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from starlette.staticfiles import StaticFiles
@@ -46,9 +48,15 @@ HOP_BY_HOP: Final = frozenset(
      b"transfer-encoding", b"upgrade", b"host", b"content-length", b"x-csrf-token", b"x-forwarded-prefix",
      b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto"}
 )  # fmt: skip
-RESPONSE_DROP: Final = frozenset(
-    {b"connection", b"keep-alive", b"transfer-encoding", b"trailer", b"upgrade", b"set-cookie"}
-)
+# The only agent response headers that reach the operator's browser; everything else (Set-Cookie,
+# Access-Control-*, Refresh, Clear-Site-Data, its own CSP, Link, Service-Worker-Allowed…) is
+# dropped. Location passes only when it stays inside the agent's own /agent/<name>/.
+RESPONSE_ALLOW: Final = frozenset(
+    {b"content-type", b"content-length", b"content-encoding", b"content-language", b"content-range",
+     b"accept-ranges", b"cache-control", b"etag", b"last-modified", b"expires", b"vary", b"retry-after",
+     b"x-accel-buffering"}
+)  # fmt: skip
+_LOCATION_OK: Final = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@?#%-]*")
 WS_MAX: Final = 4 * 1024 * 1024
 _ssl_ctx: ssl.SSLContext | None = None
 
@@ -82,6 +90,35 @@ def _forward_headers(scope: Scope, prefix: str) -> list[tuple[bytes, bytes]]:
                 continue
         out.append((k, v))
     out.append((b"x-forwarded-prefix", prefix.encode()))
+    return out
+
+
+def _safe_location(value: str, request_path: str, prefix: str) -> bytes | None:
+    """`value` as a same-origin path when it resolves inside `prefix`/, else None (dropped).
+    Backslashes, control characters and encoded dots are refused outright: browsers read
+    them as separators or `..`, which would let a redirect leave the prefix."""
+    if not _LOCATION_OK.fullmatch(value) or "%2e" in value.lower() or value.startswith("//"):
+        return None
+    base = "http://core" + request_path
+    target = urlsplit(urljoin(base, value))
+    if target.scheme != "http" or target.netloc != "core":
+        return None
+    if not (target.path + "/").startswith(prefix + "/"):
+        return None
+    out = target.path + (f"?{target.query}" if target.query else "") + (f"#{target.fragment}" if target.fragment else "")
+    return out.encode("latin-1")
+
+
+def _response_headers(raw: list[tuple[bytes, bytes]], request_path: str, prefix: str) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    for k, v in raw:
+        k = k.lower()
+        if k in RESPONSE_ALLOW:
+            out.append((k, v))
+        elif k == b"location":
+            location = _safe_location(v.decode("latin-1"), request_path, prefix)
+            if location is not None:
+                out.append((k, location))
     return out
 
 
@@ -132,7 +169,9 @@ class AgentProxy:
         host = header(scope, b"host") or ""
         origin = f"http://{host}"
         scope["hh_proxied"] = True
-        scope["hh_csp"] = csp_for(f"{origin}/static/ {origin}{prefix}/static/")
+        scope["hh_agent"] = name
+        # the shared helpers and vendored libraries only: the dashboard's own app.js never runs here
+        scope["hh_csp"] = csp_for(f"{origin}/static/common/ {origin}/static/vendor/ {origin}{prefix}/static/")
         if scope["type"] == "http" and sub.startswith("/static/") and scope.get("method") in ("GET", "HEAD"):
             # the harness's own assets, from the core's copy of the package: never from the cage
             await self.static({**scope, "path": sub[len("/static") :], "root_path": ""}, receive, send)
@@ -177,16 +216,17 @@ class AgentProxy:
             )
             try:
                 response = await client.send(request, stream=True)
-            except (httpx.TransportError, OSError) as exc:
+            except (httpx.TransportError, httpx.InvalidURL, OSError) as exc:
+                # InvalidURL: httpx parses a redirect's Location even when not following it
                 await _bad_gateway(send, name, type(exc).__name__)
                 return
             try:
-                await self._pump(response, receive, send)
+                await self._pump(response, receive, send, scope["path"], prefix)
             finally:
                 await response.aclose()
 
-    async def _pump(self, response: httpx.Response, receive: Receive, send: Send) -> None:
-        headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in RESPONSE_DROP]
+    async def _pump(self, response: httpx.Response, receive: Receive, send: Send, path: str, prefix: str) -> None:
+        headers = _response_headers(list(response.headers.raw), path, prefix)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
 
         async def forward() -> None:

@@ -8,6 +8,8 @@ database's kept list, never a path.
 
 from __future__ import annotations
 
+import asyncio
+import html
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,11 +19,11 @@ from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from hyperhive.dashboard.auth import Auth, clear_cookies, page, session_cookies
-from hyperhive.errors import AgentNotFound, HiveError, ProtocolError
+from hyperhive.errors import AgentNotFound, HiveError, NotAllowed, ProtocolError
 from hyperhive.names import OPERATOR, validate_agent_name, validate_recipient
 from hyperhive.sse import sse_response
 
@@ -143,7 +145,11 @@ def routes(services: Any, auth: Auth) -> list[Route]:
     # ---- pages ---------------------------------------------------------------------------
 
     async def index(request: Request) -> Response:
-        return FileResponse(TEMPLATES / "index.html", media_type="text/html", headers=NO_STORE)
+        # the CSRF token rides in the page itself (hh_csrf is HttpOnly): agent pages cannot read it
+        text = await asyncio.to_thread((TEMPLATES / "index.html").read_text, encoding="utf-8")
+        csrf = html.escape(str(request.scope["hh_session"]["csrf"]))
+        text = text.replace("<head>", f'<head>\n<meta name="hh-csrf" content="{csrf}">', 1)
+        return Response(text, media_type="text/html; charset=utf-8", headers=NO_STORE)
 
     async def favicon(request: Request) -> Response:
         return Response(status_code=204)
@@ -155,10 +161,17 @@ def routes(services: Any, auth: Auth) -> list[Route]:
         if token is None:
             body = page("L0G1N", "open the login url printed by `hive serve` (or run `hive dashboard-url`).")
             return Response(body, status_code=401, media_type="text/html; charset=utf-8", headers=NO_STORE)
+        client = request.client.host if request.client else "?"
+        wait = auth.limiter.retry_after(client)
+        if wait:
+            body = page("SL0W D0WN", f"too many failed logins from {client}. try again in {wait} s.")
+            headers = {**NO_STORE, "retry-after": str(wait)}
+            return Response(body, status_code=429, media_type="text/html; charset=utf-8", headers=headers)
         if not auth.check_token(token):
+            auth.limiter.failed(client)
             body = page("L0G1N", "that login link is not valid. run `hive dashboard-url` for the current one.")
             return Response(body, status_code=403, media_type="text/html; charset=utf-8", headers=NO_STORE)
-        value, csrf = auth.new_session()
+        value, csrf = await auth.new_session(client, request.headers.get("user-agent", ""))
         response = RedirectResponse("/", status_code=303, headers=NO_STORE)
         response.raw_headers.extend(session_cookies(value, csrf))
         return response
@@ -166,7 +179,7 @@ def routes(services: Any, auth: Auth) -> list[Route]:
     async def logout(request: Request) -> Response:
         session = request.scope.get("hh_session")
         if session is not None:
-            auth.revoke(session["sid"])
+            await auth.revoke(session["sid"])
         response = _ok(logged_out=True)
         response.raw_headers.extend(clear_cookies())
         return response
@@ -300,6 +313,9 @@ def routes(services: Any, auth: Auth) -> list[Route]:
         to = validate_recipient(to)
         if to == OPERATOR:
             raise ProtocolError("the operator cannot message the operator")
+        bound = request.scope.get("hh_page_agent")
+        if bound is not None and to != bound:  # the page of /agent/<bound>/ talks to <bound> only
+            raise NotAllowed(f"a message from {bound}'s page goes to {bound} only")
         body = _text(fields, "body", limit=1024 * 1024)
         assert body is not None
         in_reply_to = _int_or_none(fields.get("in_reply_to"), "in_reply_to")

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hyperhive.store import websessions
+
 __all__ = ["BROKER_MIGRATIONS", "Migration", "apply_migrations"]
 
 
@@ -104,3 +106,4 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
 
 
 BROKER_MIGRATIONS: list[Migration] = [Migration("001_initial", _m001_initial)]
+BROKER_MIGRATIONS.append(Migration("003_sessions", websessions.migrate))

@@ -12,7 +12,13 @@
   "use strict";
   const hive = window.hive;
   const el = hive.el;
-  const NAME = document.body.dataset.agent;
+  // Who this page talks to comes from the URL the core routed (/agent/<name>/), never from the
+  // HTML the agent serves; POSTs carry this page's token, which the core binds to <name>.
+  const NAME = (/^\/agent\/([a-z][a-z0-9-]{0,30})\//.exec(location.pathname) || [])[1] || "";
+  hive.csrfToken = function () {
+    const m = document.cookie.match(/(?:^|;\s*)hh_page_csrf=([^;]+)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  };
   const $ = (id) => document.getElementById(id);
 
   const COMMANDS = [

@@ -10,6 +10,10 @@
   const h = window.hive;
   const el = h.el;
   const $ = (id) => document.getElementById(id);
+  // the session's CSRF token is in this page's <meta> (the hh_csrf cookie is HttpOnly, so no
+  // agent page on this origin can read it)
+  const csrfMeta = document.querySelector('meta[name="hh-csrf"]');
+  h.csrfToken = () => (csrfMeta ? csrfMeta.content : "");
 
   const S = {
     seq: 0,
@@ -633,6 +637,18 @@
     await h.post("/logout");
     if (S.stream) S.stream.close();
     setConn("down", "logged out");
+    window.location.replace("/login");
+  }));
+
+  /* log out everywhere: every session revoked and the signing key rotated (hive sessions --revoke-all) */
+  const logoutAll = el("button", { type: "button", class: "small danger", id: "logout-all-btn",
+    title: "revoke every dashboard session, this one included, and rotate the signing key" }, "l0g0ut 3v3rywh3r3");
+  $("logout-btn").after(logoutAll);
+  logoutAll.addEventListener("click", (ev) => h.busy(ev.currentTarget, async () => {
+    if (!window.confirm("log out every dashboard session, this one included?")) return;
+    await h.post("/api/sessions/revoke-all");
+    if (S.stream) S.stream.close();
+    setConn("down", "logged out everywhere");
     window.location.replace("/login");
   }));
 
