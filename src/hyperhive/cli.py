@@ -507,7 +507,12 @@ def agent_serve(verbose: bool) -> None:
 
 # ---- command groups in their own modules -----------------------------------------------------
 
-from hyperhive import cli_config, cli_kept, cli_sessions  # noqa: E402 (they import the helpers above)
+from hyperhive import cli_config, cli_kept, cli_ops, cli_sessions  # noqa: E402 (they import the helpers above)
 
-for _command in (*cli_kept.COMMANDS, *cli_config.COMMANDS, *cli_sessions.COMMANDS):
+for _command in (*cli_kept.COMMANDS, *cli_config.COMMANDS, *cli_sessions.COMMANDS, *cli_ops.COMMANDS):
+    main.add_command(_command)
+
+from hyperhive import cli_shell  # noqa: E402
+
+for _command in cli_shell.COMMANDS:
     main.add_command(_command)

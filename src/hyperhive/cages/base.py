@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ __all__ = [
     "Bind",
     "Cage",
     "CageError",
+    "Entry",
     "CageHandle",
     "CageSpec",
     "ExitInfo",
@@ -49,6 +51,10 @@ CAGE_RUN = "/run/hive"
 CAGE_HOME = "/home/agent"
 ENV_STATE = "HYPERHIVE_AGENT_STATE"
 ENV_RUN = "HYPERHIVE_AGENT_RUN"
+# agent.toml `[env]` reaches only the claude CLI inside the cage: a read-only file there (never the
+# host-side setpriv/bwrap/nspawn's environment or argv), named by this variable.
+ENV_CONFIG_ENV = "HYPERHIVE_CONFIG_ENV_FILE"
+CAGE_CONFIG_ENV = "/etc/hyperhive/config-env.json"
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class CageSpec:
     home_dir: Path  # → $HOME (rw)
     run_dir: Path  # → /run/hive (rw: mcp.sock, web.sock)
     env: dict[str, str] = field(default_factory=dict)
+    config_env: dict[str, str] = field(default_factory=dict)  # agent.toml [env]: inside the cage only
     binds: list[Bind] = field(default_factory=list)
     uid: int | None = None  # host uid to run as (None: the daemon's own)
     gid: int | None = None
@@ -140,6 +147,21 @@ class Launch:
     ignore_sigterm: bool = False  # the host-side wrapper must not die of the stop() SIGTERM
 
 
+@dataclass
+class Entry:
+    """How the core runs a command inside a running cage (DESIGN §14): `prefix` goes before the
+    command (e.g. nsenter into the cage's namespaces), `env` is the cage's environment,
+    `preexec` runs in the child before exec (drop supplementary groups, no new privileges, join
+    the cage's cgroup). `isolated` False means the command runs on the host (process cage)."""
+
+    prefix: list[str]
+    env: dict[str, str]
+    shell: list[str]  # the login shell inside the cage
+    preexec: Callable[[], None] | None = None
+    isolated: bool = True
+    cwd: str | None = None  # host cwd of the child (the process cage: the agent's state dir)
+
+
 class CageHandle:
     """A running cage: its process, its stderr tail, and a bounded stop.
 
@@ -162,10 +184,12 @@ class CageHandle:
         self.name = name
         self.kind = kind
         self.proc = proc
+        self.spec: CageSpec | None = None  # set by Cage.start: what `Cage.entry` enters
         self.cgroup = cgroup
         self.limits_status = cgroup.status if cgroup is not None else "no cgroup"
         self._cleanup = cleanup
         self.tail: deque[str] = deque(maxlen=self.TAIL_LINES)
+        self.on_line: Callable[[str], None] | None = None  # the core keeps the whole output (harnesslog.py)
         self._reader = asyncio.get_running_loop().create_task(self._read_output(), name=f"cage-out-{name}")
         self._exit: ExitInfo | None = None
         self._reaping: asyncio.Future[ExitInfo] | None = None
@@ -195,6 +219,8 @@ class CageHandle:
     def _keep(self, line: bytes) -> None:
         text = line[: self.MAX_LINE].decode("utf-8", "replace").rstrip()
         self.tail.append(text)
+        if self.on_line is not None:
+            self.on_line(text)
         log.debug("[%s] %s", self.name, text)
 
     async def wait(self) -> ExitInfo:
@@ -327,6 +353,11 @@ class Cage(ABC):
     def handle_class(self) -> type[CageHandle]:
         return CageHandle
 
+    def entry(self, handle: CageHandle) -> Entry:
+        """How to run a command inside `handle`'s running cage, as the agent's uid, with its
+        namespaces, environment and cgroup. Raises CageError when it cannot be entered."""
+        raise CageError(f"{self.kind} cages cannot be entered")
+
     async def start(self, spec: CageSpec) -> CageHandle:
         """Start the cage. Its first process joins the cage's cgroup (limits, tracking) before
         exec; the handle's `limits_status` says what the host allowed."""
@@ -344,6 +375,7 @@ class Cage(ABC):
             cgroup.join()
             if launch.preexec is not None:
                 launch.preexec()
+            os.umask(0o077)  # whatever the cage creates is its own uid's alone (after the 0755 scaffold)
 
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -366,7 +398,9 @@ class Cage(ABC):
             for fd in launch.pass_fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        return self.handle_class()(spec.name, proc, kind=self.kind, cgroup=cgroup, cleanup=launch.cleanup)
+        handle = self.handle_class()(spec.name, proc, kind=self.kind, cgroup=cgroup, cleanup=launch.cleanup)
+        handle.spec = spec
+        return handle
 
 
 def base_env(spec: CageSpec) -> dict[str, str]:
@@ -378,3 +412,69 @@ def base_env(spec: CageSpec) -> dict[str, str]:
     }
     env.update(spec.env)
     return env
+
+
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+def entry_preexec(cgroup: CageCgroup | None) -> Callable[[], None]:
+    """The child side of `Cage.entry`, before exec (as the daemon's user): die with the daemon,
+    no supplementary groups (a root daemon's group 0 must not reach the cage), no new
+    privileges, and into the cage's cgroup so its limits hold."""
+
+    def preexec() -> None:
+        set_parent_death_signal()
+        if os.geteuid() == 0:
+            os.setgroups([])
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+        if cgroup is not None:
+            cgroup.join()
+
+    return preexec
+
+
+NSENTER = "nsenter"
+
+
+def cage_shell() -> list[str]:
+    """A login shell from the host's /usr, which every isolated cage binds read-only."""
+    return ["/bin/bash", "-l"] if Path("/usr/bin/bash").exists() else ["/bin/sh", "-l"]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _user_ns(pid: int | str) -> str | None:
+    try:
+        return str(Path(f"/proc/{pid}/ns/user").readlink())
+    except OSError:
+        return None
+
+
+def cage_init_pid(name: str, host_pid: int) -> int:
+    """The first process inside a cage started by `host_pid` (a child in its own user namespace:
+    bwrap's pid 1); CageError when there is none (the cage is still starting or has gone)."""
+    own = _user_ns("self")
+    for child in _children(host_pid):
+        ns = _user_ns(child)
+        if ns is not None and ns != own:
+            return child
+    raise CageError(f"cage {name} has no process to enter (still starting, or stopped)")
+
+
+def enter_argv(name: str, host_pid: int, uid: int, gid: int, cwd: str, target: int | None = None) -> list[str]:
+    """`nsenter` into every namespace of the cage's first process (or `target`), as uid/gid
+    inside it, with its root, then `env -C cwd` (the path resolves inside the cage)."""
+    nsenter = shutil.which(NSENTER)
+    if nsenter is None:
+        raise CageError("nsenter (util-linux) is not installed: cannot enter cages")
+    pid = target if target is not None else cage_init_pid(name, host_pid)
+    return [nsenter, "-t", str(pid), "-U", "-m", "-p", "-i", "-u", "-n", "-C", "-r", "-w",
+            "-S", str(uid), "-G", str(gid), "--", "/usr/bin/env", f"--chdir={cwd}", "--"]  # fmt: skip

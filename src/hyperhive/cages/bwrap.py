@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import os
 import shutil
 import stat
@@ -32,16 +33,23 @@ from pathlib import Path
 from typing import ClassVar
 
 from hyperhive.cages.base import (
+    CAGE_CONFIG_ENV,
     CAGE_HOME,
     CAGE_RUN,
     CAGE_STATE,
+    ENV_CONFIG_ENV,
     ENV_RUN,
     ENV_STATE,
     Cage,
     CageError,
+    CageHandle,
     CageSpec,
+    Entry,
     Launch,
     base_env,
+    cage_shell,
+    enter_argv,
+    entry_preexec,
     runtime_ro_paths,
 )
 
@@ -200,6 +208,16 @@ class BwrapCage(Cage):
                 env[bind.env] = bind.dest
         return args, env, sources
 
+    def entry(self, handle: CageHandle) -> Entry:
+        """nsenter into the namespaces of the cage's pid 1 (bwrap's child), as uid/gid 1000 inside
+        (the agent's host uid), cwd /state, with the cage's environment and cgroup."""
+        spec = handle.spec
+        if spec is None or handle.proc.returncode is not None:
+            raise CageError(f"cage {handle.name} is not running")
+        env = self._layout(spec)[1]
+        prefix = enter_argv(handle.name, handle.pid, CAGE_UID, CAGE_GID, CAGE_STATE)
+        return Entry(prefix, env, cage_shell(), entry_preexec(handle.cgroup))
+
     def build_argv(self, spec: CageSpec) -> tuple[list[str], dict[str, str]]:
         """The argv without the passwd/group files (those need fds: see `prepare`)."""
         launch = self._launch(spec, with_fds=False)
@@ -222,6 +240,12 @@ class BwrapCage(Cage):
             pw, gr = _memfd("passwd", PASSWD), _memfd("group", GROUP)
             fds = (pw, gr)
             argv += ["--ro-bind-data", str(pw), "/etc/passwd", "--ro-bind-data", str(gr), "/etc/group"]
+            if spec.config_env:
+                ce = _memfd("config-env", json.dumps(spec.config_env))
+                fds += (ce,)
+                argv += ["--perms", "0400", "--ro-bind-data", str(ce), CAGE_CONFIG_ENV]
+        if spec.config_env:
+            env[ENV_CONFIG_ENV] = CAGE_CONFIG_ENV
         argv += ["--remount-ro", "/", "--chdir", CAGE_STATE, "--uid", str(CAGE_UID), "--gid", str(CAGE_GID)]
         argv += ["--", ENV_BIN, "--default-signal=TERM", "--", *spec.argv]
         preexec = None

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import shutil
 import signal
@@ -40,17 +41,23 @@ from pathlib import Path
 from typing import ClassVar
 
 from hyperhive.cages.base import (
+    CAGE_CONFIG_ENV,
     CAGE_HOME,
     CAGE_RUN,
     CAGE_STATE,
+    ENV_CONFIG_ENV,
     ENV_RUN,
     ENV_STATE,
     Cage,
     CageError,
     CageHandle,
     CageSpec,
+    Entry,
     Launch,
     base_env,
+    cage_shell,
+    enter_argv,
+    entry_preexec,
     runtime_ro_paths,
 )
 from hyperhive.cages.bwrap import ETC_ALLOWLIST
@@ -130,6 +137,35 @@ def _probe() -> tuple[bool, str]:
     return True, f"`{tested}` works"
 
 
+def _cage_env(spec: CageSpec) -> dict[str, str]:
+    env = base_env(spec)
+    env[ENV_STATE] = CAGE_STATE
+    env[ENV_RUN] = CAGE_RUN
+    env["HOME"] = CAGE_HOME
+    env["USER"] = env["LOGNAME"] = "root"
+    for bind in spec.binds:
+        if bind.env:
+            env[bind.env] = bind.dest
+    return env
+
+
+def _stub_init(handle: CageHandle) -> int | None:
+    """nspawn's stub init: the process of the cage's cgroup that is pid 1 in its namespace."""
+    if handle.cgroup is None:
+        return None
+    for pid in sorted(handle.cgroup.pids()):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("NSpid:"):
+                ids = line.split()[1:]
+                if len(ids) >= 2 and ids[-1] == "1":
+                    return pid
+    return None
+
+
 class NspawnHandle(CageHandle):
     def _payload(self) -> list[int]:
         """The cage's processes inside its pid namespace, minus nspawn's stub init (pid 1)."""
@@ -169,6 +205,18 @@ class NspawnCage(Cage):
     def handle_class(self) -> type[CageHandle]:
         return NspawnHandle
 
+    def entry(self, handle: CageHandle) -> Entry:
+        """nsenter into the namespaces of nspawn's stub init (pid 1 inside, found through the
+        cage's cgroup), as root inside (the agent's host uid), cwd /state, the cage's env."""
+        spec = handle.spec
+        if spec is None or handle.proc.returncode is not None:
+            raise CageError(f"cage {handle.name} is not running")
+        init = _stub_init(handle)
+        if init is None:
+            raise CageError(f"cage {handle.name} has no process to enter (no cgroup, or still starting)")
+        prefix = enter_argv(handle.name, handle.pid, 0, 0, CAGE_STATE, target=init)
+        return Entry(prefix, _cage_env(spec), cage_shell(), entry_preexec(handle.cgroup))
+
     def build_argv(self, spec: CageSpec) -> tuple[list[str], dict[str, str]]:
         launch = self.prepare(spec)
         if launch.cleanup is not None:
@@ -184,11 +232,7 @@ class NspawnCage(Cage):
         gid = spec.gid if spec.gid is not None else (spec.uid if spec.uid is not None else os.getegid())
         if gid != uid:
             raise CageError(f"cage {spec.name}: nspawn maps one id for uid and gid (uid {uid}, gid {gid})")
-        env = base_env(spec)
-        env[ENV_STATE] = CAGE_STATE
-        env[ENV_RUN] = CAGE_RUN
-        env["HOME"] = CAGE_HOME
-        env["USER"] = env["LOGNAME"] = "root"
+        env = _cage_env(spec)
         machine = f"hh-{cgroup_name(spec.name, spec.state_dir)}"
         args = [NSPAWN, "--quiet", "--register=no", "--keep-unit", f"--machine={machine}"]
         args += [f"--hostname={spec.name}", f"--private-users={uid}:1", "--private-users-ownership=off"]
@@ -216,13 +260,19 @@ class NspawnCage(Cage):
             if not bind.src.exists():
                 raise CageError(f"cage {spec.name}: bind source {bind.src} does not exist")
             mounts.append((bind.src, bind.dest, bind.writable))
-            if bind.env:
-                env[bind.env] = bind.dest
         for src, dest, writable in mounts:
             args.append(f"--{'bind' if writable else 'bind-ro'}={_esc(src)}:{_esc(dest)}")
         for key, value in env.items():
             args.append(f"--setenv={key}={value}")
         root = _scaffold(spec.name, mounts)
+        if spec.config_env:  # in the cage's own root, readable by its uid only, never on argv
+            env_dir = root / CAGE_CONFIG_ENV.lstrip("/")
+            env_dir.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+            fd = os.open(env_dir, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(spec.config_env, f)
+            os.chown(env_dir, uid, uid)
+            args.append(f"--setenv={ENV_CONFIG_ENV}={CAGE_CONFIG_ENV}")
         args += [f"--directory={root}", "--", *spec.argv]
         host_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": env["LANG"]}
         return Launch(args, host_env, cleanup=functools.partial(_remove_scaffold, root, machine))

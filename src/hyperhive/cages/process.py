@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from hyperhive.cages.base import ENV_RUN, ENV_STATE, Cage, CageSpec, base_env
+from hyperhive.cages.base import (
+    ENV_RUN,
+    ENV_STATE,
+    Cage,
+    CageError,
+    CageHandle,
+    CageSpec,
+    Entry,
+    base_env,
+    entry_preexec,
+)
 
 __all__ = ["ProcessCage"]
 
@@ -25,4 +35,15 @@ class ProcessCage(Cage):
         for bind in spec.binds:
             if bind.env:
                 env[bind.env] = str(bind.src)
+        env.update(spec.config_env)  # no host-side wrapper here: the harness is the first process
         return list(spec.argv), env
+
+    def entry(self, handle: CageHandle) -> Entry:
+        """No cage to enter: the command runs on the host as the daemon's user, in the agent's
+        state dir, with the agent's environment. Not isolated, and `Entry.isolated` says so."""
+        spec = handle.spec
+        if spec is None or handle.proc.returncode is not None:
+            raise CageError(f"cage {handle.name} is not running")
+        env = self.build_argv(spec)[1]
+        shell = [env.get("SHELL") or "/bin/sh", "-l"]
+        return Entry([], env, shell, entry_preexec(handle.cgroup), isolated=False, cwd=str(spec.state_dir))

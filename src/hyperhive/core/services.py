@@ -16,6 +16,7 @@ from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.core.hub import Hub
 from hyperhive.core.lifecycle import Lifecycle
 from hyperhive.core.questions import Questions
+from hyperhive.core.shell import Shells
 from hyperhive.errors import HiveError
 from hyperhive.store.sqlite import Database, connect
 
@@ -37,6 +38,7 @@ class Services:
     questions: Questions
     cage_reason: str
     dashboard_url: str | None = None
+    shells: Shells | None = None  # the operator's shells into cages (core.shell), set by the daemon
 
     def read_instructions(self, name: str, cfg: AgentConfig) -> str:
         if not cfg.instructions:

@@ -13,13 +13,14 @@ from hyperhive import __version__
 from hyperhive import protocol as p
 from hyperhive.core import operator_config
 from hyperhive.core.hub import HubEvent, Subscription
-from hyperhive.core.sockets import Identity, StreamReply, peer_gone
+from hyperhive.core.sockets import Identity, StreamReply, Takeover, peer_gone
 from hyperhive.dashboard import sessions as web_sessions
 from hyperhive.errors import AgentNotFound, Conflict, NotAllowed
 from hyperhive.names import MANAGER, OPERATOR
 
 if TYPE_CHECKING:
     from hyperhive.core.services import Services
+    from hyperhive.core.shell import Shells
 
 __all__ = ["Verbs"]
 
@@ -177,6 +178,22 @@ class Verbs:
                     yield event.to_json()
 
         return StreamReply({"subscribed": True, "seq": hub.seq}, events(), sub.close)
+
+    async def v_exec(self, who: Identity, req: p.ExecReq) -> Takeover:
+        """A command inside the agent's cage; host.sock only (not in AGENT/MANAGER_VERBS)."""
+        from hyperhive.core.shell_socket import exec_takeover
+
+        return await exec_takeover(self._shells(), req, by=f"{who.name} (cli)")
+
+    async def v_shell(self, who: Identity, req: p.ShellReq) -> Takeover:
+        from hyperhive.core.shell_socket import shell_takeover
+
+        return await shell_takeover(self._shells(), req, by=f"{who.name} (cli)")
+
+    def _shells(self) -> Shells:
+        if self.s.shells is None:
+            raise NotAllowed("shells are not available in this daemon")
+        return self.s.shells
 
     async def v_request_spawn(self, who: Identity, req: p.RequestSpawnReq) -> dict[str, Any]:
         return {"approval": await self.s.approvals.request_spawn(req.name, req.description, requested_by=who.name)}
