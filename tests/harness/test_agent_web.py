@@ -346,6 +346,70 @@ async def test_oversized_and_malformed_bodies_are_refused_and_the_app_still_serv
     assert (await agent.state())["state"] == "idle"
 
 
+# ---- notes compaction (issue 14 §2) --------------------------------------------------------------
+
+
+def bloated_notes(extra: str = "") -> str:
+    """Over the default 32 KiB threshold, with repeats the offline model's compaction drops."""
+    lines = ["# notes", "- the build runs with `make test`", extra]
+    lines += [f"- status: still waiting for bob on the release checklist ({i % 4})" for i in range(700)]
+    return "\n".join(lines) + "\n"
+
+
+async def test_notes_over_the_threshold_are_compacted_after_a_turn(agent: Agent) -> None:
+    """Notes past notes_compact_bytes: after the next turn the secondary session rewrites them
+    shorter, the badge is `compacting` (notes) meanwhile, `notes_compacted` carries the sizes and
+    the kept previous version, and /api/state shows the new size (issue 14 §2)."""
+    notes = agent.daemon.paths.agent(AGENT).state / "notes.md"
+    original = bloated_notes()
+    assert len(original) > 32 * 1024
+    notes.write_text(original, encoding="utf-8")
+    end = await agent.turn("echo one more turn")
+    state = await agent.trail.wait(kind("state_changed", state="compacting", what="notes"), after=end["id"])
+    done = await agent.trail.wait(kind("notes_compacted"), after=state["id"])
+    after = notes.read_text(encoding="utf-8")
+    assert done["payload"]["before_bytes"] == len(original) and done["payload"]["after_bytes"] == len(after)
+    assert len(after) < len(original) and set(after.splitlines()) == set(original.splitlines())
+    kept = notes.parent / "notes.history" / Path(done["payload"]["kept"]).name  # the cage's /state, on the host
+    assert kept.read_text(encoding="utf-8") == original
+    await agent.trail.wait(kind("state_changed", state="idle"), after=done["id"])
+    snap = await agent.state()
+    assert (snap["notes_bytes"], snap["notes_compact_bytes"], snap["notes_kept"]) == (len(after), 32 * 1024, 1)
+
+
+async def test_a_garbage_compaction_is_rejected_and_not_retried_until_the_notes_change(agent: Agent) -> None:
+    """A rewrite larger than the notes is rejected (`notes_compaction_failed` with the reason),
+    the notes stay byte for byte, nothing is kept, and the next turn does not try again."""
+    from hyperhive.offline_model.policy import COMPACT_GARBAGE
+
+    notes = agent.daemon.paths.agent(AGENT).state / "notes.md"
+    original = bloated_notes(COMPACT_GARBAGE)
+    notes.write_text(original, encoding="utf-8")
+    end = await agent.turn("echo go")
+    failed = await agent.trail.wait(kind("notes_compaction_failed"), after=end["id"])
+    assert "came back larger" in failed["payload"]["reason"]
+    await agent.trail.wait(kind("state_changed", state="idle"), after=failed["id"])
+    assert notes.read_text(encoding="utf-8") == original
+    assert not (notes.parent / "notes.history").exists()
+    second = await agent.turn("echo again")
+    assert not [e for e in agent.trail.events if e["id"] > second["id"] - 1 and e["kind"].startswith("notes_compact")]
+    assert (await agent.state())["notes_kept"] == 0
+
+
+async def test_the_operator_compacts_the_notes_from_the_page(agent: Agent) -> None:
+    """POST /api/compact-notes runs a compaction now, whatever the size; with no notes it is
+    refused with a reason (409)."""
+    empty = await agent.web.post("/api/compact-notes")
+    assert empty.status_code == 409 and "no notes" in empty.json()["error"]
+    notes = agent.daemon.paths.agent(AGENT).state / "notes.md"
+    notes.write_text("# notes\n- a\n- a\n- b\n", encoding="utf-8")
+    resp = await agent.web.post("/api/compact-notes")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["result"].startswith("notes compacted: 20 → 16 bytes")
+    assert notes.read_text(encoding="utf-8") == "# notes\n- a\n- b\n"
+    assert resp.json()["state"]["notes_bytes"] == 16
+
+
 # ---- login -------------------------------------------------------------------------------------
 
 

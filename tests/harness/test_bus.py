@@ -81,8 +81,10 @@ def test_history_returns_emitted_events_oldest_first_with_increasing_ids(bus: Bu
 
 
 def test_every_documented_kind_is_accepted_and_nothing_else(bus: Bus) -> None:
-    """The kinds are exactly DESIGN §6's six; an unknown kind is refused and stores nothing."""
-    assert {TURN_START, STREAM, NOTE, TURN_END, STATE_CHANGED, MODEL_CHANGED} == KINDS
+    """The kinds are DESIGN §6's six plus issue 14's two notes-compaction events; an unknown
+    kind is refused and stores nothing."""
+    assert {TURN_START, STREAM, NOTE, TURN_END, STATE_CHANGED, MODEL_CHANGED, "notes_compacted",
+            "notes_compaction_failed"} == KINDS  # fmt: skip
     with pytest.raises(ValueError, match="kind: 'turn_begin'"):
         bus.emit("turn_begin", {})
     assert bus.history() == []

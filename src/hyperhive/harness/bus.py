@@ -33,6 +33,8 @@ __all__ = [
     "KINDS",
     "MODEL_CHANGED",
     "NOTE",
+    "NOTES_COMPACTED",
+    "NOTES_COMPACTION_FAILED",
     "STATE_CHANGED",
     "STREAM",
     "TURN_END",
@@ -62,9 +64,18 @@ STATE_CHANGED: Final = "state_changed"
 """The agent's state changed: `{state, since, ...}`."""
 MODEL_CHANGED: Final = "model_changed"
 """The model changed: `{model, ...}`."""
+NOTES_COMPACTED: Final = "notes_compacted"
+"""/state/notes.md was rewritten shorter: `{before_bytes, after_bytes, kept}` (issue 14)."""
+NOTES_COMPACTION_FAILED: Final = "notes_compaction_failed"
+"""A notes compaction was rejected; the notes are unchanged: `{reason, before_bytes}`."""
 
-EventKind = Literal["turn_start", "stream", "note", "turn_end", "state_changed", "model_changed"]
-KINDS: Final[frozenset[str]] = frozenset({TURN_START, STREAM, NOTE, TURN_END, STATE_CHANGED, MODEL_CHANGED})
+EventKind = Literal[
+    "turn_start", "stream", "note", "turn_end", "state_changed", "model_changed", "notes_compacted",
+    "notes_compaction_failed",
+]  # fmt: skip
+KINDS: Final[frozenset[str]] = frozenset(
+    {TURN_START, STREAM, NOTE, TURN_END, STATE_CHANGED, MODEL_CHANGED, NOTES_COMPACTED, NOTES_COMPACTION_FAILED}
+)
 
 DEFAULT_KEEP: Final = 2000
 DEFAULT_MAX_AGE: Final = 7 * 86400.0

@@ -18,7 +18,8 @@ from typing import Any
 
 from hyperhive.client import HiveClient
 from hyperhive.errors import HiveError
-from hyperhive.harness.bus import Bus
+from hyperhive.harness.bus import NOTES_COMPACTED, NOTES_COMPACTION_FAILED, Bus
+from hyperhive.harness.compaction import DEFAULT_COMPACT_BYTES, NotesCompactor
 from hyperhive.harness.prompting import format_wake_prompt, load_system_prompt
 from hyperhive.harness.tools import allowed_tool_names, build_hyperhive_server
 from hyperhive.harness.turn import TurnResult, TurnRunner, TurnSpec
@@ -105,6 +106,8 @@ class Harness:
             name, manager=manager, notes_path=str(paths.notes), agents_dir=agents_dir, instructions=instructions
         )
         self.server = build_hyperhive_server(client, manager=manager, nap=self.request_nap)
+        self.notes = NotesCompactor(paths.notes)
+        self._notes_failed_at: int | None = None  # the size a compaction last failed at
 
     # ---- state -------------------------------------------------------------------------
 
@@ -338,6 +341,46 @@ class Harness:
         self.bus.emit("note", {"text": "compacted" if result.ok else f"compaction failed: {result.note}"})
         return "compacted" if result.ok else f"compaction failed: {result.note}"
 
+    # ---- notes compaction (issue 14) ----------------------------------------------------
+
+    def notes_compact_bytes(self) -> int:
+        value = self.config.get("notes_compact_bytes", DEFAULT_COMPACT_BYTES)
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else DEFAULT_COMPACT_BYTES
+
+    def notes_due(self) -> bool:
+        """Past the threshold, and not at the very size a compaction already failed at (so a
+        failing compaction is not retried after every turn until the notes change)."""
+        limit, size = self.notes_compact_bytes(), self.notes.size()
+        return limit > 0 and size > limit and size != self._notes_failed_at
+
+    async def compact_notes(self, *, forced: bool = False) -> str:
+        """Run the secondary session on /state/notes.md (after a turn when due, or when the
+        operator asks); the outcome is a `notes_compacted` / `notes_compaction_failed` event."""
+        if forced and (self._turn_lock.locked() or self.runner.busy):
+            raise Refused("a turn is running: compact the notes after it ends")
+        if forced and self.notes.size() == 0:
+            raise Refused(f"there are no notes to compact ({self.paths.notes} is empty or missing)")
+        async with self._turn_lock:
+            previous = self.state
+            self.set_state("compacting", what="notes")
+            try:
+                outcome = await self.notes.compact(
+                    self.runner, model=self.model(), env=self._spec("").env,
+                    on_message=self._on_message, on_note=self._on_note,
+                )  # fmt: skip
+                self._notes_failed_at = None if outcome.ok else outcome.before_bytes
+                self.bus.emit(NOTES_COMPACTED if outcome.ok else NOTES_COMPACTION_FAILED, outcome.payload())
+            finally:
+                self.set_state(previous if previous not in ("thinking", "compacting") else "idle")
+        if outcome.ok:
+            return f"notes compacted: {outcome.before_bytes} → {outcome.after_bytes} bytes (previous kept at {outcome.kept})"
+        return f"notes compaction rejected, notes unchanged: {outcome.reason}"
+
+    async def _compact_notes_if_due(self) -> None:
+        if self.notes_due():
+            self.bus.emit("note", {"text": f"notes are {self.notes.size()} bytes (over {self.notes_compact_bytes()}): compacting"})
+            await self.compact_notes()
+
     async def request_nap(self, seconds: float) -> str:
         """The nap tool: park the loop until a wake-not-before time (persisted, bounded)."""
         seconds = max(1.0, min(float(seconds), MAX_NAP_SECONDS))
@@ -391,6 +434,7 @@ class Harness:
                     await self.handle(message, int(reply.get("unread", 0)))
                 except HiveError as exc:
                     self.bus.emit("note", {"text": f"turn bookkeeping failed: {exc.message}", "level": "warning"})
+                await self._compact_notes_if_due()
 
     def stop(self) -> None:
         self._stopping.set()

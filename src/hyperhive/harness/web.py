@@ -115,6 +115,9 @@ def create_agent_app(harness: Harness, *, environ: dict[str, str] | None = None)
             "model_active": harness.model_active,
             "model_queued_at": harness.model_queued_at,
             "last_turn_ms": harness.last_turn_ms,
+            "notes_bytes": harness.notes.size(),
+            "notes_compact_bytes": harness.notes_compact_bytes(),
+            "notes_kept": len(harness.notes.kept_versions()),
             "events_persistent": harness.bus.persistent,
             "events_store_error": harness.bus.store_error,
             "last_event_id": harness.bus.last_id,
@@ -186,6 +189,9 @@ def create_agent_app(harness: Harness, *, environ: dict[str, str] | None = None)
     async def do_compact(data: dict[str, Any]) -> str:
         return await harness.compact()
 
+    async def do_compact_notes(data: dict[str, Any]) -> str:
+        return await harness.compact_notes(forced=True)
+
     async def do_model(data: dict[str, Any]) -> str | None:
         name = str(data.get("model", "")).strip()[:200] or None
         return harness.set_model(name) or f"model set to {name or harness.default_model()}"
@@ -221,6 +227,7 @@ def create_agent_app(harness: Harness, *, environ: dict[str, str] | None = None)
         Route("/events/stream", stream),
         Route("/api/cancel", control(do_cancel), methods=["POST"]),
         Route("/api/compact", control(do_compact), methods=["POST"]),
+        Route("/api/compact-notes", control(do_compact_notes), methods=["POST"]),
         Route("/api/model", control(do_model), methods=["POST"]),
         Route("/api/new-session", control(do_new_session), methods=["POST"]),
         Route("/api/login/start", control(do_login_start), methods=["POST"]),

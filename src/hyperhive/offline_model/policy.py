@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hyperhive.harness.compaction import compaction_target
 from hyperhive.harness.prompting import WakePrompt, parse_wake_prompt
 
 __all__ = [
@@ -357,6 +358,8 @@ def decide(request: dict[str, Any], new_id: Callable[[], str] = _new_id) -> Deci
     if view.tool_calls >= TURN_CAP:
         return _text("turn cap reached")
     ctx = _Ctx(view=view, new_id=new_id, agents_dir=agents_dir_of(request))
+    if (notes_file := compaction_target(view.prompt)) is not None:
+        return _compact_notes(ctx, notes_file)
     if view.wake is None:
         if view.results:
             return _text(f"tool finished: {_short(view.results[-1].text, 120)}")
@@ -377,3 +380,50 @@ _SCRIPTED_TOOLS = frozenset(
         )
     }
 )  # fmt: skip
+
+
+# ---- notes compaction (hyperhive.harness.compaction's secondary session) -----------------------
+
+COMPACT_FAIL = "offline-model: compaction fails"
+"""In the notes, makes the compaction session fail with an API error."""
+COMPACT_GARBAGE = "offline-model: compaction garbage"
+"""In the notes, makes the compaction write a rewrite larger than the original."""
+_READ_PREFIX = re.compile(r"^ *\d+(?:\t|→)", re.M)
+
+
+def _read_text(result: str) -> str:
+    """The file's text from a Read tool result (line-number prefixes and reminders removed)."""
+    body = result.split("<system-reminder>", 1)[0]
+    return _READ_PREFIX.sub("", body).rstrip("\n") + "\n"
+
+
+def _compacted(notes: str) -> str:
+    """Stand-in compaction: drop repeated lines and runs of blank lines (order kept)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for line in notes.splitlines():
+        key = line.strip()
+        if key and key in seen:
+            continue
+        if not key and (not out or not out[-1].strip()):
+            continue
+        seen.add(key)
+        out.append(line)
+    return "\n".join(out).strip("\n") + "\n"
+
+
+def _compact_notes(ctx: _Ctx, notes_file: str) -> Decision:
+    """Read the notes, then Write them back compacted (or fail / write garbage on request)."""
+    if ctx.step == 0:
+        return ctx.tool("Read", {"file_path": notes_file})
+    last = ctx.last
+    assert last is not None
+    if ctx.step == 1:
+        if last.is_error:
+            return _text(f"could not read the notes: {_short(last.text)}")
+        notes = _read_text(last.text)
+        if COMPACT_FAIL in notes:
+            return Decision(blocks=[], error=(400, "invalid_request_error", "offline model: scripted compaction failure"))
+        content = notes + notes if COMPACT_GARBAGE in notes else _compacted(notes)
+        return ctx.tool("Write", {"file_path": notes_file, "content": content})
+    return ctx.done("done.")
