@@ -44,12 +44,17 @@ _MEMORY_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 MIN_MEMORY = 64 << 20
 
-# Environment the runtime owns: the harness identity and paths (HYPERHIVE_*), what the claude CLI
-# and its permission rules depend on (CLAUDE_*, NODE_OPTIONS, BASH_ENV), the interpreters the
-# harness runs on (PYTHON*, LD_*), the model credentials and gateway (ANTHROPIC_*: set them for
-# every cage with `hive serve --agent-env`), and the cage's own basics.
-_RESERVED_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "NODE_OPTIONS", "BASH_ENV", "ENV"})
-_RESERVED_ENV_PREFIXES = ("HYPERHIVE_", "CLAUDE_", "ANTHROPIC_", "PYTHON", "LD_")
+# agent.toml `[env]` is an allow-list: only names that change how tools present things, never
+# how a program loads code or finds files (no PATH, LD_*, GCONV_PATH, GLIBC_TUNABLES, LOCPATH,
+# NLSPATH, PYTHON*, NODE_*, BASH_ENV...), plus the agent's own `APP_*` names. The runtime's own
+# (HYPERHIVE_*, CLAUDE_*, model credentials: `hive serve --agent-env`) are never settable here.
+# The values reach only the claude CLI inside the cage (docs/security.md).
+ALLOWED_ENV_NAMES = frozenset(
+    {"LANG", "LANGUAGE", "TZ", "TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "EDITOR", "VISUAL",
+     "PAGER", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"}
+)  # fmt: skip
+ALLOWED_ENV_PREFIXES = ("LC_", "APP_")
+_LOCALE_RE = re.compile(r"[A-Za-z0-9_.@:-]{0,64}")
 
 
 class ConfigInvalid(HiveError):
@@ -90,14 +95,19 @@ def validate_repo_path(path: object) -> str:
 def _env_key(key: str, *, reserved: bool) -> str:
     if not _ENV_KEY_RE.fullmatch(key):
         raise ValueError(f"{key[:60]!r} is not a valid environment variable name")
-    if reserved and (key in _RESERVED_ENV or key.startswith(_RESERVED_ENV_PREFIXES)):
-        raise ValueError(f"{key!r} is set by hyperhive and cannot be overridden here")
+    if reserved and key not in ALLOWED_ENV_NAMES and not key.startswith(ALLOWED_ENV_PREFIXES):
+        raise ValueError(
+            f"{key!r} is not an allowed [env] name (allowed: {', '.join(sorted(ALLOWED_ENV_NAMES))}, "
+            f"{', '.join(p + '*' for p in ALLOWED_ENV_PREFIXES)})"
+        )
     return key
 
 
 def _env(value: dict[str, str], *, reserved: bool) -> dict[str, str]:
     for key, val in value.items():
         _env_key(key, reserved=reserved)
+        if reserved and key.startswith(("LANG", "LC_")) and not _LOCALE_RE.fullmatch(val):
+            raise ValueError(f"the value of {key!r} must be a locale name (a path is not)")
         if "\x00" in val or len(val) > 32 * 1024:
             raise ValueError(f"the value of {key!r} must be under 32 KiB with no NUL")
     return value
@@ -111,10 +121,13 @@ class McpServer(_Strict):
     """An extra MCP server started inside the cage (stdio). Its tools appear as
     `mcp__<key>__<tool>`; `allowed_tools` are the tool-name patterns the agent may call."""
 
-    command: str = Field(min_length=1, max_length=4096)
-    args: list[str] = Field(default_factory=list, max_length=256)
-    env: dict[str, str] = Field(default_factory=dict)
-    allowed_tools: list[str] = Field(default_factory=lambda: ["*"], max_length=256)
+    command: str = Field(min_length=1, max_length=4096, description="The program to run (found on the cage's PATH).")
+    args: list[str] = Field(default_factory=list, max_length=256, description="Its arguments.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the server.")
+    allowed_tools: list[str] = Field(
+        default_factory=lambda: ["*"], max_length=256,
+        description="Tool-name patterns the agent may call (letters, digits, `_`, `-`, `*`).",
+    )  # fmt: skip
 
     @field_validator("command")
     @classmethod
@@ -146,8 +159,10 @@ class McpServer(_Strict):
 class Limits(_Strict):
     """Cage resource limits; None means the cage backend's default."""
 
-    memory: int | None = None  # bytes; agent.toml takes "2G", "512M", "1.5GiB" or a byte count
-    pids: int | None = Field(default=None, ge=8, le=4_194_304)
+    memory: int | None = Field(
+        default=None, description='Memory cap: a size such as `"512M"`, `"2G"`, `"1.5GiB"` or bytes (at least 64M).'
+    )
+    pids: int | None = Field(default=None, ge=8, le=4_194_304, description="Cap on processes and threads (8 or more).")
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -169,15 +184,56 @@ class Limits(_Strict):
 class AgentConfig(_Strict):
     """An agent's `agent.toml` (DESIGN §7), validated."""
 
-    description: str = Field(default="", max_length=2000)
-    model: str = DEFAULT_MODEL
-    instructions: str | None = None  # a file in the repo, appended to the system prompt
-    allowed_recipients: list[str] = Field(default_factory=list, max_length=1024)  # [] = anyone
-    bash: list[str] = Field(default_factory=list, max_length=256)  # Bash(<pattern>) rules; [] = none
-    network: Literal["host", "none"] = "host"
-    env: dict[str, str] = Field(default_factory=dict)
-    mcp_servers: dict[str, McpServer] = Field(default_factory=dict)
-    limits: Limits = Field(default_factory=Limits)
+    description: str = Field(default="", max_length=2000, description="What the agent is for (shown to the operator).")
+    model: str = Field(default=DEFAULT_MODEL, description="The claude model alias or id its turns use.")
+    instructions: str | None = Field(
+        default=None, description="A file in this repo whose text is appended to the agent's system prompt."
+    )
+    allowed_recipients: list[str] = Field(
+        default_factory=list, max_length=1024,
+        description="Who it may message (agent names, `manager`, `operator`); `[]` means anyone. "
+        "`manager` is always reachable.",
+    )  # fmt: skip
+    bash: list[str] = Field(
+        default_factory=list, max_length=256,
+        description='Bash allow-list: command patterns such as `"git *"`; `[]` means no Bash at all.',
+    )  # fmt: skip
+    network: Literal["host", "none"] = Field(default="host", description="`host` or `none` (no network in the cage).")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment for the cage: allow-listed names only (locale, terminal, editor, git "
+        "identity, `LC_*`, `APP_*`); the runtime's own (`HYPERHIVE_*`, `CLAUDE_*`, credentials) never.",
+    )
+    mcp_servers: dict[str, McpServer] = Field(
+        default_factory=dict, description="Extra stdio MCP servers started in the cage, by key (`[mcp_servers.<key>]`)."
+    )
+    limits: Limits = Field(default_factory=Limits, description="Cage resource limits (`[limits]`).")
+    restart: Literal["no", "on-failure", "always"] | None = Field(
+        default=None,
+        description="What the core does when the agent's cage exits without being asked to: `no`, `on-failure` "
+        "(a non-zero exit or a signal) or `always`. Unset: `on-failure` for the manager, `no` for other agents.",
+    )
+    restart_limit: int = Field(
+        default=3, ge=0, le=100,
+        description="Restarts in a row before the core gives up and leaves the agent crashed; the count starts "
+        "again once the agent has run for 10 minutes.",
+    )  # fmt: skip
+    restart_backoff: float = Field(
+        default=2.0, ge=0.1, le=300,
+        description="Seconds before the first restart; each further restart in a row waits twice as long "
+        "(at most 5 minutes).",
+    )  # fmt: skip
+
+    notes_compact_bytes: int = Field(
+        default=32 * 1024, ge=0, le=64 * 1024 * 1024,
+        description="After a turn, compact `/state/notes.md` with a short secondary claude session once it is "
+        "larger than this many bytes (the previous version is kept in `/state/notes.history/`); 0 = never.",
+    )  # fmt: skip
+
+    @field_validator("restart_backoff", mode="before")
+    @classmethod
+    def _backoff(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @field_validator("model")
     @classmethod
@@ -303,8 +359,9 @@ def _toml_str(value: str) -> str:
     return "".join(out)
 
 
-def default_agent_toml(name: str, description: str | None = None) -> str:
-    """The template a new agent's proposed repo starts from (least privilege: no Bash)."""
+def default_agent_toml(name: str, description: str | None = None, *, network: str = "host") -> str:
+    """The template a new agent's proposed repo starts from (least privilege: no Bash; no
+    network when the core is its gateway to the model API)."""
     name = validate_agent_name(name)
     desc = description or f"{name}: a hyperhive agent"
     return f"""\
@@ -315,7 +372,8 @@ model = {_toml_str(DEFAULT_MODEL)}                    # the default model; the o
 instructions = "{INSTRUCTIONS_MD}"    # a file in this repo, appended to the system prompt
 allowed_recipients = []             # who it may message; [] = anyone, e.g. ["manager", "operator", "iris"]
 bash = []                           # Bash allow-list, e.g. ["git *", "pytest *"]; [] = no Bash
-network = "host"                    # or "none"
+network = "{network}"{" " * (16 - len(network))}# "host" or "none" (the model API needs none: the core is its gateway)
+# restart = "on-failure"            # after an unexpected exit: "no" (default), "on-failure", "always"
 
 [env]                               # extra environment, e.g. LANG = "C.UTF-8"
 
@@ -329,7 +387,7 @@ network = "host"                    # or "none"
 """
 
 
-def manager_agent_toml(description: str | None = None) -> str:
+def manager_agent_toml(description: str | None = None, *, network: str = "host") -> str:
     """The manager's own configuration at first start."""
     desc = description or "the manager: coordinates the swarm"
     return f"""\
@@ -343,7 +401,7 @@ allowed_recipients = []
 # needs both `cd *` and `git *`. `git -C /agents/x/config ...` needs only `git *`. python3 is for
 # structured edits of agent.toml; `git *` can already run code, so the cage is the boundary.
 bash = ["git *", "cd *", "ls *", "pwd", "python3 *"]
-network = "host"
+network = "{network}"
 
 [env]
 

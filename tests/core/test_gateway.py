@@ -37,6 +37,7 @@ def header_recorder(app: ASGIApp, seen: list[dict[str, str]]) -> ASGIApp:
             seen.append({"path": scope["path"], "method": scope["method"], **headers})
         await app(scope, receive, send)
 
+    wrapped.state = app.state  # type: ignore[attr-defined]  # OfflineModelServer.requests reads it
     return wrapped
 
 

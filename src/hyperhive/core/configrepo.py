@@ -269,6 +269,7 @@ class ConfigRepos:
 
     def __init__(self, paths: HivePaths) -> None:
         self.paths = paths
+        self.default_network = "host"  # "none" when the core is the agents' model API gateway
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
 
@@ -362,12 +363,12 @@ class ConfigRepos:
         if applied and os.path.lexists(ap.applied):
             raise Conflict(f"{name!r} already has an applied config repo")
 
-    @staticmethod
-    def _seed_files(name: str, description: str | None, toml: str | None) -> dict[str, str]:
+    def _seed_files(self, name: str, description: str | None, toml: str | None) -> dict[str, str]:
+        net = self.default_network
         if toml is None:
             if name == MANAGER:
-                return {AGENT_TOML: manager_agent_toml(description), INSTRUCTIONS_MD: manager_instructions()}
-            toml = default_agent_toml(name, description)
+                return {AGENT_TOML: manager_agent_toml(description, network=net), INSTRUCTIONS_MD: manager_instructions()}
+            toml = default_agent_toml(name, description, network=net)
         cfg = parse_agent_toml(toml)
         if cfg.instructions not in (None, INSTRUCTIONS_MD):
             raise ConfigInvalid(

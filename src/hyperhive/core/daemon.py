@@ -31,6 +31,7 @@ from hyperhive.core.services import Services
 from hyperhive.core.shell import Shells
 from hyperhive.core.shell_trail import TrailRecorder
 from hyperhive.core.sockets import Identity, SocketServer
+from hyperhive.core.uidclaim import UidClaim, claim_uid_range
 from hyperhive.core.verbs import Verbs
 from hyperhive.errors import HiveError, StartupError
 from hyperhive.names import MANAGER
@@ -66,6 +67,7 @@ class Daemon:
         self.health = Health()
         self.notifier: Notifier | None = None
         self.gateway: GatewayService | None = None
+        self._uid_claim: UidClaim | None = None
 
     # ---- startup -----------------------------------------------------------------------
 
@@ -90,6 +92,8 @@ class Daemon:
         self._prepare_dirs()
         if self.paths.host_socket.exists() and await _socket_answers(self.paths.host_socket):
             raise StartupError(f"another hive serve is running (it answers on {self.paths.host_socket})")
+        if os.geteuid() == 0 and cage.isolated:  # agents run as host uids: no other hive may share them
+            self._uid_claim = await asyncio.to_thread(claim_uid_range, self.paths.state_dir, self.config.uid_base)
         db = Database(self.paths.broker_db, BROKER_MIGRATIONS)
         self._db = db
         hub = Hub()
@@ -102,6 +106,7 @@ class Daemon:
             hub,
             agents=lambda: lifecycle_ref[0].names(),
             allow_list=lambda name: lifecycle_ref[0].allow_list(name),
+            max_attempts=self.config.max_attempts,
         )
         lifecycle = Lifecycle(self.config, db, broker, hub, cage, repos)
         lifecycle_ref.append(lifecycle)
@@ -265,6 +270,8 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._db is not None:
             self._db.close()
+        if self._uid_claim is not None:
+            await asyncio.to_thread(self._uid_claim.release)
         if self._listener is not None:
             self._listener.close()
         log.info("hive serve stopped (pid %d)", os.getpid())
