@@ -330,6 +330,25 @@ async def test_nap_shows_its_end_time_and_cancel_ends_it_early(agent: Agent) -> 
     assert (await agent.state())["nap_until"] is None
 
 
+async def test_a_napping_agent_leaves_messages_waiting_until_the_nap_ends(agent: Agent) -> None:
+    """The seed's nap: the agent does not poll until its wake time, a message sent meanwhile is
+    not delivered, and it is the first thing handled once /api/end-nap ends the nap (issue 14 §3)."""
+    end = await agent.turn("nap 600")
+    nap = await agent.trail.wait(kind("state_changed", state="napping"), after=end["id"] - 1)
+    mid = await agent.send("echo after the nap")
+    assert (await agent.state())["state"] == "napping"
+    (row,) = [m for m in agent.daemon.services.broker.recent(AGENT, 10) if m.id == mid]
+    assert row.delivered_at is None  # waiting: nobody polls during a nap
+    resp = await agent.web.post("/api/end-nap")
+    assert resp.status_code == 200 and resp.json()["result"] == "nap ended by the operator"
+    woke = await agent.trail.wait(lambda e: e["kind"] == "note" and "nap ended early" in e["payload"]["text"],
+                                  after=nap["id"])  # fmt: skip
+    start = await agent.trail.wait(kind("turn_start"), after=woke["id"])
+    assert start["payload"]["id"] == mid
+    refused = await agent.web.post("/api/end-nap")
+    assert refused.status_code == 409 and "not napping" in refused.json()["error"]
+
+
 async def test_new_session_is_noted_for_the_next_turn(agent: Agent) -> None:
     resp = await agent.web.post("/api/new-session")
     assert resp.json()["ok"] is True

@@ -150,3 +150,14 @@ async def test_nap_calls_the_harness_callback_not_the_core(hive: FakeHive) -> No
     assert asked == [90.0] and text_of(result) == "napping 90s"
     assert bad["is_error"] is True
     assert hive.requests == []
+
+
+async def test_the_nap_description_matches_the_loop_messages_wait(hive: FakeHive) -> None:
+    """The seed's nap semantics, as the model reads them: no wake-up until the time, messages wait
+    (the loop skips the long poll while napping: test_agent_web); nothing claims a message wakes it."""
+    async with HiveClient(hive.path) as client:
+        tools = by_name(build_hyperhive_tools(client, manager=False, nap=lambda s: None))
+        fallback = await tools["nap"].handler({"seconds": 5})
+    description = tools["nap"].description
+    assert "messages" in description and "wait" in description and "wakes you" not in description
+    assert "wait until then" in text_of(fallback) and "wakes you" not in text_of(fallback)

@@ -321,6 +321,13 @@ class Harness:
             return f"turn cancelled ({how}); its message comes back"
         raise Refused("nothing to cancel: the agent is " + self.state)
 
+    async def end_nap(self) -> str:
+        """End a nap now (the dashboard's and the page's "end nap"); never touches a turn."""
+        if self.state != "napping":
+            raise Refused("the agent is not napping: it is " + self.state)
+        self._nap_cancel.set()
+        return "nap ended by the operator"
+
     async def compact(self) -> str:
         """Compact the current session; refused while a turn runs (never two claude processes
         on one session)."""

@@ -174,7 +174,7 @@ def build_hyperhive_tools(client: HiveClient, *, manager: bool, nap: NapCallback
                 outcome = await outcome
         except HiveError as exc:
             return _err(f"nap refused: {exc}")
-        return _ok(outcome or f"napping for {seconds:g}s once this turn ends; a new message wakes you early.")
+        return _ok(outcome or f"napping for {seconds:g}s once this turn ends; new messages wait until then.")
 
     def verb(cmd: str, *extra: str) -> Callable[[dict[str, Any]], Awaitable[ToolResult]]:
         async def handler(args: dict[str, Any]) -> ToolResult:
@@ -228,7 +228,8 @@ def build_hyperhive_tools(client: HiveClient, *, manager: bool, nap: NapCallback
         ),
         SdkMcpTool(
             "nap",
-            "Sleep for `seconds` after this turn instead of waiting for messages (a new message wakes you).",
+            "Nap for `seconds` (at most 6 h) once this turn ends: until then you are not woken, new messages "
+            "wait in your inbox and are delivered when you wake (the operator can end the nap early).",
             _schema({"seconds": {"type": "number"}}, ["seconds"]),
             nap_tool,
         ),

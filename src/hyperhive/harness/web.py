@@ -189,6 +189,9 @@ def create_agent_app(harness: Harness, *, environ: dict[str, str] | None = None)
     async def do_compact(data: dict[str, Any]) -> str:
         return await harness.compact()
 
+    async def do_end_nap(data: dict[str, Any]) -> str:
+        return await harness.end_nap()
+
     async def do_compact_notes(data: dict[str, Any]) -> str:
         return await harness.compact_notes(forced=True)
 
@@ -228,6 +231,7 @@ def create_agent_app(harness: Harness, *, environ: dict[str, str] | None = None)
         Route("/api/cancel", control(do_cancel), methods=["POST"]),
         Route("/api/compact", control(do_compact), methods=["POST"]),
         Route("/api/compact-notes", control(do_compact_notes), methods=["POST"]),
+        Route("/api/end-nap", control(do_end_nap), methods=["POST"]),
         Route("/api/model", control(do_model), methods=["POST"]),
         Route("/api/new-session", control(do_new_session), methods=["POST"]),
         Route("/api/login/start", control(do_login_start), methods=["POST"]),

@@ -26,6 +26,7 @@
     ["/clear", "clear this view (the trail is kept: reload brings it back)"],
     ["/model ", "/model <name> — use <name> from the next turn; /model default clears the override"],
     ["/compact", "compact the current session"],
+    ["/compact-notes", "rewrite /state/notes.md shorter now (the previous version is kept)"],
     ["/cancel", "interrupt the turn in flight, or end a nap"],
     ["/new-session", "start a fresh claude session on the next turn"],
   ];
@@ -244,6 +245,15 @@
       if (p.warning) parts.push(line("note warning", String(p.warning)));
       return row("model-row", e, ...parts);
     },
+    notes_compacted(e) {
+      const p = e.payload || {};
+      return row("note-row", e, line("note", "· notes compacted: " + hive.fmtBytes(p.before_bytes) + " → " +
+        hive.fmtBytes(p.after_bytes) + " (previous kept at " + String(p.kept || "?") + ")"));
+    },
+    notes_compaction_failed(e) {
+      const p = e.payload || {};
+      return row("note-row", e, line("note warning", "notes compaction rejected, notes unchanged: " + String(p.reason || "?")));
+    },
     ui(e) {
       const cls = "ui-note" + (e.level === "error" ? " error" : "");
       return row("ui-row", null, line(cls, el("pre", {}, String(e.text))));
@@ -275,6 +285,8 @@
     badge.title = "since " + hive.fmtClock(since);
     $("cancel-btn").classList.toggle("hidden", st !== "thinking");
     $("end-nap-btn").classList.toggle("hidden", st !== "napping");
+    $("compact-btn").classList.toggle("hidden", st !== "idle");
+    $("compact-notes-btn").classList.toggle("hidden", st !== "idle");
     $("conn").textContent = online ? "live" : "offline · reconnecting";
     if (!snap) return;
     const chip = $("model-chip");
@@ -290,6 +302,15 @@
     $("last-turn").textContent = snap.last_turn_ms === null || snap.last_turn_ms === undefined
       ? "last turn —" : "last turn " + (snap.last_turn_ms / 1000).toFixed(1) + " s";
     $("store-chip").classList.toggle("hidden", snap.events_persistent !== false);
+    if (typeof snap.notes_bytes === "number") {
+      const limit = snap.notes_compact_bytes || 0;
+      const notes = $("notes-chip");
+      notes.textContent = "notes " + hive.fmtBytes(snap.notes_bytes) + (limit ? " / " + hive.fmtBytes(limit) : "");
+      notes.dataset.bytes = String(snap.notes_bytes);
+      notes.classList.toggle("warn", limit > 0 && snap.notes_bytes > limit);
+      notes.title = "/state/notes.md: " + snap.notes_bytes + " bytes" + (limit ? ", compacted after a turn past " + limit : ", never compacted automatically") +
+        (snap.notes_kept ? "; " + snap.notes_kept + " previous version(s) kept in /state/notes.history/" : "");
+    }
     if (snap.events_store_error) $("store-chip").title = "event trail not persisted: " + snap.events_store_error;
     renderLogin(snap.login, st === "needs_login");
   }
@@ -335,7 +356,8 @@
       refreshInbox();
     }
     if (e.kind === "turn_start") refreshInbox();
-    if (e.kind === "state_changed" || e.kind === "model_changed" || e.kind === "turn_end" || e.kind === "turn_start") refreshSoon();
+    if (e.kind === "state_changed" || e.kind === "model_changed" || e.kind === "turn_end" || e.kind === "turn_start" ||
+      e.kind === "notes_compacted" || e.kind === "notes_compaction_failed") refreshSoon();
   }
 
   async function loadHistory() {
@@ -570,6 +592,10 @@
           note("compacting…");
           note(String(await control("api/compact")));
           return;
+        case "/compact-notes":
+          note("compacting the notes…");
+          note(String(await control("api/compact-notes")));
+          return;
         case "/cancel":
           note(String(await control("api/cancel")));
           return;
@@ -657,7 +683,15 @@
     term.pill.id = "term-pill";
     const input = buildPrompt();
     $("cancel-btn").addEventListener("click", () => hive.busy($("cancel-btn"), async () => note(String(await control("api/cancel")))));
-    $("end-nap-btn").addEventListener("click", () => hive.busy($("end-nap-btn"), async () => note(String(await control("api/cancel")))));
+    $("end-nap-btn").addEventListener("click", () => hive.busy($("end-nap-btn"), async () => note(String(await control("api/end-nap")))));
+    $("compact-btn").addEventListener("click", () => hive.busy($("compact-btn"), async () => {
+      note("compacting…");
+      note(String(await control("api/compact")));
+    }));
+    $("compact-notes-btn").addEventListener("click", () => hive.busy($("compact-notes-btn"), async () => {
+      note("compacting the notes…");
+      note(String(await control("api/compact-notes")));
+    }));
     wireLogin();
     renderHeader();
     await refreshState();
