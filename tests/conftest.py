@@ -16,6 +16,14 @@ from hyperhive.core.daemon import Daemon
 __all__ = ["IN_CI", "make_config", "require", "require_tool", "start_daemon", "stop_daemon"]
 
 
+@pytest.fixture(autouse=True)
+def _own_uid_registry(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's hives claim their host uid ranges in a registry of their own, so tests (and
+    other test runs on this host) do not refuse each other; a test of the registry shares one
+    between its own daemons."""
+    monkeypatch.setenv("HYPERHIVE_UID_REGISTRY", str(tmp_path_factory.mktemp("uidreg") / "uid-ranges.json"))
+
+
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
     """A short directory under /tmp for unix sockets (sun_path is 108 bytes)."""

@@ -105,11 +105,18 @@ BAD = [
     ('bash = "git *"', "`bash`: must be a list"),
     ('bash = ["git *\\nrm -rf /"]', "`bash`: a pattern must not contain control characters"),
     ('bash = [""]', "`bash`: each pattern must be a non-empty string"),
-    ('env = { PATH = "/evil" }', "`env`: 'PATH' is set by hyperhive"),
-    ('env = { HOME = "/" }', "`env`: 'HOME' is set by hyperhive"),
-    ('env = { HYPERHIVE_EVENTS_DB = "/x" }', "`env`: 'HYPERHIVE_EVENTS_DB' is set by hyperhive"),
-    ('env = { LD_PRELOAD = "/x.so" }', "`env`: 'LD_PRELOAD' is set by hyperhive"),
-    ('env = { ANTHROPIC_BASE_URL = "http://evil" }', "`env`: 'ANTHROPIC_BASE_URL' is set by hyperhive"),
+    ('env = { PATH = "/evil" }', "`env`: 'PATH' is not an allowed [env] name"),
+    ('env = { HOME = "/" }', "`env`: 'HOME' is not an allowed [env] name"),
+    ('env = { HYPERHIVE_EVENTS_DB = "/x" }', "`env`: 'HYPERHIVE_EVENTS_DB' is not an allowed [env] name"),
+    ('env = { LD_PRELOAD = "/x.so" }', "`env`: 'LD_PRELOAD' is not an allowed [env] name"),
+    ('env = { ANTHROPIC_BASE_URL = "http://evil" }', "`env`: 'ANTHROPIC_BASE_URL' is not an allowed [env] name"),
+    # names a deny-list let through (issue 9): each changes how glibc loads code or data
+    ('env = { GCONV_PATH = "/state/x" }', "`env`: 'GCONV_PATH' is not an allowed [env] name"),
+    ('env = { GLIBC_TUNABLES = "glibc.malloc.check=3" }', "`env`: 'GLIBC_TUNABLES' is not an allowed [env] name"),
+    ('env = { LOCPATH = "/state" }', "`env`: 'LOCPATH' is not an allowed [env] name"),
+    ('env = { NLSPATH = "/state/%N" }', "`env`: 'NLSPATH' is not an allowed [env] name"),
+    ('env = { NODE_OPTIONS = "--require x" }', "`env`: 'NODE_OPTIONS' is not an allowed [env] name"),
+    ('env = { LC_ALL = "../../state/x" }', "`env`: the value of 'LC_ALL' must be a locale name"),
     ('env = { "1BAD" = "x" }', "`env`: '1BAD' is not a valid environment variable name"),
     ("env = { A = 1 }", "`env.A`: must be a string"),
     ('[mcp_servers.hyperhive]\ncommand = "x"', "`mcp_servers`: 'hyperhive' is the built-in server"),
@@ -184,3 +191,13 @@ def test_templates_refuse_hostile_names() -> None:
     with pytest.raises(InvalidName):
         default_instructions("a/b")
     assert "iris" in default_instructions("iris", "frontend")
+
+
+def test_env_accepts_only_the_allow_list() -> None:
+    """`[env]` is an allow-list of names and prefixes (issue 9), not a deny-list."""
+    text = 'env = { LANG = "C.UTF-8", LC_TIME = "en_GB.UTF-8", TZ = "UTC", NO_COLOR = "1", APP_MODE = "/any/thing" }'
+    cfg = parse_agent_toml(text)
+    assert cfg.env["APP_MODE"] == "/any/thing"
+    for key in ("GCONV_PATH", "SOMETHING_NEW", "GIT_SSH_COMMAND", "SSL_CERT_FILE", "TMPDIR"):
+        with pytest.raises(ConfigInvalid, match="not an allowed"):
+            parse_agent_toml(f'env = {{ {key} = "x" }}')

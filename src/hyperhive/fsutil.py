@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hyperhive.errors import HiveError
 
-__all__ = ["UnsafePath", "is_within", "safe_rmtree"]
+__all__ = ["UnsafePath", "is_within", "make_private", "safe_rmtree"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -27,6 +27,25 @@ class UnsafePath(HiveError):
     def __init__(self, message: str, *, path: Path | str | None = None) -> None:
         super().__init__(message)
         self.path = str(path) if path is not None else None
+
+
+def make_private(path: Path | str, mode: int) -> bool:
+    """Set `path`'s mode without following a link (an agent may have planted one where a
+    database or directory should be: it is left alone). False if missing or not a regular file
+    or directory."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            return False
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
+        return True
+    finally:
+        os.close(fd)
 
 
 def is_within(path: Path, root: Path) -> bool:

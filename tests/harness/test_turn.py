@@ -207,3 +207,37 @@ def test_message_to_dict_types_messages_and_blocks() -> None:
         {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "ls"}},
     ]
     json.dumps(data)
+
+
+def _cmdlines() -> dict[int, str]:
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                out[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+    return out
+
+
+async def test_the_system_prompt_reaches_the_model_but_never_a_command_line(tmp_path: Path) -> None:
+    """Every local user can read /proc/<pid>/cmdline (`ps`): the system prompt (instructions
+    included) goes to the claude CLI as a sealed memfd behind --system-prompt-file (issue 9)."""
+    marker = "PRIVATE-INSTRUCTIONS-7f3a9c"
+    seen: list[dict[int, str]] = []
+
+    def on_request(entry: dict[str, Any]) -> None:  # the CLI is alive, waiting for this answer
+        seen.append(_cmdlines())
+
+    async with OfflineModelServer(on_request=on_request) as model:
+        rig = await make_rig(tmp_path, model)
+        spec = rig.spec("echo hi")
+        spec.system_prompt = f"you are a test agent. {marker}"
+        result = await rig.run(spec)
+        assert result.ok, result.note
+        assert any(marker in r["system"] for r in model.requests)  # it did reach the model
+    assert seen
+    for snapshot in seen:
+        clis = [c for c in snapshot.values() if "--system-prompt-file /proc/" in c]
+        assert clis, "the claude CLI was not found among the processes"
+        assert not [c for c in snapshot.values() if marker in c]

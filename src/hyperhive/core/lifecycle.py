@@ -230,17 +230,13 @@ class Lifecycle:
     def _prepare_dirs(self, rt: AgentRuntime, ap: AgentPaths) -> None:
         for d in (ap.state, ap.home, ap.run):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            make_private(d, 0o700)  # also fixes an install from before everything was private
-        make_private(ap.root, 0o700)  # the cage reaches state/home through its binds
-        for suffix in ("", "-wal", "-shm"):
-            make_private(f"{ap.events_db}{suffix}", 0o600)
+        _private_modes(ap)
         gitconfig = ap.home / ".gitconfig"
         if not gitconfig.exists() and not gitconfig.is_symlink():
             # git knows who the agent is; safe.directory lets the manager read root-owned /applied
-            gitconfig.write_text(
-                f"[user]\n\tname = {rt.name}\n\temail = {rt.name}@hyperhive.local\n[safe]\n\tdirectory = *\n",
-                encoding="utf-8",
-            )
+            fd = os.open(gitconfig, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f"[user]\n\tname = {rt.name}\n\temail = {rt.name}@hyperhive.local\n[safe]\n\tdirectory = *\n")
         if rt.uid is not None:
             for d in (ap.state, ap.home, ap.run):
                 _chown_tree(d, rt.uid)
@@ -323,7 +319,6 @@ class Lifecycle:
     def _spec(self, rt: AgentRuntime, cfg: AgentConfig) -> CageSpec:
         ap = self.paths.agent(rt.name)
         env = dict(self.config.agent_env)
-        env.update(cfg.env)
         env["HYPERHIVE_AGENT_NAME"] = rt.name
         if self.gateway_env is not None:
             env.update(self.gateway_env(rt.name, env))
@@ -339,6 +334,7 @@ class Lifecycle:
             home_dir=ap.home,
             run_dir=ap.run,
             env=env,
+            config_env=dict(cfg.env),  # agent.toml [env]: reaches only the claude CLI in the cage
             binds=binds,
             uid=rt.uid,
             gid=rt.uid,
@@ -500,6 +496,8 @@ class Lifecycle:
                 await asyncio.to_thread(self.repos.seed, MANAGER, "the manager: coordinates the swarm")
             rt = await self._register(MANAGER, "the manager")
             self._prepare_dirs(rt, self.paths.agent(MANAGER))
+        for name in self.agents:  # stopped ones too: an old install had them world-readable
+            _private_modes(self.paths.agent(name))
         desired = dict(self.db.read(lambda c: c.execute("SELECT name, desired FROM agents").fetchall()))
         order = sorted(self.agents, key=lambda n: (n != MANAGER, n))  # the manager first
         for name in order:
@@ -536,6 +534,15 @@ class Lifecycle:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+
+def _private_modes(ap: AgentPaths) -> None:
+    """Nobody but the agent's uid (and root) reads its dirs or its event trail; also fixes an
+    install from before everything was private. Links the agent planted are not followed."""
+    for d in (ap.root, ap.state, ap.home, ap.run):  # the cage reaches state/home through its binds
+        make_private(d, 0o700)
+    for suffix in ("", "-wal", "-shm"):
+        make_private(f"{ap.events_db}{suffix}", 0o600)
 
 
 def _chown_tree(root: Path, uid: int) -> None:

@@ -7,13 +7,21 @@ the packaged prompt templates.
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import re
 import string
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
+
+from hyperhive.cages.base import ENV_CONFIG_ENV
 
 __all__ = [
     "REDELIVERED_BANNER",
+    "PromptFile",
+    "config_env",
     "WakePrompt",
     "format_wake_prompt",
     "load_system_prompt",
@@ -101,3 +109,44 @@ def load_system_prompt(
     if instructions and instructions.strip():
         prompt = prompt.rstrip() + "\n\n## Instructions from your configuration\n\n" + instructions.strip() + "\n"
     return prompt
+
+
+class PromptFile:
+    """The system prompt as a file for `claude --system-prompt-file`, so it is never on a command
+    line (every local user can read those in `ps`). A sealed memfd: nothing on disk, and nobody,
+    not even a process of the agent's own, can change it while the CLI reads it. The path is
+    `/proc/<harness pid>/fd/<n>`, which only the agent's uid (and root) may open. Close it after
+    the turn."""
+
+    def __init__(self, text: str) -> None:
+        self.fd = os.memfd_create("hyperhive-system-prompt", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            data = memoryview(text.encode("utf-8"))
+            while data:
+                data = data[os.write(self.fd, data) :]
+            seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, seals)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.path = f"/proc/{os.getpid()}/fd/{self.fd}"
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def config_env(var: str = ENV_CONFIG_ENV) -> dict[str, str]:
+    """agent.toml `[env]`, from the read-only file the cage holds it in (named by `var`): it
+    goes to the claude CLI only, never to a process outside the cage. {} when there is none."""
+    path = os.environ.get(var)
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items()}

@@ -36,9 +36,10 @@ from claude_agent_sdk import (
     ToolUseBlock,
     UserMessage,
 )
-from claude_agent_sdk.types import McpServerConfig, ServerToolResultBlock, ServerToolUseBlock
+from claude_agent_sdk.types import McpServerConfig, ServerToolResultBlock, ServerToolUseBlock, SystemPromptFile
 
 from hyperhive.harness.cancel import ClaudeLauncher, StopOutcome, TrackedChild, stop_child
+from hyperhive.harness.prompting import PromptFile, config_env
 
 __all__ = [
     "DEFAULT_BUILTINS",
@@ -117,7 +118,9 @@ def _builtin_tools(spec: TurnSpec) -> list[str]:
     return list(dict.fromkeys(tools))
 
 
-def build_options(spec: TurnSpec, *, stderr: NoteCallback | None = None) -> ClaudeAgentOptions:
+def build_options(
+    spec: TurnSpec, *, stderr: NoteCallback | None = None, system_prompt_file: str | None = None
+) -> ClaudeAgentOptions:
     """The SDK options for a spec: base tool set, allow rules, dontAsk, no filesystem settings."""
     builtins = _builtin_tools(spec)
     allowed = [t for t in builtins if t != "Bash"] if spec.allow_rules is None else list(spec.allow_rules)
@@ -129,13 +132,16 @@ def build_options(spec: TurnSpec, *, stderr: NoteCallback | None = None) -> Clau
         servers["hyperhive"] = spec.mcp_server
     # No telemetry, update checks or session-title side requests from inside a cage; MCP tools
     # listed directly instead of behind the tool-search tool.
-    env = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", **spec.env, "ENABLE_TOOL_SEARCH": "false"}
+    env = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", **config_env(), **spec.env, "ENABLE_TOOL_SEARCH": "false"}
+    system_prompt: str | SystemPromptFile = spec.system_prompt
+    if system_prompt_file is not None:  # never on the command line (`ps`): see prompting.PromptFile
+        system_prompt = {"type": "file", "path": system_prompt_file}
     return ClaudeAgentOptions(
         tools=builtins,
         allowed_tools=allowed,
         disallowed_tools=[t for t in FORBIDDEN_BUILTINS if t not in builtins],
         permission_mode="dontAsk",
-        system_prompt=spec.system_prompt,
+        system_prompt=system_prompt,
         mcp_servers=servers,
         strict_mcp_config=True,
         setting_sources=[],
@@ -252,7 +258,8 @@ class TurnRunner:
             del stderr_tail[:-20]
             _safe(on_note, line)
 
-        client = ClaudeSDKClient(build_options(spec, stderr=note))
+        prompt_file = PromptFile(spec.system_prompt)
+        client = ClaudeSDKClient(build_options(spec, stderr=note, system_prompt_file=prompt_file.path))
         result: ResultMessage | None = None
         texts: list[str] = []
         auth_failed = too_long = auth_abort = False
@@ -288,6 +295,7 @@ class TurnRunner:
                 await client.disconnect()
             self._child = None
             child.discard()
+            prompt_file.close()
 
         duration_ms = int((time.monotonic() - started) * 1000)
         cancelled = self._cancel_requested

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -17,9 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hyperhive.fsutil import make_private
 from hyperhive.store.migrations import Migration, apply_migrations
 
-__all__ = ["Database", "connect"]
+__all__ = ["Database", "connect", "private_database"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,6 +43,15 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def private_database(path: Path) -> None:
+    """Create the database file 0600 (SQLite gives its -wal and -shm the same mode) and make an
+    existing one, and its -wal/-shm, 0600: the broker and the event trails are nobody else's."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        make_private(f"{path}{suffix}", 0o600)
+
+
 class Database:
     """`await db.write(fn)` runs fn(conn) in the writer; `db.read(fn)` runs it on the read
     connection right away (WAL readers never wait for the writer)."""
@@ -48,6 +59,7 @@ class Database:
     def __init__(self, path: Path, migrations: list[Migration]) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(path)
         init = connect(path)
         try:
             apply_migrations(init, migrations)

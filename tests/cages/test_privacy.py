@@ -1,0 +1,117 @@
+"""Nothing of the hive is readable by another local user, and agent.toml `[env]` reaches only the
+inside of the cage (issue 9, item 6 and "Also close"). A real root daemon with real bwrap cages,
+the real claude CLI against the offline model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from test_boundary import Rig, _prerequisites, _rig, toml_for
+
+from hivetest import make_config, start_daemon, stop_daemon, wire_agent
+from hyperhive.offline_model.server import OfflineModelServer
+
+pytestmark = pytest.mark.cage
+
+MARKER = "in-cage-only-5d1e"
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
+    _prerequisites()
+    async with OfflineModelServer() as model:
+        async for r in _rig(tmp_path, short_dir, model, manager=False):
+            yield r
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def world_or_group_readable(root: Path) -> list[str]:
+    """Entries below `root` that a user other than the owner could read (links excepted)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o044:
+                out.append(f"{p} {oct(stat.S_IMODE(st.st_mode))}")
+    return out
+
+
+async def test_after_a_real_start_the_state_databases_and_agent_dirs_are_private(rig: Rig) -> None:
+    toml = toml_for("alpha", bash=["*"]).replace("\n[env]", f'\n[env]\nAPP_MARKER = "{MARKER}"', 1)
+    s = rig.s
+    await asyncio.to_thread(s.repos.seed, "alpha", toml=toml)
+    await s.lifecycle.spawn("alpha")
+    await s.lifecycle.wait_healthy("alpha")
+    result = await rig.bash("alpha", 'echo "marker=$APP_MARKER"; umask')
+    assert f"marker={MARKER}" in result.text and "0077" in result.text, result.text
+
+    paths = rig.daemon.paths
+    ap = paths.agent("alpha")
+    uid = s.lifecycle.get("alpha").uid
+    assert uid is not None and uid != 0
+    for d in (paths.state_dir, paths.agents_root, paths.applied_root, paths.proposed_root, ap.root):
+        assert (mode(d), d.stat().st_uid) == (0o700, 0), d
+    for d in (ap.state, ap.home, ap.run):
+        assert (mode(d), d.stat().st_uid) == (0o700, uid), d
+    dbs = [paths.broker_db, ap.events_db]
+    assert all(db.exists() for db in dbs)
+    for db in dbs:
+        for suffix in ("", "-wal", "-shm"):
+            f = Path(f"{db}{suffix}")
+            if f.exists():
+                assert mode(f) == 0o600, f
+    # what the harness and the claude CLI wrote in the cage (umask 077 there too)
+    assert world_or_group_readable(ap.home) == []
+    assert world_or_group_readable(ap.state) == []
+
+    handle = s.lifecycle.get("alpha").handle
+    assert handle is not None  # the host-side setpriv → bwrap process never sees the config env
+    host_side = Path(f"/proc/{handle.pid}")
+    assert b"bwrap" in (host_side / "cmdline").read_bytes()
+    for part in ("environ", "cmdline"):
+        assert MARKER.encode() not in (host_side / part).read_bytes(), part
+
+
+async def test_an_old_world_readable_install_is_made_private_on_start(tmp_path: Path, short_dir: Path) -> None:
+    """A hive from before: state 0755, broker.sqlite and its WAL 0644, an agent's dirs 0755 and
+    events db 0644. The next `hive serve` fixes every one."""
+    config = make_config(tmp_path, short_dir)
+    daemon, task = await start_daemon(config)
+    try:
+        await wire_agent(daemon, "alpha")
+        assert daemon.services is not None
+        await daemon.services.lifecycle.stop("alpha")  # registered, not running
+    finally:
+        await stop_daemon(daemon, task)
+    paths = config.paths
+    ap = paths.agent("alpha")
+    for d in (ap.state, ap.home):
+        d.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(ap.events_db) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS t (x)")
+    files = [paths.broker_db, Path(f"{paths.broker_db}-wal"), ap.events_db]
+    dirs = [paths.state_dir, paths.agents_root, paths.proposed_root, ap.root, ap.state, ap.home]
+    for f in files:
+        f.touch()
+        f.chmod(0o644)
+    for d in dirs:
+        d.chmod(0o755)
+
+    daemon, task = await start_daemon(config)
+    try:
+        assert {str(f): mode(f) for f in files} == {str(f): 0o600 for f in files}
+        assert {str(d): mode(d) for d in dirs} == {str(d): 0o700 for d in dirs}
+    finally:
+        await stop_daemon(daemon, task)
