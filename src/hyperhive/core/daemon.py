@@ -119,7 +119,7 @@ class Daemon:
         verbs = Verbs(self.services)
         lifecycle.open_socket = self._open_agent_socket
         if self.config.gateway:
-            self.gateway = GatewayService(self.config, lifecycle)
+            self.gateway = GatewayService(self.config, lifecycle, db, hub)
         lifecycle.close_socket = self._close_agent_socket
         self._verbs = verbs
 

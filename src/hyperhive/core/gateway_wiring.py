@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 
 from hyperhive.config import HiveConfig, direct_mode
 from hyperhive.core.gateway import Gateway, RequestUsage
+from hyperhive.core.hub import Hub
+from hyperhive.core.usage import PriceTable, UsageBook
+from hyperhive.store.sqlite import Database
 
 if TYPE_CHECKING:
     from hyperhive.core.lifecycle import Lifecycle
@@ -24,11 +27,12 @@ RefuserT = Callable[[str], str | None]
 
 
 class GatewayService:
-    def __init__(self, config: HiveConfig, lifecycle: Lifecycle) -> None:
+    def __init__(self, config: HiveConfig, lifecycle: Lifecycle, db: Database, hub: Hub) -> None:
         self.config = config
         self.lifecycle = lifecycle
         self.gateway = Gateway(config.api, on_usage=self._usage, refuse=self._refuse, on_rate=self._rate)
         self.tokens: dict[str, str] = {}
+        self.usage = UsageBook(db, hub, PriceTable(config.api.prices))
         self.usage_sinks: list[UsageSinkT] = []
         self.refusers: list[RefuserT] = []
         lifecycle.gateway_env = self.env_for
@@ -53,6 +57,7 @@ class GatewayService:
         return {"ANTHROPIC_API_KEY": token, "HYPERHIVE_GATEWAY": "1"}
 
     async def _usage(self, record: RequestUsage) -> None:
+        await self.usage.record(record)
         for sink in self.usage_sinks:
             await sink(record)
 

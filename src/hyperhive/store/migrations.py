@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hyperhive.store import websessions
+from hyperhive.store import deadletters, websessions
+from hyperhive.store import stats as stats_sql
+from hyperhive.store import usage as usage_sql
 
 __all__ = ["BROKER_MIGRATIONS", "Migration", "apply_migrations"]
 
@@ -107,3 +109,6 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
 
 BROKER_MIGRATIONS: list[Migration] = [Migration("001_initial", _m001_initial)]
 BROKER_MIGRATIONS.append(Migration("003_sessions", websessions.migrate))
+BROKER_MIGRATIONS.append(Migration("002_delivery_attempts", deadletters.migrate))
+BROKER_MIGRATIONS.append(Migration("004_usage", usage_sql.migrate))
+BROKER_MIGRATIONS.append(Migration("005_stats", stats_sql.migrate))
