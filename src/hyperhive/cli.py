@@ -126,6 +126,18 @@ def _daemon_logging(config: Any, verbose: bool, level: str, fmt: str) -> None:
     setup_logging("debug" if verbose else level, fmt, log_file=daemon_log_path(config.state_dir))
 
 
+def _downtime(a: dict[str, Any]) -> str:
+    """Why a crashed agent is down, in one line (the dashboard row says the same)."""
+    d = a["down"]
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["at"]))
+    plan = f"restart {d['policy']}, {a.get('restarts', 0)} in a row"
+    if d.get("gave_up"):
+        plan += ", gave up (hive start " + a["name"] + ")"
+    elif d.get("next_restart_at"):
+        plan += f", next at {time.strftime('%H:%M:%S', time.localtime(d['next_restart_at']))}"
+    return f"{d['reason']} at {when}; {plan}"
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -239,6 +251,8 @@ def list_agents(run_dir: Path | None, as_json: bool) -> None:
     for a in reply["agents"]:
         if a.get("limits") and "NOT applied" in a["limits"]:
             click.echo(f"! {a['name']}: {a['limits']}", err=True)
+        if a.get("down") and a["state"] == "crashed":
+            click.echo(f"! {a['name']}: {_downtime(a)}", err=True)
 
 
 def _lifecycle_command(verb: str, help_text: str) -> None:
@@ -515,4 +529,9 @@ for _command in (*cli_kept.COMMANDS, *cli_config.COMMANDS, *cli_sessions.COMMAND
 from hyperhive import cli_shell  # noqa: E402
 
 for _command in cli_shell.COMMANDS:
+    main.add_command(_command)
+
+from hyperhive import cli_dead  # noqa: E402
+
+for _command in cli_dead.COMMANDS:
     main.add_command(_command)

@@ -60,6 +60,7 @@ class HiveConfig:
     offline_model: bool = False  # demo: agents talk to the labelled stand-in model
     api: ApiSettings = field(default_factory=lambda: ApiSettings())  # the model API gateway (core/gateway.py)
     notify: NotifySettings = field(default_factory=lambda: NotifySettings())  # push notifications (core/notify.py)
+    max_attempts: int = 3  # [broker] max_attempts: deliveries before a message is parked as a dead letter
 
     @property
     def gateway(self) -> bool:
@@ -171,6 +172,16 @@ def _notify_settings(toml: dict[str, Any]) -> NotifySettings:
     return NotifySettings(**values)
 
 
+def _max_attempts(toml: dict[str, Any]) -> int:
+    section = toml.get("broker") or {}
+    if not isinstance(section, dict) or set(section) - {"max_attempts"}:
+        raise StartupError("hive.toml: [broker] takes only max_attempts")
+    value = section.get("max_attempts", 3)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
+        raise StartupError("hive.toml: [broker] max_attempts must be an integer from 1 to 100")
+    return value
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines (blank lines and # comments skipped, one pair of surrounding quotes
     stripped) from a file only its owner can read: it holds secrets for the cages."""
@@ -248,4 +259,5 @@ def load_config(
         uid_base=int(toml.get("uid_base", 200_000)),
         api=_api_settings(toml, env, api_base, api_key_file),
         notify=_notify_settings(toml),
+        max_attempts=_max_attempts(toml),
     )

@@ -201,6 +201,27 @@ class CancelQuestionReq(_Req):
     id: int = Field(ge=1)
 
 
+class DeadLettersReq(_Req):
+    """Messages parked after failing every delivery attempt, oldest first."""
+
+    cmd: Literal["dead_letters"]
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+class RetryDeadReq(_Req):
+    """Put a dead letter back into its recipient's queue with fresh attempts."""
+
+    cmd: Literal["retry_dead"]
+    id: int = Field(ge=1)
+
+
+class DiscardDeadReq(_Req):
+    """Acknowledge a dead letter without delivering it."""
+
+    cmd: Literal["discard_dead"]
+    id: int = Field(ge=1)
+
+
 class EventsReq(_Named):
     cmd: Literal["events"]
     after: int = Field(default=0, ge=0)
@@ -398,6 +419,9 @@ Request = Annotated[
     | DenyReq
     | QuestionsReq
     | CancelQuestionReq
+    | DeadLettersReq
+    | RetryDeadReq
+    | DiscardDeadReq
     | EventsReq
     | RevivReq
     | KeptReq
@@ -437,7 +461,7 @@ HOST_VERBS = frozenset(
         "ping", "list", "spawn", "start", "stop", "restart", "destroy", "revive", "send", "inbox",
         "pending", "approve", "deny", "questions", "answer", "cancel_question", "events",
         "request_spawn", "subscribe", "exec", "shell", "kept", "purge", "config_show", "config_apply",
-        "sessions",
+        "sessions", "dead_letters", "retry_dead", "discard_dead",
     }
 )  # fmt: skip
 AGENT_VERBS = frozenset(
@@ -550,6 +574,8 @@ class Message(BaseModel):
     redelivered: bool = False
     delivered_at: float | None = None
     acked_at: float | None = None
+    attempts: int = 0  # deliveries so far (a requeue after the last allowed one parks it)
+    dead_at: float | None = None  # parked as a dead letter (issue 9)
 
 
 CageKind = Literal["bwrap", "nspawn", "process"]
@@ -569,4 +595,6 @@ class AgentRow(BaseModel):
     state_since: float | None = None
     isolated: bool = True
     limits: str | None = None  # what the cage's memory/pids limits came to on this host
+    restarts: int = 0  # restarts in a row by its restart policy
+    down: dict[str, Any] | None = None  # the last unexpected exit (core/restarts.py Downtime.to_json)
     blocked_until: float | None = None  # the gateway's rate_limited state ends then (epoch seconds)

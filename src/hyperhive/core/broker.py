@@ -18,12 +18,14 @@ from hyperhive.core.hub import Hub
 from hyperhive.errors import AgentNotFound, HiveError, NotAllowed
 from hyperhive.names import BROADCAST, MANAGER, OPERATOR, SYSTEM
 from hyperhive.protocol import MAX_BODY_BYTES, MAX_RECV, MAX_RECV_WAIT, Message
+from hyperhive.store import deadletters
 from hyperhive.store.sqlite import Database
 
 __all__ = ["Broker", "BodyTooLarge"]
 
 log = logging.getLogger(__name__)
 ACKED_RETENTION = 30 * 86400
+DEFAULT_MAX_ATTEMPTS = 3
 BODY_PREVIEW = 200
 
 
@@ -47,12 +49,15 @@ def _row_to_message(row: sqlite3.Row) -> Message:
         redelivered=bool(row["redelivered"]),
         delivered_at=row["delivered_at"],
         acked_at=row["acked_at"],
+        attempts=row["attempts"],
+        dead_at=row["dead_at"],
     )
 
 
 class Broker:
     """`agents()` returns the names of existing agents (the lifecycle's registry);
-    `allow_list(name)` returns an agent's allowed recipients ([] = anyone)."""
+    `allow_list(name)` returns an agent's allowed recipients ([] = anyone); a message requeued
+    after `max_attempts` deliveries is parked as a dead letter."""
 
     def __init__(
         self,
@@ -62,8 +67,10 @@ class Broker:
         agents: Callable[[], Iterable[str]],
         allow_list: Callable[[str], list[str]] | None = None,
         clock: Callable[[], float] = time.time,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
         self.db = db
+        self.max_attempts = max(1, max_attempts)
         self.hub = hub
         self._agents = agents
         self._allow_list = allow_list or (lambda _name: [])
@@ -186,24 +193,58 @@ class Broker:
         )
 
     async def requeue_inflight(self, agent: str) -> int:
-        """Put delivered-but-unacknowledged rows back; their next delivery says redelivered."""
-        count = await self.db.write(
-            lambda c: (
-                c.execute(
-                    "UPDATE messages SET delivered_at = NULL, redelivered = 1 WHERE recipient = ? "
-                    "AND delivered_at IS NOT NULL AND acked_at IS NULL",
-                    (agent,),
-                ).rowcount
-            )
-        )
+        """Put delivered-but-unacknowledged rows back; their next delivery says redelivered. A
+        row already delivered `max_attempts` times is parked as a dead letter instead, and the
+        operator and the manager are told."""
+        now = self._clock()
+        count, parked = await self.db.write(lambda c: deadletters.park_or_requeue(c, agent, self.max_attempts, now))
         if count:
             self._wake(agent)
+        for row in parked:
+            await self._announce_dead(_row_to_message(row))
         return count
+
+    async def _announce_dead(self, m: Message) -> None:
+        log.warning("message #%d %s -> %s parked as a dead letter after %d failed deliveries",
+                    m.id, m.sender, m.recipient, m.attempts)  # fmt: skip
+        fields = {"id": m.id, "sender": m.sender, "recipient": m.recipient, "attempts": m.attempts,
+                  "preview": m.body[:BODY_PREVIEW]}  # fmt: skip
+        self.hub.publish("dead_letter", {**fields, "ts": m.dead_at, "unread": self.unread(m.recipient)})
+        await self.system_event(OPERATOR, "dead_letter", **fields)
+        if m.recipient != MANAGER:  # a manager whose turns fail would only pile up more of these
+            await self.system_event(MANAGER, "dead_letter", **fields)
+
+    # ---- dead letters --------------------------------------------------------------------
+
+    def dead_letters(self, limit: int = 200) -> list[Message]:
+        """Parked messages waiting for the operator, oldest first."""
+        return [_row_to_message(r) for r in self.db.read(lambda c: deadletters.list_dead(c, limit))]
+
+    async def retry_dead(self, message_id: int) -> Message:
+        """Put a dead letter back into its recipient's queue with fresh attempts."""
+        row = await self.db.write(lambda c: deadletters.retry(c, message_id))
+        if row is None:
+            raise AgentNotFound(f"no dead letter #{message_id}")
+        self._wake(row["recipient"])
+        self.hub.publish("dead_letter_resolved", {"id": message_id, "action": "retried", "recipient": row["recipient"],
+                                                  "unread": self.unread(row["recipient"])})  # fmt: skip
+        return _row_to_message(row)
+
+    async def discard_dead(self, message_id: int) -> Message:
+        """Acknowledge a dead letter without delivering it (kept until the vacuum, never lost silently)."""
+        now = self._clock()
+        row = await self.db.write(lambda c: deadletters.discard(c, message_id, now))
+        if row is None:
+            raise AgentNotFound(f"no dead letter #{message_id}")
+        log.info("dead letter #%d for %s discarded by the operator", message_id, row["recipient"])
+        self.hub.publish("dead_letter_resolved", {"id": message_id, "action": "discarded", "recipient": row["recipient"]})
+        return _row_to_message(row)
 
     def unread(self, agent: str) -> int:
         row = self.db.read(
             lambda c: c.execute(
-                "SELECT COUNT(*) FROM messages WHERE recipient = ? AND delivered_at IS NULL", (agent,)
+                "SELECT COUNT(*) FROM messages WHERE recipient = ? AND delivered_at IS NULL AND dead_at IS NULL",
+                (agent,),
             ).fetchone()
         )
         return int(row[0])
@@ -211,7 +252,8 @@ class Broker:
     def unread_counts(self) -> dict[str, int]:
         rows = self.db.read(
             lambda c: c.execute(
-                "SELECT recipient, COUNT(*) FROM messages WHERE delivered_at IS NULL GROUP BY recipient"
+                "SELECT recipient, COUNT(*) FROM messages WHERE delivered_at IS NULL AND dead_at IS NULL "
+                "GROUP BY recipient"
             ).fetchall()
         )
         return {r[0]: int(r[1]) for r in rows}
@@ -308,10 +350,12 @@ def _insert(
 
 def _pop(c: sqlite3.Connection, agent: str, limit: int, now: float) -> list[sqlite3.Row]:
     rows = c.execute(
-        "SELECT * FROM messages WHERE recipient = ? AND delivered_at IS NULL ORDER BY id LIMIT ?",
+        "SELECT * FROM messages WHERE recipient = ? AND delivered_at IS NULL AND dead_at IS NULL ORDER BY id LIMIT ?",
         (agent, limit),
     ).fetchall()
     if rows:
         marks = ",".join("?" * len(rows))
-        c.execute(f"UPDATE messages SET delivered_at = ? WHERE id IN ({marks})", (now, *(r["id"] for r in rows)))
+        ids = tuple(r["id"] for r in rows)
+        c.execute(f"UPDATE messages SET delivered_at = ?, attempts = attempts + 1 WHERE id IN ({marks})", (now, *ids))
+        rows = c.execute(f"SELECT * FROM messages WHERE id IN ({marks}) ORDER BY id", ids).fetchall()
     return rows

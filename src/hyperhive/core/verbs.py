@@ -155,6 +155,16 @@ class Verbs:
     async def v_cancel_question(self, who: Identity, req: p.CancelQuestionReq) -> dict[str, Any]:
         return {"question": await self.s.questions.cancel(req.id)}
 
+    async def v_dead_letters(self, who: Identity, req: p.DeadLettersReq) -> dict[str, Any]:
+        return {"dead_letters": [m.model_dump() for m in self.s.broker.dead_letters(req.limit)],
+                "max_attempts": self.s.broker.max_attempts}  # fmt: skip
+
+    async def v_retry_dead(self, who: Identity, req: p.RetryDeadReq) -> dict[str, Any]:
+        return {"message": (await self.s.broker.retry_dead(req.id)).model_dump()}
+
+    async def v_discard_dead(self, who: Identity, req: p.DiscardDeadReq) -> dict[str, Any]:
+        return {"message": (await self.s.broker.discard_dead(req.id)).model_dump()}
+
     async def v_events(self, who: Identity, req: p.EventsReq) -> dict[str, Any]:
         events = self.s.read_agent_events(req.name, after=req.after, limit=req.limit)
         return {"events": events}
