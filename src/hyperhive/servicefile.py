@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["UNIT_NAME", "ServiceSpec", "render_unit", "unit_path"]
+__all__ = ["CONTRIB_SPEC", "UNIT_NAME", "ServiceSpec", "render_unit", "unit_path"]
 
 UNIT_NAME: Final = "hyperhive.service"
 SYSTEM_UNIT_DIR: Final = Path("/etc/systemd/system")
@@ -87,3 +87,11 @@ def render_unit(spec: ServiceSpec) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# contrib/hyperhive.service is exactly this rendering (a test checks):
+#   python -m hyperhive.servicefile > contrib/hyperhive.service
+CONTRIB_SPEC: Final = ServiceSpec(hive="/usr/local/bin/hive", api_key_file=SYSTEM_CREDENTIALS / "api-key")
+
+if __name__ == "__main__":
+    print(render_unit(CONTRIB_SPEC), end="")

@@ -86,6 +86,7 @@ async def run_harness() -> None:
         asyncio.create_task(harness.run(), name="turn-loop"),
     ]
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    log.info("harness for %s (%s) started, pid %d", who["name"], who["role"], os.getpid())  # in `hive logs NAME`
     try:
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
@@ -109,3 +110,4 @@ async def run_harness() -> None:
         await poll.close()
         if shim is not None:
             await shim.close()
+        log.info("harness for %s stopped", who["name"])
