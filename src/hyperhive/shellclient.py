@@ -118,9 +118,9 @@ async def run_exec(socket_path: Path, name: str, argv: list[str]) -> int:
 def _size() -> tuple[int, int]:
     try:
         size = os.get_terminal_size(0)
-        return size.lines, size.columns
     except OSError:
         return 24, 80
+    return size.lines or 24, size.columns or 80
 
 
 async def run_shell(socket_path: Path, name: str) -> int:

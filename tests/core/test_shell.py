@@ -1,0 +1,207 @@
+"""The operator's shell into a cage (issue 14 §1, DESIGN §14), end to end: the real `hive` CLI
+against the real daemon, real bwrap cages as root with per-agent host uids, the real harness
+talking to the offline model. `hive shell` is driven under a real PTY (the `pty` module).
+
+Prerequisite-free checks (the verbs' absence on agent sockets, the one-line errors) use the
+process-cage daemon and need no harness."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hivetest import (
+    HiveRig,
+    ask_socket,
+    make_config,
+    require,
+    require_sdk,
+    require_tool,
+    run_hive,
+    start_daemon,
+    stop_daemon,
+    wire_agent,
+)
+from hyperhive.agentconfig import default_agent_toml
+from hyperhive.core.daemon import Daemon
+from hyperhive.offline_model.server import OfflineModelServer
+
+CAGE_UID = "1000"  # uid inside a bwrap cage; the host uid is the agent's own (uid_base + id)
+
+
+def _prerequisites() -> None:
+    require_tool("bwrap")
+    require_tool("nsenter")
+    from hyperhive.cages.bwrap import BwrapCage
+
+    ok, why = BwrapCage.available()
+    require(ok, f"bwrap does not work here: {why}")
+    require(os.geteuid() == 0, "the per-agent host uid needs a root daemon")
+    require_sdk()
+
+
+@dataclass
+class Rig(HiveRig):
+    model: OfflineModelServer | None = None
+    UNTIL_BOUND = 90.0
+    RECHECK = 0.2
+
+    async def spawn(self, name: str) -> None:
+        await asyncio.to_thread(self.s.repos.seed, name, toml=default_agent_toml(name))
+        await self.s.lifecycle.spawn(name)
+        await self.s.lifecycle.wait_healthy(name)
+
+    def trail_notes(self, name: str, event: str) -> list[dict[str, Any]]:
+        return [
+            e["payload"]
+            for e in self.s.read_agent_events(name)
+            if e["kind"] == "note" and e["payload"].get("event") == event
+        ]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
+    _prerequisites()
+    async with OfflineModelServer() as model:
+        env = {"ANTHROPIC_BASE_URL": model.url, "ANTHROPIC_API_KEY": "offline-model-stand-in"}
+        config = make_config(tmp_path, short_dir, cage="bwrap", agent_env=env)
+        daemon, task = await start_daemon(config)
+        try:
+            rig = Rig(daemon, model)
+            await rig.spawn("a")
+            yield rig
+        finally:
+            await stop_daemon(daemon, task)
+
+
+@pytest.mark.cage
+async def test_exec_prints_the_agents_uid_and_exits_with_the_commands_status(rig: Rig) -> None:
+    sub = rig.s.hub.subscribe()
+    done = await rig.hive("exec", "a", "--", "sh", "-c", "id -u; echo err >&2; touch /state/from-exec; exit 7")
+    assert done.returncode == 7, done
+    assert done.stdout == CAGE_UID + "\n"
+    assert done.stderr == "err\n"
+    # uid 1000 inside is the agent's own host uid outside
+    probe = rig.daemon.paths.agent("a").state / "from-exec"
+    assert probe.stat().st_uid == rig.s.lifecycle.get("a").uid
+    # recorded on the hub (the dashboard's live stream) and in the agent's trail
+    kinds = [(e.kind, e.payload.get("exit_code")) for e in sub.drain() if e.kind.startswith("shell_")]
+    sub.close()
+    assert kinds == [("shell_started", None), ("shell_ended", 7)]
+    ended = await rig.until("the exec in a's trail", lambda: rig.trail_notes("a", "shell_ended"))
+    assert ended[-1]["exit_code"] == 7 and ended[-1]["kind"] == "exec" and "operator" in ended[-1]["by"]
+    assert rig.trail_notes("a", "shell_started")
+
+
+@pytest.mark.cage
+async def test_exec_passes_stdin_through_and_sees_only_the_cage(rig: Rig) -> None:
+    env = {**os.environ, "HYPERHIVE_RUN_DIR": str(rig.daemon.paths.run_dir)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hyperhive", "exec", "a", "--", "sh", "-c", "tr a-z A-Z; pwd",
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate(b"hello cage\n")
+    assert (proc.returncode, out) == (0, b"HELLO CAGE\n/state\n"), err
+    broker_db = rig.daemon.paths.broker_db
+    assert broker_db.exists()
+    done = await rig.hive("exec", "a", "--", "cat", str(broker_db))
+    assert done.returncode != 0 and done.stdout == ""
+    assert "No such file" in done.stderr
+
+
+@pytest.mark.cage
+async def test_hive_shell_under_a_real_pty_runs_a_command_and_exits_with_its_status(rig: Rig) -> None:
+    master, slave = os.openpty()
+    _set_size(master, 30, 100)
+    env = {**os.environ, "HYPERHIVE_RUN_DIR": str(rig.daemon.paths.run_dir), "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hyperhive", "shell", "a"], stdin=slave, stdout=slave, stderr=slave,
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        await asyncio.to_thread(_converse, master, b"", b"a:/state$ ", 60)  # the login shell's prompt
+        seen = await asyncio.to_thread(_converse, master, b"echo ready-$((6*7))\r", b"ready-42", 60)
+        assert b"ready-42" in seen
+        seen = await asyncio.to_thread(_converse, master, b"stty size\r", b"30 100", 30)
+        _set_size(master, 40, 120)  # the terminal is resized: hive shell hears SIGWINCH
+        proc.send_signal(signal.SIGWINCH)
+        seen = await asyncio.to_thread(_converse, master, b"stty size\r", b"40 120", 30)
+        seen += await asyncio.to_thread(_converse, master, b"id -u; exit 3\r", None, 60)
+        rc = await asyncio.to_thread(proc.wait, 30)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        os.close(master)
+    assert rc == 3, seen
+    assert CAGE_UID.encode() in seen
+
+
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _converse(master: int, send: bytes, expect: bytes | None, bound: float) -> bytes:
+    """Write `send` to the terminal, then read until `expect` shows (or, with None, until the
+    terminal closes); bounded by `bound` seconds."""
+    os.write(master, send)
+    seen = b""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            return seen  # the other side has gone (EIO)
+        if not data:
+            return seen
+        seen += data
+        if expect is not None and expect in seen:
+            return seen
+    raise AssertionError(f"timed out; the terminal showed {seen!r}")
+
+
+# ---- without a cage: the verbs' reach and their errors ---------------------------------------
+
+
+async def test_exec_and_shell_do_not_exist_on_an_agent_socket(hive: Daemon) -> None:
+    sock = await wire_agent(hive, "a")
+    for request in ({"cmd": "exec", "name": "a", "argv": ["id"]}, {"cmd": "shell", "name": "a"}):
+        reply = await ask_socket(sock, request)
+        assert (reply["ok"], reply["code"]) == (False, "unknown_verb"), reply
+
+
+async def test_unknown_stopped_and_bad_names_are_one_line_errors(hive: Daemon) -> None:
+    await wire_agent(hive, "a")  # registered, never started
+    run = hive.paths.run_dir
+    cases = {
+        ("exec", "ghost", "--", "true"): "no agent named 'ghost'",
+        ("exec", "a", "--", "true"): "'a' is stopped",
+        ("exec", "Bad_Name", "--", "true"): "not a valid agent name",
+        ("shell", "ghost"): "",  # no terminal on stdin: refused before asking the core
+    }
+    for args, expect in cases.items():
+        done = await run_hive(run, *args)
+        assert done.returncode != 0, (args, done)
+        assert done.stdout == ""
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("hive: "), (args, done.stderr)
+        assert expect in lines[0], (args, lines)
