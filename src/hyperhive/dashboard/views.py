@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from hyperhive.dashboard.auth import Auth, clear_cookies, page, session_cookies
+from hyperhive.dashboard.downpage import read_log_tail
 from hyperhive.errors import AgentNotFound, HiveError, NotAllowed, ProtocolError
 from hyperhive.names import OPERATOR, validate_agent_name, validate_recipient
 from hyperhive.sse import sse_response
@@ -195,6 +196,7 @@ def routes(services: Any, auth: Auth) -> list[Route]:
         questions = s.questions.pending()
         inbox = [_message(m) for m in s.broker.recent(recipient=OPERATOR, limit=INBOX_LIMIT)]
         flow = [_flow_row(m) for m in reversed(s.broker.recent(limit=FLOW_LIMIT))]
+        dead = [_message(m) for m in s.broker.dead_letters()]
         for a in approvals:
             try:
                 a["diff"] = await s.approvals.diff(a["id"])
@@ -211,6 +213,7 @@ def routes(services: Any, auth: Auth) -> list[Route]:
             questions=questions,
             inbox=inbox,
             flow=flow,
+            dead_letters=dead,
             cage=s.lifecycle.cage.kind,
             cage_reason=s.cage_reason,
             isolated=bool(s.lifecycle.cage.isolated),
@@ -220,6 +223,7 @@ def routes(services: Any, auth: Auth) -> list[Route]:
                 "approvals": len(approvals),
                 "questions": len(questions),
                 "kept": len(kept),
+                "dead_letters": len(dead),
             },
         )
 
@@ -233,6 +237,14 @@ def routes(services: Any, auth: Auth) -> list[Route]:
         return _ok(id=aid, diff=await s.approvals.diff(aid))
 
     # ---- actions -------------------------------------------------------------------------
+
+    @action
+    async def agent_log(request: Request) -> Response:
+        """The tail of the agent's harness log as plain text (the row's "log" button)."""
+        name = validate_agent_name(request.path_params["name"])
+        s.lifecycle.get(name)
+        text = await asyncio.to_thread(read_log_tail, s, name)
+        return Response(text, media_type="text/plain; charset=utf-8", headers=NO_STORE)
 
     @action
     async def agent_action(request: Request) -> Response:
@@ -304,6 +316,15 @@ def routes(services: Any, auth: Auth) -> list[Route]:
         return _ok(question=result)
 
     @action
+    async def dead_letter(request: Request) -> Response:
+        mid = int(request.path_params["id"])
+        if request.path_params["action"] == "retry":
+            return _ok(message=_message(await s.broker.retry_dead(mid)))
+        if request.path_params["action"] == "discard":
+            return _ok(message=_message(await s.broker.discard_dead(mid)))
+        return _err(404, "no such action: retry or discard")
+
+    @action
     async def send(request: Request) -> Response:
         fields = await _fields(request)
         to = fields.get("to")
@@ -330,6 +351,7 @@ def routes(services: Any, auth: Auth) -> list[Route]:
         Route("/api/state", api_state, methods=["GET"]),
         Route("/api/stream", api_stream, methods=["GET"]),
         Route("/api/approvals/{id:int}/diff", api_approval_diff, methods=["GET"]),
+        Route("/api/agents/{name}/log", agent_log, methods=["GET"]),
         Route("/api/agents/{name}/{action}", agent_action, methods=["POST"]),
         Route("/api/kept/{name}/{action}", kept_action, methods=["POST"]),
         Route("/api/approvals/{id:int}/approve", approve, methods=["POST"]),
@@ -338,4 +360,5 @@ def routes(services: Any, auth: Auth) -> list[Route]:
         Route("/api/questions/{id:int}/answer", answer, methods=["POST"]),
         Route("/api/questions/{id:int}/cancel", cancel, methods=["POST"]),
         Route("/api/send", send, methods=["POST"]),
+        Route("/api/dead-letters/{id:int}/{action}", dead_letter, methods=["POST"]),
     ]

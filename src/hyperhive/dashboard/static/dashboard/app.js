@@ -19,6 +19,7 @@
     seq: 0,
     agents: new Map(),
     kept: new Map(),
+    dead: new Map(), // message id -> dead letter (parked after its last delivery attempt failed)
     approvals: new Map(),
     questions: new Map(),
     inbox: [],
@@ -33,7 +34,7 @@
   };
   const KINDS = ["message_sent", "message_delivered", "agent_changed", "agent_added", "agent_removed",
     "container_crash", "approval_added", "approval_resolving", "approval_resolved", "question_added",
-    "question_resolved"];
+    "question_resolved", "dead_letter", "dead_letter_resolved"];
   const INBOX_MAX = 50;
   const now = () => Date.now() / 1000;
 
@@ -44,7 +45,7 @@
   }
   function renderNotifyBtn() {
     const on = localStorage.getItem(notifyKey) === "on";
-    $("notify-btn").textContent = on ? "🔔 notify: on" : "🔕 notify: off";
+    $("notify-btn").textContent = on ? "◉ notify: on" : "○ notify: off";
   }
   $("notify-btn") && $("notify-btn").addEventListener("click", async () => {
     if (localStorage.getItem(notifyKey) === "on") {
@@ -144,13 +145,42 @@
         confirm: `destroy ${name}? its state stays (K3PT ST4T3) and can be revived.` }),
       purge: isManager ? null : actionBtn(name, "purge", "PURG3", { danger: true, title: "destroy and wipe its state",
         confirm: `purge ${name}? this deletes its state, config and credentials for good.` }),
+      log: el("a", { class: "btn small", "data-action": "log", href: `/api/agents/${encodeURIComponent(name)}/log`,
+        target: "_blank", rel: "noopener", title: "the tail of its harness log" }, "log"),
+      down: el("div", { class: "down-why hidden" }),
     };
+    cells.cage.dataset.label = "cage";
+    cells.model.dataset.label = "model";
+    cells.turn.dataset.label = "last turn";
+    cells.unread.dataset.label = "unread";
     const tr = el("tr", { "data-agent": name },
-      el("td", { class: "name" }, cells.link), cells.cage, el("td", null, cells.badge, cells.age),
+      el("td", { class: "name" }, cells.link), cells.cage,
+      el("td", { class: "state", "data-label": "state" }, cells.badge, cells.age, cells.down),
       cells.model, cells.turn, cells.unread,
-      el("td", { class: "actions" }, cells.spin, cells.start, cells.stop, cells.restart, cells.destroy, cells.purge));
+      el("td", { class: "actions", "data-label": "actions" }, cells.spin, cells.start, cells.stop, cells.restart,
+        cells.log, cells.destroy, cells.purge));
     tr._cells = cells;
+    addHarnessControls(tr, name);
     return tr;
+  }
+
+  /* the agent's own controls, through the core's /agent/<name>/ proxy (same session, CSRF):
+     switch its model (the operator's override) and end a nap */
+  function addHarnessControls(tr, name) {
+    const path = (route) => `/agent/${encodeURIComponent(name)}/api/${route}`;
+    const model = el("button", { type: "button", class: "small", "data-action": "model",
+      title: "switch its model from the next turn (the operator's override; empty = its config's model)",
+      onclick: (ev) => {
+        const a = S.agents.get(name) || {};
+        const value = window.prompt(`model for ${name} from its next turn (empty: its config's model)`, a.model || "");
+        if (value === null) return;
+        h.busy(ev.currentTarget, async () => h.toast(`${name}: ${(await h.post(path("model"), { model: value.trim() })).result}`));
+      } }, "⇄ model");
+    const nap = el("button", { type: "button", class: "small hidden", "data-action": "end-nap", title: "wake it now",
+      onclick: (ev) => h.busy(ev.currentTarget, async () => h.toast(`${name}: ${(await h.post(path("end-nap"), {})).result}`)) },
+      "☀ end nap");
+    tr._cells.spin.after(nap, model);
+    tr._harness = { model, nap };
   }
 
   function updateAgentRow(tr, a) {
@@ -162,6 +192,13 @@
     c.cage.replaceChildren(a.cage || "", a.isolated === false ? el("span", { class: "unisolated", title: "no sandbox" }, " ⚠ unisolated") : "");
     c.badge.className = "badge " + badge.replace(/ /g, "-");
     c.badge.textContent = badge;
+    if (a.blocked_until && a.state === "running") {  /* the gateway's rate limit: a countdown */
+      c.badge.dataset.until = a.blocked_until;
+      c.badge.dataset.label = badge;
+      c.badge.textContent = badge + " · " + h.fmtMMSS(Math.max(0, a.blocked_until - now()));
+    } else {
+      delete c.badge.dataset.until;
+    }
     c.age.dataset.since = a.state_since || "";
     c.age.textContent = a.state_since ? " " + h.fmtAge(now() - a.state_since) : "";
     c.model.textContent = a.model || "—";
@@ -172,6 +209,34 @@
     c.spin.title = busy ? busy + "…" : "";
     c.start.classList.toggle("hidden", running);
     c.stop.classList.toggle("hidden", !running);
+    tr._harness.model.classList.toggle("hidden", a.state !== "running");
+    tr._harness.nap.classList.toggle("hidden", !(a.state === "running" && a.harness_state === "napping"));
+    renderDown(c.down, a, running);
+  }
+
+  /* why a down agent is down: exit status or signal, when, the restart policy and count, and
+     the last lines of its output (agent text: textContent only) */
+  function renderDown(box, a, running) {
+    const d = a.down;
+    if (running || !d) {
+      box.classList.add("hidden");
+      box.replaceChildren();
+      box.dataset.key = "";
+      return;
+    }
+    let plan = `restart: ${d.policy}`;
+    if (d.gave_up) plan += ` · gave up after ${a.restarts} restart${a.restarts === 1 ? "" : "s"}`;
+    else if (d.next_restart_at) plan += ` · restart ${a.restarts} at ${h.fmtDate(d.next_restart_at)}`;
+    else if (a.restarts) plan += ` · ${a.restarts} restart${a.restarts === 1 ? "" : "s"} in a row`;
+    const lines = (d.last_lines || []).join("\n");
+    const key = JSON.stringify([d, a.restarts]);
+    if (box.dataset.key === key) return; // keeps an opened "last lines" open across updates
+    box.dataset.key = key;
+    box.replaceChildren(
+      el("div", { class: "red reason" }, `${d.reason} · ${h.fmtDate(d.at)}`),
+      el("div", { class: "dim plan" }, plan),
+      lines ? el("details", { class: "tail" }, el("summary", null, "last lines"), el("pre", null, lines)) : null);
+    box.classList.remove("hidden");
   }
 
   function renderAgents() {
@@ -196,9 +261,10 @@
     const rows = [...S.kept.values()].sort((a, b) => a.name.localeCompare(b.name)).map((k) =>
       el("tr", { "data-kept": k.name },
         el("td", { class: "name" }, k.name),
-        el("td", null, k.size_bytes == null ? "—" : h.fmtBytes(k.size_bytes)),
-        el("td", null, k.destroyed_at ? h.fmtAge(now() - k.destroyed_at) + " ago" : "—"),
-        el("td", null, k.has_credentials == null ? "—" : k.has_credentials ? el("span", { class: "green" }, "creds kept") : el("span", { class: "dim" }, "none")),
+        el("td", { "data-label": "size" }, k.size_bytes == null ? "—" : h.fmtBytes(k.size_bytes)),
+        el("td", { "data-label": "destroyed", title: k.destroyed_at ? h.fmtDate(k.destroyed_at) : "" },
+          k.destroyed_at ? h.fmtAge(now() - k.destroyed_at) + " ago" : "—"),
+        el("td", { "data-label": "credentials" }, k.has_credentials == null ? "—" : k.has_credentials ? el("span", { class: "green" }, "creds kept") : el("span", { class: "dim" }, "none")),
         el("td", { class: "actions" },
           el("button", { type: "button", class: "small go", "data-action": "revive",
             onclick: (ev) => h.busy(ev.currentTarget, async () => {
@@ -221,10 +287,41 @@
     $("kept-count").textContent = rows.length ? `${rows.length}` : "";
   }
 
+  /* ---------------- D34D L3TT3RS ---------------- */
+  function renderDead() {
+    const rows = [...S.dead.values()].sort((a, b) => a.id - b.id).map((m) =>
+      el("tr", { "data-dead": m.id },
+        el("td", { class: "name" }, `#${m.id}`),
+        el("td", { "data-label": "from → to" }, `${m.sender} → ${m.recipient}`),
+        el("td", { "data-label": "attempts" }, String(m.attempts)),
+        el("td", { "data-label": "parked" }, m.dead_at ? h.fmtAge(now() - m.dead_at) + " ago" : "—"),
+        el("td", { class: "preview" }, (m.body || m.preview || "").slice(0, 200)),
+        el("td", { class: "actions" },
+          el("button", { type: "button", class: "small go", "data-action": "retry-dead",
+            onclick: (ev) => h.busy(ev.currentTarget, async () => {
+              await h.post(`/api/dead-letters/${m.id}/retry`);
+              h.toast(`#${m.id} requeued for ${m.recipient}`);
+            }) }, "↻ R3TRY"),
+          " ",
+          el("button", { type: "button", class: "small danger", "data-action": "discard-dead",
+            onclick: (ev) => {
+              if (!window.confirm(`discard message #${m.id} to ${m.recipient} without delivering it?`)) return;
+              h.busy(ev.currentTarget, async () => {
+                await h.post(`/api/dead-letters/${m.id}/discard`);
+                h.toast(`#${m.id} discarded`);
+              });
+            } }, "D1SC4RD"),
+        ),
+      ));
+    $("dead-rows").replaceChildren(...rows);
+    $("dead-empty").classList.toggle("hidden", rows.length > 0);
+    $("dead-count").textContent = rows.length ? `${rows.length}` : "";
+  }
+
   /* ---------------- M1ND H4S QU3STI0NS ---------------- */
   function ttlText(q) {
     const left = q.deadline_at - now();
-    return left > 0 ? "⏳ " + h.fmtMMSS(left) : "⏳ 00:00 expired";
+    return left > 0 ? "◷ " + h.fmtMMSS(left) : "◷ 00:00 expired";
   }
 
   function questionCard(q) {
@@ -527,6 +624,14 @@
         S.resolving.delete(d.id);
         renderApprovals();
         break;
+      case "dead_letter":
+        S.dead.set(d.id, d);
+        renderDead();
+        notify(`message #${d.id} to ${d.recipient} parked`, `${d.attempts} delivery attempts failed`, "dead-" + d.id);
+        break;
+      case "dead_letter_resolved":
+        if (S.dead.delete(d.id)) renderDead();
+        break;
       case "question_added":
         S.questions.set(d.id, d);
         renderQuestions();
@@ -574,12 +679,13 @@
     S.kept = new Map(snap.kept.map((k) => [k.name, k]));
     S.approvals = new Map(snap.approvals.map((a) => [a.id, a]));
     S.questions = new Map(snap.questions.map((q) => [q.id, q]));
+    S.dead = new Map((snap.dead_letters || []).map((m) => [m.id, m]));
     S.inbox = snap.inbox.slice(0, INBOX_MAX);
     $("questions-list").replaceChildren();
     term.clear();
     flowCount = 0;
     flowAppend(snap.flow.map((m) => Object.assign({ kind: "sent" }, m)));
-    renderAgents(); renderKept(); renderQuestions(); renderApprovals(); renderInbox(); renderHeader();
+    renderAgents(); renderKept(); renderDead(); renderQuestions(); renderApprovals(); renderInbox(); renderHeader();
   }
 
   function connect(after) {
@@ -624,8 +730,11 @@
   setInterval(() => {
     for (const span of document.querySelectorAll(".ttl[data-deadline]")) {
       const left = Number(span.dataset.deadline) - now();
-      span.textContent = left > 0 ? "⏳ " + h.fmtMMSS(left) : "⏳ 00:00 expired";
+      span.textContent = left > 0 ? "◷ " + h.fmtMMSS(left) : "◷ 00:00 expired";
       span.classList.toggle("expired", left <= 0);
+    }
+    for (const span of document.querySelectorAll(".badge[data-until]")) {
+      span.textContent = span.dataset.label + " · " + h.fmtMMSS(Math.max(0, Number(span.dataset.until) - now()));
     }
     for (const span of document.querySelectorAll(".age[data-since]")) {
       const since = Number(span.dataset.since);
