@@ -44,6 +44,9 @@ async def test_sigint_takes_the_graceful_path_and_the_kickoff_is_sent_once(tmp_p
     log = demo.stderr
     assert "signal 2: shutting down" in log and "hive serve stopped" in log, log
     assert "second signal" not in log and "Traceback" not in log, log
+    assert "agent alice: running" in log and "agent bob: running" in log, log  # one INFO line per event
+    stopped = next(line for line in demo.err_lines if "agents stopped: " in line)
+    assert {"alice", "bob", "manager"} <= set(stopped.split("agents stopped: ", 1)[1].split(", ")), stopped
     for pid in pids:
         async with asyncio.timeout(10):
             while _alive(pid):

@@ -31,6 +31,8 @@ ENV_VARS: dict[str, str] = {
     "HYPERHIVE_API_KEY_FILE": "file (mode 0600) holding the upstream API key (same as --api-key-file)",
     "ANTHROPIC_API_KEY": "in the daemon's environment: the upstream API key for the gateway (never passed to a cage)",
     "HYPERHIVE_GATEWAY": "in a cage: 1 when the model API is reached through /run/hive/api.sock (set by the core)",
+    "NOTIFY_SOCKET": "set by systemd for a Type=notify unit: hive serve sends READY=1 there when it is ready",
+    "JOURNAL_STREAM": "set by systemd when stderr is the journal: log lines carry <N> priorities, no timestamps",
 }
 
 MANAGER_CAGE_DIRS = ("/agents", "/applied")

@@ -20,6 +20,7 @@ from hyperhive.core.approvals import Approvals
 from hyperhive.core.broker import Broker
 from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.core.connlimits import HOST_SOCKET_CONNS, Budget, install_flood_log_filter, raise_nofile_limit
+from hyperhive.core.eventlog import log_events
 from hyperhive.core.gateway_wiring import GatewayService
 from hyperhive.core.health import Health
 from hyperhive.core.hub import Hub
@@ -133,6 +134,7 @@ class Daemon:
         await self.host_server.start(mode=0o600)
         self._spawn(broker.run_vacuum(), "broker-vacuum")
         self._spawn(questions.run_watchdog(), "question-watchdog")
+        self._spawn(log_events(hub), "event-log")
         if self.config.notify.enabled:
             self.notifier = Notifier(self.config.notify, hub, lambda: self.dashboard_base)
             self.health.notify_failing = lambda: self.notifier.failing if self.notifier else []
@@ -251,8 +253,10 @@ class Daemon:
         if self.services is not None:
             if self.services.shells is not None:
                 await self.services.shells.close()
+            running = sorted(n for n, rt in self.services.lifecycle.agents.items() if rt.handle is not None)
             try:
                 await asyncio.wait_for(self.services.lifecycle.close(), SHUTDOWN_TIMEOUT)
+                log.info("agents stopped: %s", ", ".join(running) or "none was running")
             except TimeoutError:
                 log.error("agents did not stop within %.0f s", SHUTDOWN_TIMEOUT)
         for name in list(self.agent_servers):
