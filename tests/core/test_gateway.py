@@ -267,3 +267,19 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after_seconds("1.5") == 1.5
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+
+
+async def test_a_rate_limit_longer_than_the_gateway_waits_is_passed_to_the_cli_as_it_came(
+    tmp_path: Path, short_dir: Path, upstream: Upstream
+) -> None:
+    api = ApiSettings(base=upstream.model.url, key=REAL_KEY, max_rate_wait=1.0)
+    daemon, task = await _daemon(tmp_path, short_dir, api)
+    try:
+        a, token = await agent_client(daemon, "a")
+        async with a:
+            resp = await a.post("/v1/messages", json=ask("ratelimit 30"), headers={"x-api-key": token})
+        assert resp.status_code == 429 and resp.headers["retry-after"] == "30"
+        assert resp.json()["error"]["type"] == "rate_limit_error"
+        assert daemon.services is not None and daemon.services.lifecycle.row("a").blocked_until is None
+    finally:
+        await stop_daemon(daemon, task)

@@ -48,6 +48,7 @@ RESPONSE_DROP = frozenset({"connection", "keep-alive", "transfer-encoding", "con
 OPEN_PATHS = ("/api/hello",)  # the CLI's reachability probe carries no key
 RATE_STATUSES = (429, 529)
 MAX_RATE_ROUNDS = 6
+SLOT_WAIT = 1.0  # a request over the per-agent cap waits this long for a slot, then gets a 429
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,22 @@ class _Agent:
     task: asyncio.Task[None] | None = None
     active: int = 0
     rate_until: float = 0.0
-    rate_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    freed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def slot(self, cap: int, wait: float) -> bool:
+        """Take one of the agent's `cap` request slots, waiting up to `wait` s for one to free."""
+        async with self.freed:
+            try:
+                await asyncio.wait_for(self.freed.wait_for(lambda: self.active < cap), wait)
+            except TimeoutError:
+                return False
+            self.active += 1
+            return True
+
+    async def release(self) -> None:
+        async with self.freed:
+            self.active -= 1
+            self.freed.notify()
 
 
 def api_error(status: int, kind: str, message: str) -> tuple[int, bytes]:
@@ -197,16 +213,15 @@ class Gateway:
             if reason is not None:
                 await _reply(send, *api_error(403, "permission_error", reason))
                 return
-        if agent.active >= self.settings.max_concurrent:
+        if not await agent.slot(self.settings.max_concurrent, SLOT_WAIT):
             status, payload = api_error(429, "rate_limit_error",
                                         f"{agent.name} has {agent.active} requests in flight (cap {self.settings.max_concurrent})")  # fmt: skip
             await _reply(send, status, payload, extra=[(b"retry-after", b"1")])
             return
-        agent.active += 1
         try:
             await self._forward(agent, method, path, scope.get("query_string", b""), headers, body, send)
         finally:
-            agent.active -= 1
+            await agent.release()
 
     async def _forward(self, agent: _Agent, method: str, path: str, query: bytes, headers: list[tuple[str, str]],
                        body: bytes, send: Any) -> None:  # fmt: skip

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from hyperhive.offline_model.policy import LABEL, Decision, decide
+from hyperhive.offline_model.ratelimit import RateLimitScript
 from hyperhive.webserver import EmbeddedServer
 
 __all__ = ["LABEL", "OfflineModel", "OfflineModelServer", "build_app"]
@@ -88,6 +89,7 @@ class _State:
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=log_limit)
         self.api_key = api_key
         self.on_request = on_request
+        self.rate_limit = RateLimitScript()
 
 
 def build_app(*, log_limit: int = 200, api_key: str | None = None, on_request: RequestHook | None = None) -> Starlette:
@@ -130,6 +132,10 @@ def build_app(*, log_limit: int = 200, api_key: str | None = None, on_request: R
         body = await read_body(request)
         if isinstance(body, JSONResponse):
             return body
+        if (retry_after := state.rate_limit.check(body)) is not None:  # the `ratelimit N` script
+            limited = _error(429, "rate_limit_error", "offline model: scripted rate limit")
+            limited.headers["retry-after"] = f"{retry_after:g}"
+            return limited
         tools = [str(t.get("name")) for t in body.get("tools") or [] if isinstance(t, dict)]
         entry = {
             "model": body.get("model"),
