@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -267,3 +269,36 @@ async def test_the_dashboard_closes_a_request_whose_headers_never_finish(
     finally:
         await held.close()
         await stop_daemon(daemon, task)
+
+
+def test_repeated_accept_errors_are_logged_once_per_interval_with_a_count() -> None:
+    """An accept storm (EMFILE, "out of system resource") writes one line per interval on each
+    logger the filter guards, and the next line that passes says how many were held back;
+    other records pass untouched (issue 9 item 4: serve.log grew by 196 MB)."""
+    flt = connlimits.install_flood_log_filter(interval=3600)
+    logger = logging.getLogger("asyncio")
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    keep = Keep()
+    logger.addHandler(keep)
+    try:
+        for _ in range(50):
+            try:
+                raise OSError(errno.EMFILE, "Too many open files")
+            except OSError:
+                logger.error("socket.accept() out of system resource", exc_info=True)
+        logger.error("an unrelated error")
+        flt.interval = 0
+        logger.error("socket.accept() out of system resource")
+    finally:
+        logger.removeHandler(keep)
+        connlimits.install_flood_log_filter()
+    assert seen == [
+        "socket.accept() out of system resource",
+        "an unrelated error",
+        "socket.accept() out of system resource (49 more like this not logged since the last one)",
+    ]

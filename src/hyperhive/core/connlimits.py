@@ -108,7 +108,7 @@ class FloodLogFilter(logging.Filter):
         self._last[record.name] = now
         held = self._held.pop(record.name, 0)
         if held:
-            record.msg = f"{record.msg} ({held} more like this in the last {self.interval:.0f} s not logged)"
+            record.msg = f"{record.msg} ({held} more like this not logged since the last one)"
         return True
 
 
