@@ -423,3 +423,27 @@ async def test_the_hostname_is_the_agent_name(cage, make_spec, started) -> None:
     """Each cage has its own uts namespace named after the agent."""
     info = await finish(await run(cage, make_spec(py("import socket; print(socket.gethostname())")), started))
     assert info.last_lines[0] == "alpha"
+
+
+async def test_env_values_are_on_no_host_command_line(cage, make_spec, started) -> None:
+    """A secret in spec.env (an --agent-env value, a gateway token) reaches the program and is on
+    no process's command line, which every user of the host can read in /proc (issue 15)."""
+    import hashlib
+
+    canary = "sk-argv-canary-" + uuid.uuid4().hex
+    digest = hashlib.sha256(canary.encode()).hexdigest()
+    code = (  # the program prints a digest: the canary itself must not be in its own argv
+        "import hashlib, os, sys, time\n"
+        "print('env=' + hashlib.sha256(os.environ.get('HH_SECRET', '').encode()).hexdigest(), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    handle = await run(cage, make_spec(py(code), env={"HH_SECRET": canary}), started)
+    await wait_line(handle, "env=")
+    assert f"env={digest}" in handle.tail, list(handle.tail)
+    for proc_dir in Path("/proc").iterdir():
+        if proc_dir.name.isdigit():
+            try:
+                argv = (proc_dir / "cmdline").read_bytes()
+            except OSError:
+                continue
+            assert canary.encode() not in argv, f"pid {proc_dir.name}: {argv[:300]!r}"

@@ -36,6 +36,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import ClassVar
@@ -135,6 +136,15 @@ def _probe() -> tuple[bool, str]:
         err = r.stderr.decode(errors="replace").strip()[-300:]
         return False, f"`{tested}` exited {r.returncode}: {err}"
     return True, f"`{tested}` works"
+
+
+CAGE_ENV_FILE = "/etc/hyperhive/cage-env.json"  # loaded by cages/envexec.py inside the cage
+PUBLIC_ENV = frozenset({"PATH", "LANG", "PYTHONUNBUFFERED", "HOME", "USER", "LOGNAME"})
+
+
+def _public_env(key: str) -> bool:
+    """Names and paths the core sets (fine on a command line); anything else may be a secret."""
+    return key in PUBLIC_ENV or key.startswith("HYPERHIVE_")
 
 
 def _cage_env(spec: CageSpec) -> dict[str, str]:
@@ -263,8 +273,19 @@ class NspawnCage(Cage):
         for src, dest, writable in mounts:
             args.append(f"--{'bind' if writable else 'bind-ro'}={_esc(src)}:{_esc(dest)}")
         for key, value in env.items():
-            args.append(f"--setenv={key}={value}")
+            if _public_env(key):
+                args.append(f"--setenv={key}={value}")
         root = _scaffold(spec.name, mounts)
+        argv = list(spec.argv)
+        private = {k: v for k, v in env.items() if not _public_env(k)}
+        if private:  # --agent-env values, tokens: never on nspawn's argv (/proc shows it to all)
+            env_file = root / CAGE_ENV_FILE.lstrip("/")
+            env_file.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+            fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(private, f)
+            os.chown(env_file, uid, uid)
+            argv = [sys.executable, "-m", "hyperhive.cages.envexec", CAGE_ENV_FILE, "--", *argv]
         if spec.config_env:  # in the cage's own root, readable by its uid only, never on argv
             env_dir = root / CAGE_CONFIG_ENV.lstrip("/")
             env_dir.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
@@ -273,6 +294,6 @@ class NspawnCage(Cage):
                 json.dump(spec.config_env, f)
             os.chown(env_dir, uid, uid)
             args.append(f"--setenv={ENV_CONFIG_ENV}={CAGE_CONFIG_ENV}")
-        args += [f"--directory={root}", "--", *spec.argv]
+        args += [f"--directory={root}", "--", *argv]
         host_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": env["LANG"]}
         return Launch(args, host_env, cleanup=functools.partial(_remove_scaffold, root, machine))
