@@ -110,9 +110,7 @@ def _lines(kind: str, p: dict[str, Any]) -> list[str]:
         state = p.get("state")
         if state == "napping" and p.get("until"):
             return [f"· napping until {time.strftime('%H:%M:%S', time.localtime(float(p['until'])))}"]
-        if state in ("compacting", "needs_login"):
-            return [f"· {str(state).replace('_', ' ')}"]
-        return []
+        return [f"· {_one_line(str(state or '?').replace('_', ' '), 40)}"]
     if kind == "model_changed":
         return [f"· model → {_one_line(p.get('model') or 'default', 60)} from the next turn"]
     return [f"{kind} {_one_line(p, 300)}"]

@@ -214,10 +214,11 @@ async def test_slash_help_clear_tab_completion_and_new_session(hive: Hive) -> No
 
 
 async def test_cancel_button_interrupts_a_slow_turn(hive: Hive) -> None:
-    """While a `slow 30` turn runs the badge says thinking and `■ cancel turn` shows; clicking it
-    interrupts the turn, a note says so, and the state returns to idle (issue 3)."""
+    """While a `slow 10` turn runs the badge says thinking and `■ cancel turn` shows; clicking it
+    stops the turn, a note says so, the message comes back (redelivered) and runs to the end
+    (issue 3, issue 14 §3)."""
     page = hive.page
-    await hive.prompt("slow 30")
+    await hive.prompt("slow 10")
     badge = page.locator("#state-badge")
     await expect(badge).to_have_attribute("data-state", "thinking", timeout=T)
     await expect(badge).to_have_text(re.compile(r"^thinking · \d+s$"))
@@ -226,7 +227,9 @@ async def test_cancel_button_interrupts_a_slow_turn(hive: Hive) -> None:
     await hive.shot("thinking")
     await page.locator("#cancel-btn").click()
     await expect(page.locator(".turn-end.cancelled")).to_be_visible(timeout=T)
-    await expect(page.locator(".note", has_text="cancelled by the operator")).to_be_visible()
+    await expect(page.locator(".note", has_text="not acknowledged: it comes back")).to_be_visible()
+    await expect(page.locator(".turn-start", has_text="redelivered")).to_be_visible(timeout=T)
+    await expect(page.locator(".turn-end.ok")).to_have_count(2, timeout=2 * T)  # the spawn kick's, then this one
     await hive.idle()
     await expect(page.locator("#cancel-btn")).to_be_hidden()
 
@@ -238,13 +241,14 @@ async def test_slash_compact_and_cancel(hive: Hive) -> None:
     await hive.prompt("/compact")
     await expect(page.locator(".ui-note", has_text=re.compile(r"^compacted$"))).to_be_visible(timeout=T)
     await hive.idle()
-    await hive.prompt("slow 30")
+    await hive.prompt("slow 10")
     await expect(page.locator("#state-badge")).to_have_attribute("data-state", "thinking", timeout=T)
     await expect(page.locator(".hh-term-row.stream.system").last).to_be_attached(timeout=T)
     claude_up = page.locator(".hh-term-row.stream.system", has_text="claude up")
     await expect(claude_up).to_have_count(2, timeout=T)  # this turn's claude is up
     await hive.prompt("/cancel")
     await expect(page.locator(".ui-note", has_text="turn cancelled")).to_be_visible(timeout=T)
+    await expect(page.locator(".turn-end.ok")).to_have_count(2, timeout=2 * T)  # it came back and ran to the end
     await hive.idle()
     await hive.prompt("/cancel")
     await expect(page.locator(".ui-note.error", has_text="nothing to cancel")).to_be_visible(timeout=T)
@@ -345,3 +349,89 @@ async def test_stats_chart_is_uplot_and_a_new_turn_adds_a_point_live(hive: Hive)
     assert await chart.count() == 1  # the same chart, updated in place
     csp = [m for m in console_errors if "Content Security Policy" in m]
     assert csp == [] and console_errors == [], console_errors
+
+
+
+# ---- issue 14: the compact buttons, the notes, the terminal's height, the dashboard ---------------
+
+
+async def test_the_compact_button_shows_while_idle_and_compacts_the_session(hive: Hive) -> None:
+    """`compact` sits in the toolbar while the badge is idle, is hidden while thinking, and a
+    click compacts the session (issue 14 §3 /compact)."""
+    page = hive.page
+    button = page.locator("#compact-btn")
+    await expect(button).to_be_visible()
+    await hive.prompt("slow 6")
+    await expect(page.locator("#state-badge")).to_have_attribute("data-state", "thinking", timeout=T)
+    await expect(button).to_be_hidden()
+    await hive.idle()
+    await expect(button).to_be_visible()
+    await button.click()
+    await expect(page.locator(".state-line", has_text="compacting")).to_be_visible(timeout=T)
+    await expect(page.locator(".ui-note", has_text=re.compile(r"^compacted$"))).to_be_visible(timeout=T)
+    await hive.idle()
+
+
+async def test_the_notes_chip_shows_the_size_and_the_button_compacts_them(hive: Hive) -> None:
+    """The header shows the notes' size against the threshold; `compact notes` rewrites them
+    through the secondary session and the trail shows the outcome (issue 14 §2)."""
+    page = hive.page
+    notes = hive.daemon.paths.agent(AGENT).state / "notes.md"
+    before, after = "# notes\n- keep this\n- keep this\n- and this\n", "# notes\n- keep this\n- and this\n"
+    notes.write_text(before, encoding="utf-8")
+    await page.reload()
+    await expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=T)
+    chip = page.locator("#notes-chip")
+    await expect(chip).to_have_attribute("data-bytes", str(len(before)), timeout=T)
+    await expect(chip).to_contain_text("32")  # the threshold, 32 KiB
+    await page.locator("#compact-notes-btn").click()
+    await expect(page.locator(".note", has_text="notes compacted")).to_be_visible(timeout=T)
+    await expect(page.locator(".ui-note", has_text=f"notes compacted: {len(before)} → {len(after)} bytes")).to_be_visible()
+    await expect(chip).to_have_attribute("data-bytes", str(len(after)), timeout=T)
+    assert notes.read_text(encoding="utf-8") == after
+    await hive.shot("notes-compacted")
+
+
+async def test_the_terminal_is_min_70vh_60em_tall_and_the_dashboard_link_goes_home(hive: Hive) -> None:
+    """The event log's height is min(70vh, 60em) in a short and in a tall window, and
+    `↑ DASHB04RD` leads to the dashboard (issue 14 §3; DESIGN §9)."""
+    page = hive.page
+    measure = ("() => { const t = document.getElementById('term'); const em = parseFloat(getComputedStyle(t).fontSize);"
+               " return {h: t.getBoundingClientRect().height, vh: innerHeight * 0.7, em60: em * 60}; }")  # fmt: skip
+    for width, height in ((1400, 900), (1400, 2000)):
+        await page.set_viewport_size({"width": width, "height": height})
+        m = await page.evaluate(measure)
+        assert abs(m["h"] - min(m["vh"], m["em60"])) < 1.5, m
+    assert m["em60"] < m["vh"]  # the tall window hit the 60em cap, the short one 70vh
+    link = page.locator("#dash-link")
+    await expect(link).to_have_text("↑ DASHB04RD")
+    await link.click()
+    await page.wait_for_url(f"{hive.base}/")
+    await expect(page.locator(f"tr[data-agent='{AGENT}']")).to_be_visible(timeout=T)
+
+
+async def test_the_dashboard_switches_an_agents_model_and_ends_its_nap(hive: Hive) -> None:
+    """From the dashboard's agent row: `⇄ model` sets the operator's override (the next turn
+    uses it) and `☀ end nap` shows while the agent naps and wakes it (issue 14 §3)."""
+    page = hive.page
+    await page.goto(f"{hive.base}/")
+    row = page.locator(f"tr[data-agent='{AGENT}']")
+    await expect(row).to_be_visible(timeout=T)
+    page.once("dialog", lambda dialog: dialog.accept("haiku-dash"))
+    await row.locator("button[data-action='model']").click()
+    await expect(row.locator("td.model")).to_have_text("haiku-dash", timeout=T)
+    override = hive.daemon.paths.agent(AGENT).state / "hyperhive-model"
+    assert override.read_text(encoding="utf-8").strip() == "haiku-dash"
+    host = HiveClient(hive.daemon.paths.host_socket)
+    try:
+        before = len(hive.model.requests)
+        await host.call("send", to=AGENT, body="nap 600")
+        end_nap = row.locator("button[data-action='end-nap']")
+        await expect(end_nap).to_be_visible(timeout=T)
+        assert {r["model"] for r in hive.model.requests[before:]} == {"haiku-dash"}
+        await hive.shot("dashboard-napping")
+        await end_nap.click()
+        await expect(end_nap).to_be_hidden(timeout=T)
+        await expect(row.locator(".badge")).to_have_text("idle", timeout=T)
+    finally:
+        await host.close()

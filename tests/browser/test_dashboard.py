@@ -236,12 +236,12 @@ async def test_approvals_and_questions_appear_live_and_resolve_by_click(dash: Da
 
 
 async def test_a_question_ttl_counts_down_and_expires(dash: Dash, context: BrowserContext) -> None:
-    """A question with a 2 s TTL shows `⏳ 00:0N` and disappears when the watchdog expires it."""
+    """A question with a 2 s TTL shows `◷ 00:0N` and disappears when the watchdog expires it."""
     s = dash.services
     page = await open_dashboard(context, dash)
     q = await s.questions.ask("manager", "quick, yes or no?", options=["yes", "no"], ttl_seconds=2)
     card = page.locator(f'[data-question="{q["id"]}"]')
-    await expect(card.locator(".ttl")).to_contain_text("⏳ 00:0", timeout=T)
+    await expect(card.locator(".ttl")).to_contain_text("◷ 00:0", timeout=T)
     await expect(card).to_have_count(0, timeout=T)
     assert s.questions.get(q["id"])["answer"] == "[expired]"
     await expect(page.locator(".hh-toast", has_text="expired")).to_have_count(1, timeout=T)

@@ -25,6 +25,7 @@ from hyperhive.config import HiveConfig
 from hyperhive.core.broker import Broker
 from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.core.hub import Hub
+from hyperhive.core.restarts import RESET_AFTER, Downtime, backoff, policy_of, wants_restart
 from hyperhive.errors import AgentNotFound, CageError, Conflict, HiveError, NotAllowed
 from hyperhive.fsutil import make_private, safe_rmtree
 from hyperhive.harnesslog import HarnessLog
@@ -36,7 +37,6 @@ from hyperhive.store.sqlite import Database
 __all__ = ["AgentRuntime", "Lifecycle"]
 
 log = logging.getLogger(__name__)
-MANAGER_RESTARTS = 3
 
 
 @dataclass
@@ -54,7 +54,9 @@ class AgentRuntime:
     model: str | None = None
     last_turn_ms: int | None = None
     last_exit: ExitInfo | None = None
-    crash_restarts: int = 0
+    crash_restarts: int = 0  # restarts in a row by the restart policy (core/restarts.py)
+    started_at: float = 0.0
+    down: Downtime | None = None  # the last unexpected exit: why, when, what the policy does
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set when the harness first reports in
     blocked: str | None = None  # set by the gateway: rate_limited | over_budget (shown as the state)
@@ -143,6 +145,8 @@ class Lifecycle:
             state_since=rt.harness_since if rt.state == "running" and rt.harness_since else rt.state_since,
             isolated=self.cage.isolated,
             limits=rt.handle.limits_status if rt.handle is not None else None,
+            restarts=rt.crash_restarts,
+            down=rt.down.to_json() if rt.down is not None else None,
         )
 
     def rows(self) -> list[AgentRow]:
@@ -347,6 +351,7 @@ class Lifecycle:
         async with rt.lock:
             if rt.state in ("running", "starting"):
                 raise Conflict(f"agent {name!r} is already running")
+            rt.crash_restarts = 0  # a start by hand begins a fresh count for the restart policy
             await self._start_locked(rt, reason)
 
     async def _start_locked(self, rt: AgentRuntime, reason: str) -> None:
@@ -370,6 +375,7 @@ class Lifecycle:
             raise
         handle.on_line = HarnessLog(ap.root / "harness.log").write  # before any output is read
         rt.handle = handle
+        rt.started_at = time.time()
         rt.set_state("running")
         rt.watcher = self._spawn_task(self._watch(rt, handle), f"watch-{rt.name}")
         await self.db.write(lambda c: c.execute("UPDATE agents SET desired = 'running' WHERE name = ?", (rt.name,)))
@@ -426,6 +432,10 @@ class Lifecycle:
         if rt.expected_exit or self._closing:
             return
         rt.handle = None
+        if time.time() - rt.started_at > RESET_AFTER:
+            rt.crash_restarts = 0
+        policy = policy_of(rt.name, self._config_or_none(rt.name))
+        rt.down = Downtime.of(info, policy)
         rt.set_state("crashed")
         rt.harness_state = None
         self._publish(rt.name)
@@ -439,17 +449,41 @@ class Lifecycle:
             "last_lines": info.last_lines[-15:],
         }
         self.hub.publish("container_crash", event)
-        if rt.name == MANAGER:
-            await self.broker.system_event(OPERATOR, "container_crash", **event)
-            if rt.crash_restarts < MANAGER_RESTARTS:
-                rt.crash_restarts += 1
-                await asyncio.sleep(2 * rt.crash_restarts)
-                if rt.state == "crashed" and not self._closing:
-                    async with rt.lock:
-                        if rt.state == "crashed":
-                            await self._start_locked(rt, "restarted after a crash")
-        else:
-            await self.broker.system_event(MANAGER, "container_crash", **event)
+        await self.broker.system_event(OPERATOR if rt.name == MANAGER else MANAGER, "container_crash", **event)
+        if wants_restart(rt.down.policy, info):
+            await self._apply_restart_policy(rt, rt.down)
+
+    async def _apply_restart_policy(self, rt: AgentRuntime, down: Downtime) -> None:
+        """agent.toml `restart`: after back-off, start it again, at most `restart_limit` times in a
+        row (a run longer than RESET_AFTER starts the count again); else it stays crashed."""
+        cfg = self._config_or_none(rt.name)
+        limit, base = (cfg.restart_limit, cfg.restart_backoff) if cfg is not None else (3, 2.0)
+        if rt.crash_restarts >= limit:
+            down.gave_up = True
+            self._publish(rt.name)
+            log.warning("agent %s: gave up after %d restarts in a row", rt.name, rt.crash_restarts)
+            return
+        rt.crash_restarts += 1
+        delay = backoff(base, rt.crash_restarts)
+        down.next_restart_at = time.time() + delay
+        self._publish(rt.name)
+        await asyncio.sleep(delay)  # the restart back-off; cancelled when the daemon closes
+        async with rt.lock:
+            if rt.state != "crashed" or self._closing or rt.down is not down:
+                return  # the operator acted meanwhile (start, stop, destroy)
+            down.next_restart_at = None
+            try:
+                await self._start_locked(rt, f"restarted after a crash ({rt.crash_restarts} of {limit})")
+            except HiveError as exc:
+                down.reason = f"{down.reason}; the restart failed: {exc.message}"[:500]
+                down.gave_up = True
+                self._publish(rt.name)
+
+    def _config_or_none(self, name: str) -> AgentConfig | None:
+        try:
+            return self.agent_config(name)
+        except (HiveError, OSError):
+            return None
 
     async def wait_healthy(self, name: str, timeout: float = 60.0) -> None:
         """Wait until the agent's harness reports in; raise CageError if its cage exits first
@@ -479,8 +513,6 @@ class Lifecycle:
             rt.model = model
         if last_turn_ms is not None:
             rt.last_turn_ms = last_turn_ms
-        if state == "idle" and rt.name == MANAGER:
-            rt.crash_restarts = 0
         self._publish(name)
         if state == "needs_login" and previous != "needs_login":
             await self.broker.system_event(MANAGER if name != MANAGER else OPERATOR, "needs_login", agent=name)

@@ -12,7 +12,7 @@ path is built; the socket path comes from `HivePaths.agent(name)`, never from th
 - Responses get a CSP whose `script-src` allows only the core's `/static/` and
   `/agent/<name>/static/`, which the core serves itself from the harness package (never from the
   agent), so a cage that replaces its web server cannot run script on the dashboard origin.
-- Agent down (no socket, refused, reset): 502 with a readable page.
+- Agent down (no socket, refused, reset): 502 with the core's down page (downpage.py: why, start, log).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
 from hyperhive.dashboard.auth import CSRF_COOKIE, SESSION_COOKIE, csp_for, header, page, send_simple
+from hyperhive.dashboard.downpage import DownPage
+from hyperhive.dashboard.shellweb import ShellWeb
 from hyperhive.errors import InvalidName
 from hyperhive.names import validate_agent_name
 
@@ -122,15 +124,12 @@ def _response_headers(raw: list[tuple[bytes, bytes]], request_path: str, prefix:
     return out
 
 
-async def _bad_gateway(send: Send, name: str, why: str) -> None:
-    body = page("4G3NT D0WN", f"{name}'s web ui is not answering ({why}). start the agent from the dashboard.")
-    await send_simple(send, 502, body, content_type=b"text/html; charset=utf-8")
-
-
 class AgentProxy:
     def __init__(self, services: Any) -> None:
         self.services = services
         self.static = StaticFiles(directory=str(HARNESS_STATIC), check_dir=False)
+        self.shell = ShellWeb(services)
+        self.down = DownPage(services)
 
     def _resolve(self, scope: Scope) -> tuple[str, str, bytes] | None:
         """(name, sub path for the agent, raw upstream path incl. query) or None → 404."""
@@ -176,6 +175,17 @@ class AgentProxy:
             # the harness's own assets, from the core's copy of the package: never from the cage
             await self.static({**scope, "path": sub[len("/static") :], "root_path": ""}, receive, send)
             return
+        if sub.startswith("/_shell/"):  # the core's own shell routes: never the harness's
+            await self.shell(scope, receive, send, name, sub[len("/_shell") :])
+            return
+        if sub.startswith("/_down/"):  # the core's down page actions (start, log): never the harness's
+            await self.down(scope, receive, send, name, sub[len("/_down") :])
+            return
+        if sub == "/_core" or sub.startswith("/_core/"):
+            # the core → harness routes are not the operator's (the harness also refuses any
+            # request carrying the proxy's x-forwarded-prefix there)
+            await self._not_found(scope, send)
+            return
         sock = self.services.config.paths.agent(name).web_socket
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send, name, sock, prefix, upstream)
@@ -203,7 +213,7 @@ class AgentProxy:
                 break
         body = b"".join(chunks)
         if not sock.exists():
-            await _bad_gateway(send, name, "no web socket")
+            await self.down.page(scope, send, name, "no web socket")
             return
         transport = httpx.AsyncHTTPTransport(uds=str(sock), verify=_ssl())
         timeout = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=5.0)
@@ -218,7 +228,7 @@ class AgentProxy:
                 response = await client.send(request, stream=True)
             except (httpx.TransportError, httpx.InvalidURL, OSError) as exc:
                 # InvalidURL: httpx parses a redirect's Location even when not following it
-                await _bad_gateway(send, name, type(exc).__name__)
+                await self.down.page(scope, send, name, type(exc).__name__)
                 return
             try:
                 await self._pump(response, receive, send, scope["path"], prefix)

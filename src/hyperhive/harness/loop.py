@@ -20,6 +20,7 @@ from hyperhive.client import HiveClient
 from hyperhive.errors import HiveError
 from hyperhive.harness.bus import NOTES_COMPACTED, NOTES_COMPACTION_FAILED, Bus
 from hyperhive.harness.compaction import DEFAULT_COMPACT_BYTES, NotesCompactor
+from hyperhive.harness.modelchoice import ModelRecord, load_record, save_record
 from hyperhive.harness.prompting import format_wake_prompt, load_system_prompt
 from hyperhive.harness.tools import allowed_tool_names, build_hyperhive_server
 from hyperhive.harness.turn import TurnResult, TurnRunner, TurnSpec
@@ -94,8 +95,10 @@ class Harness:
         self.nap_until: float | None = self._read_nap()
         self.last_turn_ms: int | None = None
         self.failures = 0
-        self.model_queued_at: float | None = None
-        self.model_active: str | None = None
+        self.model_record_path = paths.model_file.with_name(paths.model_file.name + "-state.json")
+        self.model_record = load_record(self.model_record_path)
+        self.model_queued_at: float | None = self.model_record.switched_at if self.model_record else None
+        self.model_active: str | None = self.model_record.active if self.model_record else None
         self.current_message: dict[str, Any] | None = None
         self._turn_lock = asyncio.Lock()
         self._nap_cancel = asyncio.Event()
@@ -158,14 +161,53 @@ class Harness:
         except OSError as exc:
             warning = f"could not persist the model choice to {self.paths.model_file}: {exc}"
             self.bus.emit("note", {"text": "warning: " + warning, "level": "warning"})
-        self.model_queued_at = time.time()
+        record = self.model_record or ModelRecord(config_model=self.default_model())
+        record.switched("operator")
+        self.model_record = record
+        self.model_queued_at = record.switched_at
+        warning = self._save_model_record() or warning
         self.bus.emit(
             "model_changed",
-            {"model": name or self.default_model(), "override": name, "queued": self.state == "thinking",
-             "at": self.model_queued_at, "warning": warning},
+            {"model": name or self.default_model(), "override": name, "default": self.default_model(),
+             "source": "operator", "queued": self.state == "thinking", "at": self.model_queued_at,
+             "hidden_by_override": self.config_model_hidden(), "warning": warning},
         )  # fmt: skip
         self._background(self._report(), "report-model")
         return warning
+
+    def config_model_hidden(self) -> bool:
+        """True when the operator's override hides a different model in the config."""
+        override = self.model_override()
+        return bool(override and override != self.default_model())
+
+    def _save_model_record(self) -> str | None:
+        assert self.model_record is not None
+        warning = save_record(self.model_record_path, self.model_record)
+        if warning:
+            self.bus.emit("note", {"text": "warning: " + warning, "level": "warning"})
+        return warning
+
+    def note_config_model(self) -> None:
+        """At start: a deploy that changed the config's model is a switch ("last switched" moves,
+        source `config`); the first start only records the config's model."""
+        default = self.default_model()
+        record = self.model_record
+        if record is None:
+            self.model_record = ModelRecord(config_model=default)
+            self._save_model_record()
+            return
+        if record.config_model == default:
+            return
+        previous, record.config_model = record.config_model, default
+        record.switched("config")
+        self.model_queued_at = record.switched_at
+        self._save_model_record()
+        self.bus.emit(
+            "model_changed",
+            {"model": self.model(), "override": self.model_override(), "default": default, "source": "config",
+             "previous_default": previous, "queued": False, "at": record.switched_at,
+             "hidden_by_override": self.config_model_hidden()},
+        )  # fmt: skip
 
     # ---- session -----------------------------------------------------------------------
 
@@ -221,6 +263,9 @@ class Harness:
     async def _run_turn(self, prompt: str) -> TurnResult:
         spec = self._spec(prompt)
         self.model_active = spec.model
+        if self.model_record is not None and self.model_record.active != spec.model:
+            self.model_record.active = spec.model
+            self._save_model_record()
         result = await self.runner.run(spec, self._on_message, self._on_note)
         if result.prompt_too_long and not result.cancelled:
             self.bus.emit("note", {"text": "prompt too long: compacting the session once and retrying"})
@@ -424,6 +469,7 @@ class Harness:
     # ---- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.note_config_model()
         requeued = (await self.client.call("requeue_inflight")).get("requeued", 0)
         if requeued:
             self.bus.emit("note", {"text": f"{requeued} unacknowledged message(s) requeued after a restart"})

@@ -241,7 +241,9 @@
     },
     model_changed(e) {
       const p = e.payload || {};
-      const parts = [line("model-line", "· model → " + String(p.model || "default") + (p.override ? "" : " (the config's default)") + " from the next turn")];
+      const why = p.source === "config" ? " (a deploy changed the config's model" + (p.previous_default ? " from " + p.previous_default : "") + ")" : "";
+      const parts = [line("model-line", "· model → " + String(p.model || "default") + (p.override ? "" : " (the config's default)") + " from the next turn" + why)];
+      if (p.hidden_by_override) parts.push(line("note warning", "the operator's override " + String(p.override) + " hides the config's model " + String(p.default)));
       if (p.warning) parts.push(line("note warning", String(p.warning)));
       return row("model-row", e, ...parts);
     },
@@ -294,7 +296,11 @@
     let status;
     if (snap.model_active && snap.model_active === snap.model) status = "active";
     else status = "queued for next turn";
-    chip.textContent = "model " + model + " · " + status + (snap.model_queued_at ? " · switched " + hive.fmtClock(snap.model_queued_at) : "");
+    chip.textContent = "model " + model + " · " + status +
+      (snap.model_queued_at ? " · switched " + hive.fmtClock(snap.model_queued_at) + (snap.model_switch_source === "config" ? " (deploy)" : "") : "") +
+      (snap.model_config_hidden ? " · overrides the config's " + snap.model_default : "");
+    chip.dataset.source = snap.model_switch_source || "";
+    chip.dataset.hidden = snap.model_config_hidden ? "1" : "";
     chip.dataset.model = model;
     chip.dataset.status = status;
     chip.title = "default " + (snap.model_default || "—") + (snap.model_override ? ", override " + snap.model_override : "") +

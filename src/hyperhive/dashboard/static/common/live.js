@@ -8,7 +8,7 @@
  *   toast(text, kind?, ms?)        kind: "ok" | "error" | "info"
  *   busy(button, fn)               spinner in the button while `await fn()` runs; error → toast
  *   el(tag, props?, ...children)   build DOM; string children become TEXT nodes (never HTML)
- *   fmtAge(seconds) fmtClock(ts) fmtBytes(n) fmtMMSS(seconds)
+ *   fmtAge(seconds) fmtClock(ts) fmtDate(ts) fmtBytes(n) fmtMMSS(seconds)
  *   stream(url, {onEvent, onOpen, onError, after})
  *                                  EventSource that drops events with seq <= the last one seen
  *                                  (snapshot seq passed as `after`); resumes via Last-Event-ID
@@ -127,6 +127,13 @@
   hive.fmtMMSS = function (seconds) {
     const s = Math.max(0, Math.ceil(seconds));
     return String(Math.floor(s / 60)).padStart(2, "0") + ":" + String(s % 60).padStart(2, "0");
+  };
+  /* the one date format of the web UI and the CLI: local YYYY-MM-DD HH:MM:SS */
+  hive.fmtDate = function (ts) {
+    if (!ts) return "—";
+    const d = new Date(ts * 1000);
+    const p = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
   };
   hive.fmtClock = function (ts) {
     if (!ts) return "";
