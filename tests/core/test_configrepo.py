@@ -318,7 +318,7 @@ INVALID_COMMITS: list[tuple[dict[str, str | None], str]] = [
     ({"agent.toml": None}, "agent.toml: missing"),
     ({"instructions.md": None}, "`instructions`: 'instructions.md' is not a file in the commit"),
     ({"agent.toml": 'instructions = "nope.md"\n'}, "'nope.md' is not a file"),
-    ({"agent.toml": 'env = { PATH = "/evil" }\n'}, "'PATH' is set by hyperhive"),
+    ({"agent.toml": 'env = { PATH = "/evil" }\n'}, "'PATH' is not an allowed [env] name"),
 ]
 
 
