@@ -3,7 +3,13 @@
 - A random token is created at first start (0600 file `paths.token_file`); `login_url()` puts it
   in `/login?token=…`. `/login` compares it with `secrets.compare_digest`, sets a signed session
   cookie (`hh_session`, HttpOnly, SameSite=Strict; key in the 0600 `paths.session_secret_file`)
-  and a readable CSRF cookie (`hh_csrf`, SameSite=Strict), then redirects to `/`.
+  and the CSRF cookie (`hh_csrf`, also HttpOnly: the dashboard page carries the token in a
+  <meta>), then redirects to `/`. The session is a server-side record (sessions.py), so a logout
+  survives a restart; failed logins per client are bounded (`LoginLimiter`, 429).
+- Agent pages get a page token instead (`hh_page_csrf`, Path=/agent/<name>/, an HMAC of the
+  session's token and the routed name): the guard accepts it only for that agent's proxy and
+  `POST /api/send` (whose handler then insists on `to` = that agent), so nothing an agent serves
+  can point the operator's session at another agent or another action.
 - `Guard` is a pure ASGI middleware (it never buffers a streamed response, so SSE and proxied
   streams pass through): Host check (DNS rebinding), session on everything but `/login` and
   `/static/`, Origin / Sec-Fetch-Site and the double-submit CSRF token on every unsafe method

@@ -7,10 +7,11 @@ path is built; the socket path comes from `HivePaths.agent(name)`, never from th
 - HTTP, any method: the request body (capped by the guard) is forwarded whole; the response is
   streamed chunk by chunk as it arrives (SSE is never buffered) until either side goes away.
 - WebSockets: `websockets`' client on the unix socket, frames pumped both ways.
-- The dashboard cookies and the CSRF header are stripped before forwarding; Set-Cookie from the
-  agent is dropped (an agent must not set cookies on the operator's origin).
-- Responses get a CSP whose `script-src` allows only the core's `/static/` and
-  `/agent/<name>/static/`, which the core serves itself from the harness package (never from the
+- The dashboard cookies and the CSRF header are stripped before forwarding; the agent's response
+  headers pass an allow-list (`RESPONSE_ALLOW`; Set-Cookie, CORS, Refresh, Clear-Site-Data, its
+  own CSP… are dropped) and Location only when it stays inside /agent/<name>/.
+- Responses get a CSP whose `script-src` allows only the core's `/static/common/`,
+  `/static/vendor/` and `/agent/<name>/static/`, which the core serves itself from the harness package (never from the
   agent), so a cage that replaces its web server cannot run script on the dashboard origin.
 - Agent down (no socket, refused, reset): 502 with the core's down page (downpage.py: why, start, log).
 """
