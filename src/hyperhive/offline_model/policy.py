@@ -300,6 +300,10 @@ def _script(ctx: _Ctx, wake: WakePrompt) -> Decision:  # noqa: C901 - one table 
     if re.fullmatch(r"(?i)model\?", body):
         return _text(f"model={ctx.view.model}")
 
+    if re.fullmatch(r"(?is)always\s+fail(?:\s+.*)?", body):
+        # A turn that fails every time it is tried (dead-letter tests): an API error, not retried.
+        return Decision(blocks=[], error=(400, "invalid_request_error", "offline model: scripted failure"))
+
     if m := re.fullmatch(r"(?is)overflow(?:\s+(.*))?", body):
         # Stands in for a context overflow until the session has been compacted once.
         if SUMMARY_MARKER not in ctx.view.history_text:
