@@ -36,7 +36,8 @@ def test_cli_md_covers_every_command_of_the_design_contract() -> None:
     """Every command of DESIGN §12 that exists has its section in docs/cli.md."""
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     for command in ("serve", "demo", "list", "spawn", "start", "stop", "restart", "destroy", "send", "inbox",
-                    "pending", "approve", "deny", "questions", "answer", "events", "agent serve"):  # fmt: skip
+                    "pending", "approve", "deny", "questions", "answer", "events", "agent serve",
+                    "logs", "backup", "service install"):  # fmt: skip
         assert f"## hive {command}\n" in text, command
 
 
