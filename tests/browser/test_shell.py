@@ -175,5 +175,8 @@ async def test_a_websocket_without_a_ticket_with_a_used_one_or_from_another_orig
         "() => fetch('_shell/ticket', {method: 'POST', credentials: 'same-origin'}).then((r) => r.status)"
     )
     assert status == 403
+    # the core's record route on the harness is not reachable through the proxy
+    forged = "() => hive.post('_core/trail', {event: 'shell_started'}).then(() => 200, (e) => e.status)"
+    assert await page.evaluate(forged) == 404
     body = await page.evaluate("() => hive.post('_shell/end', {})")
     assert json.loads(json.dumps(body))["ok"] is True

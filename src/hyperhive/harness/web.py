@@ -83,6 +83,26 @@ def trail_stats(events: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+SHELL_FIELDS = ("session", "kind", "via", "by", "command", "isolated", "started_at", "ended_at", "exit_code",
+                "signal", "duration_ms")  # fmt: skip
+
+
+def shell_note(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A core shell record → the `note` event payload the trail keeps (`event` names it)."""
+    event = data.get("event")
+    if event not in ("shell_started", "shell_ended"):
+        return None
+    fields = {k: data[k] for k in SHELL_FIELDS if isinstance(data.get(k), str | int | float | bool)}
+    fields = {k: v[:300] if isinstance(v, str) else v for k, v in fields.items()}
+    who = f"{fields.get('kind', 'shell')} #{fields.get('session', '?')} by {fields.get('by', '?')}"
+    if event == "shell_started":
+        text = f"operator {who} started: {fields.get('command', '')}"
+    else:
+        code, sig = fields.get("exit_code"), fields.get("signal")
+        text = f"operator {who} ended: " + (f"exit {code}" if code is not None else f"signal {sig}")
+    return {"text": text, "event": event, **fields}
+
+
 def _page(harness: Harness, prefix: str) -> str:
     template = (STATIC_DIR / "agent.html").read_text(encoding="utf-8")
     base = f'<base href="{html.escape(prefix.rstrip("/") + "/", quote=True)}">' if prefix else ""
@@ -220,6 +240,21 @@ def create_agent_app(harness: Harness, *, environ: dict[str, str] | None = None)
         await login.send_code(str(data.get("code", "")))
         return await login.wait(5.0)
 
+    async def core_trail(request: Request) -> JSONResponse:
+        """The core records an operator shell session in this trail (core/shell_trail.py). The
+        dashboard proxy never forwards /_core/ and always adds x-forwarded-prefix."""
+        if "x-forwarded-prefix" in request.headers:
+            return JSONResponse({"ok": False, "error": "not found"}, status_code=404)
+        try:
+            data = await _form(request)
+        except HiveError as exc:
+            return JSONResponse({"ok": False, "error": exc.message}, status_code=400)
+        note = shell_note(data)
+        if note is None:
+            return JSONResponse({"ok": False, "error": "not a shell record"}, status_code=400)
+        harness.bus.emit("note", note)
+        return JSONResponse({"ok": True})
+
     async def login_status(request: Request) -> JSONResponse:
         return JSONResponse(login.snapshot())
 
@@ -239,6 +274,7 @@ def create_agent_app(harness: Harness, *, environ: dict[str, str] | None = None)
         Route("/api/new-session", control(do_new_session), methods=["POST"]),
         Route("/api/login/start", control(do_login_start), methods=["POST"]),
         Route("/api/login/code", control(do_login_code), methods=["POST"]),
+        Route("/_core/trail", core_trail, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
     app = Starlette(routes=routes)
