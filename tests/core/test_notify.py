@@ -104,6 +104,12 @@ async def test_questions_approvals_and_crashes_reach_the_webhook_and_ntfy(
         assert hook["event"] == "crash" and hook["agent"] == "crashy" and "signal 9" in hook["message"]
         everything = json.dumps([hook, got["/my-topic"]])
         assert token not in everything and "/login" not in everything
+
+        daemon.services.hub.publish("budget", {"agent": "crashy", "paused": True})  # what core/budget.py says
+        got = {(r := await receiver.next())["path"]: r for _ in range(2)}
+        hook = json.loads(got["/hook"]["body"])
+        assert hook["event"] == "budget_stop" and hook["agent"] == "crashy" and "over budget" in hook["message"]
+        assert got["/my-topic"]["headers"]["title"] == "hyperhive: crashy paused by its budget"
     finally:
         await stop_daemon(daemon, task)
 

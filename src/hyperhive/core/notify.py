@@ -68,9 +68,11 @@ def notification_for(event: HubEvent) -> Notification | None:
         how = f"signal {p['signal']}" if p.get("signal") else f"exit status {p.get('exit_code')}"
         return Notification("crash", f"hyperhive: {p.get('agent')} crashed", f"{p.get('agent')} exited ({how})",
                             p.get("agent"), None, event.ts)  # fmt: skip
-    if event.kind == "budget_stop":
-        return Notification("budget_stop", f"hyperhive: {p.get('agent')} stopped by its budget",
-                            _clip(p.get("reason") or "its budget is spent"), p.get("agent"), None, event.ts)  # fmt: skip
+    if event.kind == "budget" and p.get("paused"):  # core/budget.py paused an agent ("*": the whole hive)
+        who = "every agent" if p.get("agent") == "*" else p.get("agent")
+        return Notification("budget_stop", f"hyperhive: {who} paused by its budget",
+                            f"{who} is over budget: its messages wait until you decide", p.get("agent"), None,
+                            event.ts)  # fmt: skip
     return None
 
 
