@@ -16,6 +16,7 @@ from typing import Any
 
 from hyperhive.harness.compaction import compaction_target
 from hyperhive.harness.prompting import WakePrompt, parse_wake_prompt
+from hyperhive.offline_model.phrasing import HELP, Intent, newcomer_intent
 
 __all__ = [
     "LABEL",
@@ -351,9 +352,28 @@ def _script(ctx: _Ctx, wake: WakePrompt) -> Decision:  # noqa: C901 - one table 
             return ctx.tool(_hh(verb), {"name": name})
         return ctx.done(f"{verb} {name}: done.")
 
+    if intent := newcomer_intent(body):
+        return _newcomer(ctx, wake, intent)
+
     if step == 0:
         return ctx.tool(_hh("send"), {"to": "operator", "body": f"{sender} said: {wake.body}"})
     return ctx.done("done.")
+
+
+def _newcomer(ctx: _Ctx, wake: WakePrompt, intent: Intent) -> Decision:
+    """A newcomer's phrasing (offline_model/phrasing.py): spawn, init, or the list of commands."""
+    if ctx.step > 0:
+        if intent.tool == "help":
+            return ctx.done("sent the list of what I understand.")
+        if intent.tool == "request_init_config":
+            return ctx.done(f"requested a config for {intent.name}.")
+        return ctx.done(f"requested spawn of {intent.name}.")
+    if intent.tool == "help":
+        return ctx.tool(_hh("send"), {"to": wake.sender, "body": HELP, "in_reply_to": wake.msg_id})
+    tool_input: dict[str, Any] = {"name": intent.name}
+    if intent.description:
+        tool_input["description"] = intent.description
+    return ctx.tool(_hh(intent.tool), tool_input)
 
 
 def decide(request: dict[str, Any], new_id: Callable[[], str] = _new_id) -> Decision:
