@@ -271,13 +271,13 @@ async def test_slash_model_changes_the_chip_and_the_next_turns_model(hive: Hive)
 
 
 async def test_nap_countdown_shows_and_the_end_nap_button_ends_it(hive: Hive) -> None:
-    """A `nap 60` turn parks the agent: the badge counts down `napping 😴 · MM:SS`; the end-nap
+    """A `nap 60` turn parks the agent: the badge counts down `napping ☾ · MM:SS`; the end-nap
     button ends it and the badge returns to idle (issue 3)."""
     page = hive.page
     await hive.prompt("nap 60")
     badge = page.locator("#state-badge")
     await expect(badge).to_have_attribute("data-state", "napping", timeout=T)
-    await expect(badge).to_have_text(re.compile(r"^napping 😴 · 0[01]:\d\d · \d+s$"))
+    await expect(badge).to_have_text(re.compile(r"^napping ☾ · 0[01]:\d\d · \d+s$"))
     await hive.shot("napping")
     await page.locator("#end-nap-btn").click()
     await expect(page.locator(".note", has_text="nap ended early by the operator")).to_be_visible(timeout=T)

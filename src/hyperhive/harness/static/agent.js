@@ -235,7 +235,7 @@
     state_changed(e) {
       const p = e.payload || {};
       if (p.state === "napping") return row("state-row", e, line("state-line", "· napping until " + hive.fmtClock(p.until)));
-      if (p.state === "compacting") return row("state-row", e, line("state-line", "· compacting 📦"));
+      if (p.state === "compacting") return row("state-row", e, line("state-line", "· compacting ▣"));
       if (p.state === "needs_login") return row("state-row", e, line("note warning", "needs login: use the login panel above"));
       return null;
     },
@@ -268,7 +268,7 @@
 
   /* ---- header: state badge, model chip, last turn ------------------------------------------ */
 
-  const LABELS = { idle: "idle", thinking: "thinking", compacting: "compacting 📦", needs_login: "needs login",
+  const LABELS = { idle: "idle", thinking: "thinking", compacting: "compacting ▣", needs_login: "needs login",
     starting: "starting", offline: "offline" };
 
   function renderHeader() {
@@ -278,7 +278,7 @@
     let label = LABELS[st] || st;
     if (st === "napping") {
       const left = snap.nap_until ? snap.nap_until - t : 0;
-      label = "napping 😴 · " + hive.fmtMMSS(Math.max(0, left));
+      label = "napping ☾ · " + hive.fmtMMSS(Math.max(0, left));
     }
     const badge = $("state-badge");
     badge.textContent = label + " · " + hive.fmtAge(t - (since || t));
@@ -421,7 +421,7 @@
       ...kv("tokens in", s.input_tokens), ...kv("tokens out", s.output_tokens),
       ...kv("cache read", s.cache_read_input_tokens), ...kv("cache write", s.cache_creation_input_tokens),
       ...kv("cost", "$" + Number(s.cost_usd || 0).toFixed(4)), ...kv("avg turn", avg));
-    $("stats-since").textContent = s.since ? "since " + new Date(s.since * 1000).toLocaleString() : "";
+    $("stats-since").textContent = s.since ? "since " + hive.fmtDate(s.since) : "";
     drawChart(Array.isArray(s.series) ? s.series : []);
   }
 
