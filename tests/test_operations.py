@@ -167,3 +167,33 @@ async def test_healthz_needs_no_session_and_names_nothing(hive: Daemon) -> None:
             assert secret not in text
         assert (await client.post(base + "/healthz")).status_code == 405
         assert (await client.get(base + "/api/state")).status_code == 401  # everything else still needs a session
+
+
+async def test_under_the_journal_lines_carry_priorities_and_no_login_token(tmp_path: Path, short_dir: Path) -> None:
+    """As systemd runs it (stderr is the journal, JOURNAL_STREAM names it; readiness on
+    NOTIFY_SOCKET): `<N>` priority prefixes instead of timestamps, and no login token, since the
+    journal is readable by more than the operator."""
+    address = short_dir / "notify"
+    err_path = tmp_path / "journal"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener, err_path.open("wb") as err:
+        listener.bind(str(address))
+        st = os.fstat(err.fileno())
+        env = {**os.environ, "NOTIFY_SOCKET": str(address), "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        proc = await asyncio.create_subprocess_exec(
+            HIVE, "serve", *_args(tmp_path, short_dir / "run"), stdout=err, stderr=err, env=env,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(60):
+                ready = (await asyncio.get_running_loop().sock_recv(listener, 4096)).decode()
+            assert "READY=1" in ready.splitlines()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(90):
+                assert await proc.wait() == 0
+    lines = err_path.read_text().splitlines()
+    token = (tmp_path / "state" / "dashboard-token").read_text().strip()
+    assert token and not [line for line in lines if token in line]
+    assert "<6>hyperhive.core.daemon: hive serve ready" in "\n".join(lines)
+    logged = [line for line in lines if line.startswith("<")]
+    assert logged and all(line[1].isdigit() and line[2] == ">" for line in logged)
+    assert any("hive dashboard-url --run-dir" in line for line in lines)

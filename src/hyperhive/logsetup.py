@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-__all__ = ["LEVELS", "FORMATS", "daemon_log_path", "setup_logging"]
+__all__ = ["LEVELS", "FORMATS", "daemon_log_path", "output_is_journal", "setup_logging"]
 
 LEVELS: Final = ("debug", "info", "warning", "error")
 FORMATS: Final = ("text", "json")
@@ -53,15 +53,25 @@ class JournalFormatter(logging.Formatter):
         return text
 
 
-def _stderr_is_journal(environ: Mapping[str, str]) -> bool:
-    """systemd sets JOURNAL_STREAM=dev:inode when stderr is connected to the journal."""
+def _is_journal(stream: object, environ: Mapping[str, str]) -> bool:
+    """systemd sets JOURNAL_STREAM=dev:inode when stderr (or stdout) is connected to the journal."""
     value = environ.get("JOURNAL_STREAM", "")
     dev, _, ino = value.partition(":")
     try:
-        st = os.fstat(sys.stderr.fileno())
+        st = os.fstat(stream.fileno())  # type: ignore[attr-defined]
         return bool(value) and st.st_dev == int(dev) and st.st_ino == int(ino)
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _stderr_is_journal(environ: Mapping[str, str]) -> bool:
+    return _is_journal(sys.stderr, environ)
+
+
+def output_is_journal(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether what we print lands in the journal (readable by more than the operator: no tokens)."""
+    env = os.environ if environ is None else environ
+    return _is_journal(sys.stderr, env) or _is_journal(sys.stdout, env)
 
 
 def _text_formatter() -> logging.Formatter:
