@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import select
 import signal
@@ -73,12 +74,10 @@ class Rig(HiveRig):
         ]
 
 
-@pytest.fixture
-async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
-    _prerequisites()
+async def _rig(tmp_path: Path, run_dir: Path, cage: str) -> AsyncIterator[Rig]:
     async with OfflineModelServer() as model:
         env = {"ANTHROPIC_BASE_URL": model.url, "ANTHROPIC_API_KEY": "offline-model-stand-in"}
-        config = make_config(tmp_path, short_dir, cage="bwrap", agent_env=env)
+        config = make_config(tmp_path, run_dir, cage=cage, agent_env=env)
         daemon, task = await start_daemon(config)
         try:
             rig = Rig(daemon, model)
@@ -86,6 +85,41 @@ async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
             yield rig
         finally:
             await stop_daemon(daemon, task)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
+    """A real daemon with a bwrap cage for agent `a` (root: `a` is its own host uid)."""
+    _prerequisites()
+    async for r in _rig(tmp_path, short_dir, "bwrap"):
+        yield r
+
+
+@pytest.mark.cage
+async def test_exec_enters_an_nspawn_cage_as_the_agents_uid(tmp_path: Path, short_dir: Path) -> None:
+    """nspawn maps the cage's root to the agent's host uid: uid 0 inside, its files the agent's."""
+    _prerequisites()
+    require_tool("systemd-nspawn")
+    from hyperhive.cages.nspawn import NspawnCage
+
+    ok, why = NspawnCage.available()
+    require(ok, f"nspawn does not work here: {why}")
+    async for rig in _rig(tmp_path, short_dir, "nspawn"):
+        done = await rig.hive("exec", "a", "--", "sh", "-c", "id -u; pwd; touch /state/from-nspawn; exit 5")
+        assert (done.returncode, done.stdout) == (5, "0\n/state\n"), done
+        probe = rig.daemon.paths.agent("a").state / "from-nspawn"
+        assert probe.stat().st_uid == rig.s.lifecycle.get("a").uid
+        broker = await rig.hive("exec", "a", "--", "cat", str(rig.daemon.paths.broker_db))
+        assert broker.returncode != 0 and "No such file" in broker.stderr
+
+
+async def test_a_process_cage_says_its_shell_is_not_isolated(tmp_path: Path, short_dir: Path) -> None:
+    require_sdk()
+    async for rig in _rig(tmp_path, short_dir, "process"):
+        state = rig.daemon.paths.agent("a").state
+        done = await rig.hive("exec", "a", "--", "sh", "-c", "pwd; exit 4")
+        assert (done.returncode, done.stdout) == (4, f"{state}\n"), done
+        assert "NOT isolated" in done.stderr and "on the host" in done.stderr
 
 
 @pytest.mark.cage
@@ -205,3 +239,54 @@ async def test_unknown_stopped_and_bad_names_are_one_line_errors(hive: Daemon) -
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("hive: "), (args, done.stderr)
         assert expect in lines[0], (args, lines)
+
+
+@pytest.mark.cage
+async def test_the_dashboard_shell_outlives_a_closed_tab_and_ends_when_idle(rig: Rig) -> None:
+    """Closing the page's websocket keeps the shell (a new viewer gets the same session and its
+    recent screen); with no viewer for `idle_seconds` it is hung up and recorded as ended."""
+    import httpx
+    from websockets.asyncio.client import connect
+
+    shells = rig.s.shells
+    assert shells is not None and rig.daemon.dashboard_url is not None
+    base = rig.daemon.dashboard_url.split("/login", 1)[0]
+    ws_url = base.replace("http://", "ws://") + "/agent/a/_shell/ws"
+
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        await http.get(rig.daemon.dashboard_url)
+        cookie = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+        headers = {"X-CSRF-Token": http.cookies["hh_csrf"], "Origin": base}
+
+        async def attach() -> Any:
+            ticket = (await http.post("/agent/a/_shell/ticket", headers=headers, json={})).json()["ticket"]
+            return connect(f"{ws_url}?ticket={ticket}", additional_headers={"Cookie": cookie}, origin=base)  # type: ignore[arg-type]
+
+        async def read_until(ws: Any, marker: bytes) -> tuple[dict[str, Any], bytes]:
+            hello: dict[str, Any] = {}
+            seen = b""
+            async with asyncio.timeout(30):
+                while marker not in seen:
+                    message = await ws.recv()
+                    if isinstance(message, str):
+                        hello = hello or json.loads(message)
+                    else:
+                        seen += message
+            return hello, seen
+
+        async with await attach() as ws:
+            first, _ = await read_until(ws, b"a:/state$ ")
+            await ws.send(b"echo kept-$((3*4))\r")
+            await read_until(ws, b"kept-12")
+        async with await attach() as ws:  # the tab was closed; a new one gets the same shell
+            again, _replayed = await read_until(ws, b"kept-12")  # the recent screen comes first
+            assert again["session"] == first["session"]
+            shells.idle_seconds = 0.2
+        ended = await rig.until(
+            "the idle dashboard shell to end",
+            lambda: [
+                e for e in rig.s.hub.history() if e.kind == "shell_ended" and e.payload["session"] == first["session"]
+            ],
+        )
+        assert ended[0].payload["via"] == "dashboard"
+        assert shells.web.get("a") is None
