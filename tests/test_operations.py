@@ -127,7 +127,10 @@ async def test_agent_env_file_values_reach_the_cage_and_no_process_argv(tmp_path
     env_file.write_text(f"# the upstream key\nHYPERHIVE_TEST_SECRET='{secret}'\n")
     env_file.chmod(0o600)
     run = short_dir / "run"
-    async with serving(*_args(tmp_path, run, "--agent-env-file", str(env_file))) as served:
+    flag = ("--agent-env", "DEMO_TOKEN=on-the-command-line-on-purpose")
+    async with serving(*_args(tmp_path, run, "--agent-env-file", str(env_file), *flag)) as served:
+        warning = await served.wait_for_stderr("--agent-env DEMO_TOKEN puts its value on this command line")
+        assert "on-purpose" not in warning and "--agent-env-file" in warning
         spawn = subprocess.run([HIVE, "spawn", "envy", "--run-dir", str(run)], capture_output=True, text=True,
                                timeout=60)  # fmt: skip
         assert spawn.returncode == 0, spawn.stderr

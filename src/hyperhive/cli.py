@@ -121,10 +121,16 @@ def _age(ts: float | None) -> str:
     return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
 
 
-def _daemon_logging(config: Any, verbose: bool, level: str, fmt: str) -> None:
+def _daemon_logging(config: Any, verbose: bool, level: str, fmt: str, agent_env: tuple[str, ...] = ()) -> None:
     from hyperhive.logsetup import daemon_log_path, setup_logging
 
     setup_logging("debug" if verbose else level, fmt, log_file=daemon_log_path(config.state_dir))
+    for pair in agent_env:
+        key = pair.partition("=")[0]
+        if any(word in key.upper() for word in ("KEY", "TOKEN", "SECRET", "PASSWORD")):
+            logging.getLogger("hyperhive.cli").warning(
+                "--agent-env %s puts its value on this command line (visible in ps): use --agent-env-file", key
+            )
 
 
 def _downtime(a: dict[str, Any]) -> str:
@@ -195,7 +201,7 @@ def serve(state_dir: Path | None, run_dir: Path | None, host: str | None, port: 
     config = load_config(state_dir=state_dir, run_dir=run_dir, host=host, port=port, cage=cage,
                          agent_env=parse_env_pairs(agent_env), api_base=api_base,
                          api_key_file=api_key_file, agent_env_files=agent_env_file)  # fmt: skip
-    _daemon_logging(config, verbose, log_level, log_format)
+    _daemon_logging(config, verbose, log_level, log_format, agent_env)
     _run_daemon(config)
 
 
@@ -214,7 +220,7 @@ def demo(state_dir: Path | None, run_dir: Path | None, host: str | None, port: i
         validate_agent_name(name, allow_manager=False)  # before anything starts
     config = load_config(state_dir=state_dir, run_dir=run_dir, host=host, port=port, cage=cage,
                          agent_env=parse_env_pairs(agent_env), agent_env_files=agent_env_file)  # fmt: skip
-    _daemon_logging(config, verbose, log_level, log_format)
+    _daemon_logging(config, verbose, log_level, log_format, agent_env)
     run_demo(config, names, _run_daemon)
 
 
