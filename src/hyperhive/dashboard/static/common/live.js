@@ -1,7 +1,8 @@
 /* hyperhive — shared front-end helpers (dashboard + per-agent pages; no build step).
  *
  * window.hive:
- *   csrfToken()                    the double-submit token from the readable `hh_csrf` cookie
+ *   csrfToken()                    the CSRF token: on /agent/<name>/ the `hh_page_csrf` cookie (bound
+ *                                  to that agent), elsewhere the page's <meta name="hh-csrf">
  *   post(url, data?)               POST JSON with X-CSRF-Token; resolves to the JSON reply,
  *                                  rejects with Error(message) (.status, .body) on !ok
  *   getJSON(url)                   GET, same-origin credentials, rejects on !ok
@@ -20,8 +21,12 @@
   const hive = window.hive || (window.hive = {});
 
   hive.csrfToken = function () {
-    const m = document.cookie.match(/(?:^|;\s*)hh_csrf=([^;]+)/);
-    return m ? decodeURIComponent(m[1]) : "";
+    if (location.pathname.startsWith("/agent/")) { // the agent serves this page's HTML: no <meta> trusted
+      const m = document.cookie.match(/(?:^|;\s*)hh_page_csrf=([^;]+)/);
+      return m ? decodeURIComponent(m[1]) : "";
+    }
+    const meta = document.querySelector('meta[name="hh-csrf"]');
+    return meta ? meta.content : "";
   };
 
   async function parse(resp) {
