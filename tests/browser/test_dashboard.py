@@ -5,6 +5,7 @@ Issue 6 "How it is verified"; DESIGN §9."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -154,6 +155,7 @@ async def test_compose_sends_to_an_agent_and_a_peer_reply_appears_without_reload
     live, marked as a reply. Issue 6 "MESS4GE FL0W"."""
     register_agent(dash, "delta", 910)
     s = dash.services
+    await asyncio.to_thread(s.repos.seed, "delta")  # a real config: without one delta reaches the manager only
     page = await open_dashboard(context, dash)
     await page.evaluate("window.__marker = 'no reload'")
     box = page.locator("#compose-input")
@@ -251,6 +253,9 @@ async def test_hostile_names_and_bodies_render_as_text(dash: Dash, context: Brow
     """A sender, asker, description or body carrying `<img src=x onerror=…>` shows up as text
     and never runs. Issue 6 "How it is verified"."""
     s = dash.services
+    # the hostile sender is no agent with a config (its allow-list would fail closed to the
+    # manager): let the broker route it as an agent allowed to reach anyone
+    s.broker._allow_list = lambda _name: []
     page = await open_dashboard(context, dash)
     await s.broker.send(XSS, "operator", f"body {XSS}")
     await s.questions.ask(XSS, f"question {XSS}", options=[XSS])
@@ -311,3 +316,43 @@ async def test_a_killed_stream_resumes_without_losing_or_repeating_events(dash: 
         await expect(page.locator(f'.hh-term-row[data-flow="{mid}"]')).to_have_count(1, timeout=T)
     assert cut["n"] == 1
     await expect(page.locator(".hh-term-row.sent")).to_have_count(1 + 4 + 3, timeout=T)
+
+
+async def test_dead_letters_appear_live_and_are_retried_or_discarded_by_click(
+    dash: Dash, context: BrowserContext
+) -> None:
+    """A message parked after three failed deliveries shows up in D34D L3TT3RS without a reload
+    (its body as text); R3TRY puts it back in the queue, D1SC4RD acknowledges it (issue 9)."""
+    from hivetest import ask_socket, wire_agent
+
+    s = dash.services
+    worker = await wire_agent(dash.daemon, "worker")
+    page = await open_dashboard(context, dash)
+    await expect(page.locator("#dead-empty")).to_be_visible(timeout=T)
+
+    async def park(body: str) -> int:
+        [mid] = await s.broker.send("operator", "worker", body)
+        for _ in range(3):
+            assert (await ask_socket(worker, {"cmd": "recv"}))["messages"][0]["id"] == mid
+            await ask_socket(worker, {"cmd": "requeue_inflight"})
+        return mid
+
+    first = await park(f"retry me {XSS}")
+    row = page.locator(f'tr[data-dead="{first}"]')
+    await expect(row).to_contain_text(f"retry me {XSS}", timeout=T)
+    await expect(row).to_contain_text("operator → worker", timeout=T)
+    await expect(page.locator("#dead-count")).to_have_text("1", timeout=T)
+    assert await page.locator("main img").count() == 0
+    await shot(page, "#sec-dead", "sec-dead")
+    await row.locator('button[data-action="retry-dead"]').click()
+    await expect(row).to_have_count(0, timeout=T)
+    assert s.broker.dead_letters() == [] and s.broker.unread("worker") == 1
+    await ask_socket(worker, {"cmd": "recv"})
+    await ask_socket(worker, {"cmd": "ack_turn"})
+
+    second = await park("drop me")
+    row = page.locator(f'tr[data-dead="{second}"]')
+    await row.locator('button[data-action="discard-dead"]').click()  # the confirm is accepted
+    await expect(row).to_have_count(0, timeout=T)
+    assert s.broker.get(second).acked_at is not None and s.broker.dead_letters() == []
+    await expect(page.locator("#dead-empty")).to_be_visible(timeout=T)
