@@ -57,3 +57,19 @@ async def test_sigint_takes_the_graceful_path_and_the_kickoff_is_sent_once(tmp_p
         await again.wait_for_stderr("demo kickoff already sent")
         assert await again.stop(signal.SIGINT) == 0, again.stderr
     assert "sent 'relay hello" not in again.stderr
+
+
+async def test_the_standalone_offline_model_stops_on_sigint() -> None:
+    """`python -m hyperhive.offline_model`: its own handler gets Ctrl-C, not uvicorn's."""
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hyperhive.offline_model",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        while "export ANTHROPIC_BASE_URL=" not in (await proc.stdout.readline()).decode():
+            pass
+    proc.send_signal(signal.SIGINT)
+    async with asyncio.timeout(30):
+        _, err = await proc.communicate()
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
