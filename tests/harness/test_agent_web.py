@@ -365,6 +365,38 @@ async def test_oversized_and_malformed_bodies_are_refused_and_the_app_still_serv
     assert (await agent.state())["state"] == "idle"
 
 
+async def test_a_prompt_too_long_turn_is_compacted_once_and_retried(tmp_path: Path, short_dir: Path) -> None:
+    """DESIGN §5: the API answers `prompt is too long` (the offline model's `overflow` script,
+    until the session holds a summary) and the CLI reports it (its own auto-compaction is off
+    here, DISABLE_AUTO_COMPACT=1); the harness compacts the session once (state `compacting`) and
+    retries the same turn, which succeeds and is acknowledged (issue 14 §3)."""
+    async for agent in hive_with_agent(tmp_path, short_dir, extra_env={"DISABLE_AUTO_COMPACT": "1"}):
+        mid = await agent.send("overflow still here")
+        start = await agent.trail.wait(kind("turn_start", id=mid))
+        await agent.trail.wait(lambda e: e["kind"] == "note" and "prompt too long" in e["payload"]["text"],
+                               after=start["id"])  # fmt: skip
+        compacting = await agent.trail.wait(kind("state_changed", state="compacting"), after=start["id"])
+        end = await agent.trail.wait(kind("turn_end"), after=compacting["id"])
+        assert end["payload"]["ok"] is True, end["payload"]
+        after = [e for e in agent.trail.events if compacting["id"] < e["id"] < end["id"]]
+        assert any(e["kind"] == "stream" and e["payload"].get("subtype") == "compact_boundary" for e in after)
+        texts = [b["text"] for e in after if e["kind"] == "stream" and e["payload"].get("type") == "assistant"
+                 for b in e["payload"]["content"] if b.get("type") == "text"]  # fmt: skip
+        assert "after compaction: still here" in texts
+        assert len([e for e in agent.trail.events if e["kind"] == "turn_start" and e["payload"]["id"] == mid]) == 1
+        (row,) = [m for m in agent.daemon.services.broker.recent(AGENT, 20) if m.id == mid]
+        assert row.acked_at is not None
+
+
+async def test_with_the_clis_auto_compaction_an_overflow_is_handled_inside_the_turn(agent: Agent) -> None:
+    """By default the CLI compacts reactively itself: the same overflow ends in one successful
+    turn with the CLI's compact boundary and no harness retry (the harness path above is the
+    fallback when the CLI reports the error)."""
+    end = await agent.turn("overflow inside")
+    assert end["payload"]["ok"] is True and end["payload"]["note"] == "after compaction: inside"
+    assert not any(e["kind"] == "note" and "prompt too long" in e["payload"]["text"] for e in agent.trail.events)
+
+
 # ---- notes compaction (issue 14 §2) --------------------------------------------------------------
 
 
