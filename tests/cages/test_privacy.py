@@ -9,13 +9,16 @@ import asyncio
 import os
 import sqlite3
 import stat
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_boundary import Rig, _prerequisites, _rig, toml_for
+from test_boundary import Rig, _prerequisites, _rig, probe_rcs, probe_script, toml_for
 
-from hivetest import make_config, start_daemon, stop_daemon, wire_agent
+from hivetest import make_config, require, start_daemon, stop_daemon, wire_agent
+from hyperhive.errors import HiveError
+from hyperhive.names import MANAGER
 from hyperhive.offline_model.server import OfflineModelServer
 
 pytestmark = pytest.mark.cage
@@ -115,3 +118,67 @@ async def test_an_old_world_readable_install_is_made_private_on_start(tmp_path: 
         assert {str(d): mode(d) for d in dirs} == {str(d): 0o700 for d in dirs}
     finally:
         await stop_daemon(daemon, task)
+
+
+@pytest.fixture
+async def umask_rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
+    """A hive with a manager, run under the umask `hive serve` sets (077)."""
+    _prerequisites()
+    old = os.umask(0o077)
+    try:
+        async with OfflineModelServer() as model:
+            async for r in _rig(tmp_path, short_dir, model, manager=True):
+                yield r
+    finally:
+        os.umask(old)
+
+
+async def test_under_umask_077_the_manager_still_reads_the_applied_repos_and_nobody_else_can(umask_rig: Rig) -> None:
+    await umask_rig.spawn("b", bash=[])
+    probes = {
+        "applied-read": "cat /applied/b/agent.toml",
+        "applied-git": "git -C /applied/b log --oneline -1",
+        "proposed-git": "git -C /agents/b/config log --oneline -1",
+    }
+    result = await umask_rig.bash(MANAGER, probe_script(probes))
+    rcs = probe_rcs(result.text)
+    assert rcs == dict.fromkeys(probes, 0), result.text
+    paths = umask_rig.daemon.paths
+    for d in (paths.applied_root, paths.proposed_root, paths.state_dir):
+        assert mode(d) & 0o007 == 0, d  # other local users: nothing
+
+
+@pytest.mark.parametrize("kind", ["bwrap", "nspawn"])
+async def test_a_cage_started_under_umask_077_works_and_gets_its_config_env(kind: str, tmp_path: Path) -> None:
+    """`hive serve` runs with umask 077: every scaffold a backend builds for the agent's uid (the
+    bwrap re-exposed parents, the nspawn root, the env files) is still readable by that uid."""
+    from hyperhive.cages import resolve_cage
+    from hyperhive.cages.base import CageSpec
+
+    require(os.geteuid() == 0, "an agent uid needs a root daemon")
+    try:
+        cage, _ = resolve_cage(kind)
+    except HiveError as exc:
+        require(False, f"{kind}: {exc}")
+    root = tmp_path / "hive"
+    root.mkdir(mode=0o700)  # like the state dir: the agent's uid cannot traverse it
+    dirs = [root / "state", root / "home", root / "run"]
+    uid = 64999
+    for d in dirs:
+        d.mkdir()
+        os.chown(d, uid, uid)
+    code = ("import json, os; print('passwd', open('/etc/passwd').read().count(':') > 0); "
+            "print('config', json.load(open(os.environ['HYPERHIVE_CONFIG_ENV_FILE']))['APP_X']); "
+            "print('secret', os.environ.get('SECRET_X')); print('state', os.listdir('/state'))")  # fmt: skip
+    spec = CageSpec(name="umask", argv=[sys.executable, "-c", code], state_dir=dirs[0], home_dir=dirs[1],
+                    run_dir=dirs[2], uid=uid, gid=uid, env={"SECRET_X": "s3"}, config_env={"APP_X": "cfg"})  # fmt: skip
+    old = os.umask(0o077)
+    try:
+        handle = await cage.start(spec)
+    finally:
+        os.umask(old)
+    async with asyncio.timeout(60):
+        info = await handle.wait()
+    text = "\n".join(info.last_lines)
+    assert info.exit_code == 0, text
+    assert "passwd True" in text and "config cfg" in text and "secret s3" in text and "state []" in text, text

@@ -311,6 +311,7 @@ def unblock_in_child(blocked: dict[Path, list[Path]]) -> None:
     Raises OSError (which fails the cage start with the reason)."""
     if not blocked:
         return
+    os.umask(0o022)  # the scaffold must be traversable by the agent's uid (the daemon runs with 077)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 

@@ -102,6 +102,14 @@ def _scaffold(name: str, mounts: list[tuple[Path, str, bool]]) -> Path:
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.touch(exist_ok=True)
+    # explicit modes: the daemon's umask is 077 and the cage's uid is not the owner (root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            if not (Path(dirpath) / d).is_symlink():
+                (Path(dirpath) / d).chmod(0o755)
+        for f in filenames:
+            if not (Path(dirpath) / f).is_symlink():
+                (Path(dirpath) / f).chmod(0o644)
     return root
 
 
@@ -281,6 +289,7 @@ class NspawnCage(Cage):
         if private:  # --agent-env values, tokens: never on nspawn's argv (/proc shows it to all)
             env_file = root / CAGE_ENV_FILE.lstrip("/")
             env_file.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+            env_file.parent.chmod(0o711)  # whatever the daemon's umask
             fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(private, f)
@@ -289,6 +298,7 @@ class NspawnCage(Cage):
         if spec.config_env:  # in the cage's own root, readable by its uid only, never on argv
             env_dir = root / CAGE_CONFIG_ENV.lstrip("/")
             env_dir.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+            env_dir.parent.chmod(0o711)
             fd = os.open(env_dir, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(spec.config_env, f)

@@ -183,6 +183,7 @@ def _git(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        umask=0o022,  # the manager reads the applied repos through their group/other bits (applied/ is 0750)
     )
     try:
         out, err = proc.communicate(input, timeout=timeout)
@@ -402,6 +403,7 @@ class ConfigRepos:
     @staticmethod
     def _init_applied(repo: Path) -> None:
         repo.mkdir()
+        repo.chmod(0o755)  # whatever the daemon's umask (077): the manager's cage reads it at /applied
         _git(repo, "init", "-q", "-b", "main")
 
     def _ensure_applied(self, name: str) -> Path:
