@@ -117,3 +117,14 @@ def test_the_session_may_edit_only_its_copy_of_the_notes(tmp_path: Path) -> None
     assert options.permission_mode == "dontAsk"
     assert compaction_target(spec.prompt) == str(target)
     assert compaction_target("[hyperhive] a wake prompt") is None
+
+
+def test_leftover_working_copies_of_a_killed_harness_are_removed(tmp_path: Path) -> None:
+    """A harness killed mid-compaction leaves its private working copy; the next start removes
+    it and nothing else."""
+    notes = tmp_path / "notes.md"
+    notes.write_text("# notes\n", encoding="utf-8")
+    (tmp_path / ".notes-compaction-abc").mkdir()
+    (tmp_path / ".notes-compaction-abc" / "notes.md").write_text("half", encoding="utf-8")
+    assert NotesCompactor(notes).remove_leftovers() == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.md"]

@@ -96,6 +96,15 @@ class NotesCompactor:
         except OSError:
             return 0
 
+    def remove_leftovers(self) -> int:
+        """Remove working copies a killed harness left behind (the notes themselves were never
+        touched: they are only ever replaced by one rename). Returns how many."""
+        removed = 0
+        for leftover in self.notes.parent.glob(".notes-compaction-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed += 1
+        return removed
+
     def kept_versions(self) -> list[Path]:
         try:
             return sorted(p for p in self.history.iterdir() if p.suffix == ".md")

@@ -470,6 +470,7 @@ class Harness:
 
     async def run(self) -> None:
         self.note_config_model()
+        await asyncio.to_thread(self.notes.remove_leftovers)
         requeued = (await self.client.call("requeue_inflight")).get("requeued", 0)
         if requeued:
             self.bus.emit("note", {"text": f"{requeued} unacknowledged message(s) requeued after a restart"})
