@@ -89,7 +89,8 @@ class DownPage:
             "<!doctype html><html lang=en><head><meta charset=utf-8>",
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{e(name)} is down · hyperhive</title>",
-            '<link rel="stylesheet" href="/static/common/hive.css"></head><body>',
+            '<link rel="stylesheet" href="/static/common/hive.css">',
+            '<script src="/static/common/downpage.js" defer></script></head><body>',
             '<main class="hh-main" id="down-page">',
             f'<section class="hh-section" aria-label="{e(name)} is down"><h2 aria-hidden="true">◆ 4G3NT D0WN ◆</h2>',
             '<div class="body">',
@@ -99,9 +100,11 @@ class DownPage:
             f'<details open><summary>last lines of its output</summary><pre class="down-tail">{e(tail)}</pre></details>'
             if tail else "",
             '<div class="down-actions">',
-            f'<form method="post" action="{prefix}/_down/start"><input type="hidden" name="csrf" value="{e(token)}">'
+            f'<form method="post" id="down-start-form" action="{prefix}/_down/start">'
+            f'<input type="hidden" name="csrf" value="{e(token)}">'
             '<button type="submit" class="go" id="down-start">▶ start</button></form>'
             if row["state"] in ("stopped", "crashed") else "",
+            '<span class="muted" id="down-status" role="status"></span>',
             f'<a class="btn" id="down-log" href="{prefix}/_down/log">read its log</a>',
             '<a class="btn" href="/">dashboard</a>',
             "</div></div></section></main></body></html>",
