@@ -24,11 +24,8 @@ import hashlib
 import hmac
 import html
 import json
-import math
 import os
 import secrets
-import time
-from collections import deque
 from collections.abc import Iterable
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -38,6 +35,7 @@ from urllib.parse import parse_qs, urlencode
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hyperhive.dashboard.loginlimit import LOGIN_FAILURES, LoginLimiter
 from hyperhive.dashboard.sessions import SESSION_MAX_AGE
 
 if TYPE_CHECKING:
@@ -46,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CSRF_COOKIE",
     "CSRF_HEADER",
+    "LOGIN_FAILURES",
     "MAX_BODY",
     "PAGE_CSRF_COOKIE",
     "SESSION_COOKIE",
@@ -63,8 +62,6 @@ CSRF_COOKIE: Final = "hh_csrf"
 CSRF_HEADER: Final = "x-csrf-token"
 CSRF_FIELD: Final = "csrf"
 PAGE_CSRF_COOKIE: Final = "hh_page_csrf"
-LOGIN_FAILURES: Final = 10  # failed logins per client per window before 429
-LOGIN_WINDOW: Final = 300.0  # seconds
 MAX_BODY: Final = 1024 * 1024
 UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -123,44 +120,6 @@ SECURITY_HEADERS: Final = (
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 )
 _OVERRIDDEN: Final = frozenset({b"content-security-policy", b"set-cookie"} | {k for k, _ in SECURITY_HEADERS})
-
-
-class LoginLimiter:
-    """Failed logins per client in a sliding window: over `limit`, the client waits (429)."""
-
-    def __init__(self, limit: int = LOGIN_FAILURES, window: float = LOGIN_WINDOW, *, clients: int = 1024) -> None:
-        self.limit = limit
-        self.window = window
-        self.clients = clients
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, client: str, now: float) -> deque[float] | None:
-        times = self._failures.get(client)
-        if times is None:
-            return None
-        while times and now - times[0] >= self.window:
-            times.popleft()
-        if not times:
-            del self._failures[client]
-            return None
-        return times
-
-    def retry_after(self, client: str, now: float | None = None) -> int:
-        """Seconds the client must wait before its next attempt; 0 when it may try now."""
-        now = time.monotonic() if now is None else now
-        times = self._recent(client, now)
-        if times is None or len(times) < self.limit:
-            return 0
-        return max(1, math.ceil(times[0] + self.window - now))
-
-    def failed(self, client: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        times = self._recent(client, now)
-        if times is None:
-            if len(self._failures) >= self.clients:  # bounded memory: forget the oldest client
-                del self._failures[next(iter(self._failures))]
-            times = self._failures[client] = deque(maxlen=self.limit)
-        times.append(now)
 
 
 def page_token(csrf: str, name: str) -> str:
