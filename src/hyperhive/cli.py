@@ -146,12 +146,9 @@ def _downtime(a: dict[str, Any]) -> str:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    from hyperhive.logsetup import setup_logging
+
+    setup_logging("debug" if verbose else "info")  # quiet HTTP libraries at INFO, as the daemon
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

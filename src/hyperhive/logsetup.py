@@ -18,8 +18,10 @@ __all__ = ["LEVELS", "FORMATS", "daemon_log_path", "output_is_journal", "setup_l
 
 LEVELS: Final = ("debug", "info", "warning", "error")
 FORMATS: Final = ("text", "json")
-# Libraries that log every request or connection at INFO: heard only at DEBUG.
-CHATTY: Final = ("httpx", "httpcore", "uvicorn", "uvicorn.access", "uvicorn.error", "asyncio", "multipart")
+# What logs every request or connection at INFO (the libraries, and the demo's offline model
+# with one line per model call): heard only at DEBUG.
+CHATTY: Final = ("httpx", "httpcore", "uvicorn", "uvicorn.access", "uvicorn.error", "asyncio", "multipart",
+                 "hyperhive.offline_model")  # fmt: skip
 LOG_FILE_BYTES: Final = 5 * 1024 * 1024
 LOG_FILE_KEEP: Final = 3
 # syslog priorities, which journald reads from a "<N>" line prefix
