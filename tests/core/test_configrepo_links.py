@@ -8,7 +8,6 @@ applied repo, and the answer must not depend on whether the foreign object exist
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import threading
@@ -167,37 +166,43 @@ SWAPS: dict[str, Callable[[Path, Path], Iterator[None]]] = {
 }
 
 
+ROUNDS = 40
+
+
 @pytest.mark.parametrize("swap", sorted(SWAPS))
 def test_a_swap_racing_the_proposal_never_imports_a_foreign_object(
     repos: ConfigRepos, paths: HivePaths, iris: Path, secret: tuple[Path, str], swap: str
 ) -> None:
-    """A thread swaps a link in and out as fast as it can while the core proposes the foreign sha
-    over and over: every proposal fails and the object never reaches the applied repo."""
+    """Each round, a thread plants the link (or alternates) at the moment the core starts
+    proposing the foreign sha, so it lands anywhere between the core's first look and git's read;
+    it is taken away once the proposal returned. No round may bring the object in."""
     repo, sha = secret
     (iris / ".git" / "objects" / "pack").mkdir(exist_ok=True)
     steps = SWAPS[swap](iris, repo)
-    barrier = threading.Barrier(2)
-    done = threading.Event()
-    swaps = 0
+    start, end = threading.Barrier(2, timeout=60), threading.Barrier(2, timeout=60)
 
     def swapper() -> None:
-        nonlocal swaps
-        barrier.wait()
-        while not done.is_set():
-            next(steps)
-            swaps += 1
+        for _ in range(ROUNDS):
+            start.wait()
+            next(steps)  # plant, racing the proposal
+            end.wait()
+            next(steps)  # take it away before the next round starts
 
     thread = threading.Thread(target=swapper)
     thread.start()
-    barrier.wait()
     accepted = []
+    refusals: set[str] = set()
     try:
-        for aid in range(1, 41):
-            with contextlib.suppress(HiveError):
+        for aid in range(1, ROUNDS + 1):
+            start.wait()
+            try:
                 accepted.append(repos.propose("iris", sha, aid))
+            except HiveError as exc:
+                refusals.add(type(exc).__name__)
+            finally:
+                end.wait()
     finally:
-        done.set()
         thread.join()
-    assert swaps > 0
-    assert accepted == []
+    assert accepted == [], f"imported a foreign commit in {len(accepted)} of {ROUNDS} rounds"
     assert not in_applied(paths, sha)
+    assert refusals <= {"UnsafePath", "InvalidRef", "Conflict", "AgentNotFound"}, refusals
