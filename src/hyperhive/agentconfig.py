@@ -181,6 +181,24 @@ class Limits(_Strict):
         return v
 
 
+class Budget(_Strict):
+    """What the agent may spend through the gateway (`[budget]`); unset means no cap."""
+
+    usd_per_day: float | None = Field(default=None, ge=0, description="USD per day, priced by the core's price table.")
+    tokens_per_day: int | None = Field(
+        default=None, ge=0, description="Tokens per day (input, output and cache reads and writes together)."
+    )
+    window: Literal["calendar", "rolling"] = Field(
+        default="calendar",
+        description="`calendar`: the day starts at midnight in the hive's time zone; `rolling`: the last 24 hours.",
+    )
+
+    @field_validator("usd_per_day", mode="before")
+    @classmethod
+    def _usd(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
 class AgentConfig(_Strict):
     """An agent's `agent.toml` (DESIGN §7), validated."""
 
@@ -208,6 +226,7 @@ class AgentConfig(_Strict):
         default_factory=dict, description="Extra stdio MCP servers started in the cage, by key (`[mcp_servers.<key>]`)."
     )
     limits: Limits = Field(default_factory=Limits, description="Cage resource limits (`[limits]`).")
+    budget: Budget = Field(default_factory=Budget, description="Model spend caps through the gateway (`[budget]`).")
     restart: Literal["no", "on-failure", "always"] | None = Field(
         default=None,
         description="What the core does when the agent's cage exits without being asked to: `no`, `on-failure` "

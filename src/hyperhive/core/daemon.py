@@ -120,7 +120,9 @@ class Daemon:
         verbs = Verbs(self.services)
         lifecycle.open_socket = self._open_agent_socket
         if self.config.gateway:
-            self.gateway = GatewayService(self.config, lifecycle, db, hub)
+            self.gateway = GatewayService(self.config, lifecycle, db, hub, broker, questions)
+            self.gateway.start()
+            self.services.gateway = self.gateway
         lifecycle.close_socket = self._close_agent_socket
         self._verbs = verbs
 

@@ -4,20 +4,25 @@ state the gateway reports (rate limits) shown on the agent's row."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hyperhive.config import HiveConfig, direct_mode
+from hyperhive.core.budget import HIVE, Budgets
 from hyperhive.core.gateway import Gateway, RequestUsage
 from hyperhive.core.hub import Hub
 from hyperhive.core.usage import PriceTable, UsageBook
 from hyperhive.store.sqlite import Database
 
 if TYPE_CHECKING:
+    from hyperhive.core.broker import Broker
     from hyperhive.core.lifecycle import Lifecycle
+    from hyperhive.core.questions import Questions
 
 __all__ = ["GatewayService"]
 
@@ -27,16 +32,39 @@ RefuserT = Callable[[str], str | None]
 
 
 class GatewayService:
-    def __init__(self, config: HiveConfig, lifecycle: Lifecycle, db: Database, hub: Hub) -> None:
+    def __init__(self, config: HiveConfig, lifecycle: Lifecycle, db: Database, hub: Hub, broker: Broker,
+                 questions: Questions) -> None:  # fmt: skip
         self.config = config
         self.lifecycle = lifecycle
+        self.hub = hub
         self.gateway = Gateway(config.api, on_usage=self._usage, refuse=self._refuse, on_rate=self._rate)
         self.tokens: dict[str, str] = {}
         self.usage = UsageBook(db, hub, PriceTable(config.api.prices))
+        self.budgets = Budgets(db, hub, self.usage, lifecycle, broker, questions, config.api.budget)
         self.usage_sinks: list[UsageSinkT] = []
-        self.refusers: list[RefuserT] = []
+        self.refusers: list[RefuserT] = [self.budgets.refusal]
+        self._watcher: asyncio.Task[None] | None = None
         lifecycle.gateway_env = self.env_for
         log.info("model API gateway: agents reach %s through their api.sock", config.api.upstream)
+
+    def start(self) -> None:
+        self._watcher = asyncio.create_task(self._watch(), name="gateway-watch")
+
+    async def _watch(self) -> None:
+        """Budget answers and turn ends, from the core's live events."""
+        while True:
+            sub = self.hub.subscribe()
+            try:
+                async for event in sub:
+                    try:
+                        if event.kind == "question_resolved":
+                            await self.budgets.on_answer(event.payload)
+                        elif event.kind == "agent_changed":
+                            self.budgets.on_state(event.payload["name"], event.payload.get("harness_state"))
+                    except Exception:
+                        log.exception("gateway: handling %s failed", event.kind)
+            finally:
+                sub.close()
 
     async def open(self, name: str, run_dir: Path, uid: int | None) -> None:
         self.tokens[name] = await self.gateway.open(name, run_dir, uid)
@@ -46,7 +74,35 @@ class GatewayService:
         await self.gateway.close(name)
 
     async def aclose(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await self.gateway.aclose()
+
+    def spend_summary(self) -> dict[str, Any]:
+        """Spend per agent (today, 7 days) and the hive's, each next to its budget."""
+        out = self.usage.summary()
+        for name, row in out["agents"].items():
+            row["budget"] = self.budgets.status(name) if self.budgets.limit_of(name) else None
+            row["paused"] = name in self.budgets.paused
+        for name in self.lifecycle.agents:
+            out["agents"].setdefault(name, {"today": {"usd": 0.0, "tokens": 0, "requests": 0},
+                                            "week": {"usd": 0.0, "tokens": 0, "requests": 0},
+                                            "budget": self.budgets.status(name) if self.budgets.limit_of(name) else None,
+                                            "paused": name in self.budgets.paused})  # fmt: skip
+        out["budget"] = self.budgets.status(HIVE) if self.budgets.hive else None
+        return out
+
+    async def hold_recv(self, name: str, wait_seconds: float) -> bool:
+        """For `recv`: True if `name` is paused by a budget (after waiting up to `wait_seconds`
+        for a resume); its messages stay queued."""
+        held = self.budgets.held(name)
+        if held is None:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(held.wait(), max(0.0, wait_seconds))
+        return self.budgets.held(name) is not None
 
     def env_for(self, name: str, env: dict[str, str]) -> dict[str, str]:
         """The cage's model-API environment: the agent's own token and the shim switch. An agent
@@ -58,6 +114,7 @@ class GatewayService:
 
     async def _usage(self, record: RequestUsage) -> None:
         await self.usage.record(record)
+        await self.budgets.after_usage(record.agent)
         for sink in self.usage_sinks:
             await sink(record)
 
@@ -76,4 +133,3 @@ class GatewayService:
         rt.blocked_until = until
         log.info("%s: %s", name, f"rate limited for {until - time.time():.0f} s" if until else "rate limit over")
         self.lifecycle.publish_row(name)
-

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hyperhive.agentconfig import AgentConfig
 from hyperhive.config import HiveConfig
@@ -19,6 +19,9 @@ from hyperhive.core.questions import Questions
 from hyperhive.core.shell import Shells
 from hyperhive.errors import HiveError
 from hyperhive.store.sqlite import Database, connect
+
+if TYPE_CHECKING:
+    from hyperhive.core.gateway_wiring import GatewayService
 
 __all__ = ["Services"]
 
@@ -38,6 +41,7 @@ class Services:
     questions: Questions
     cage_reason: str
     dashboard_url: str | None = None
+    gateway: GatewayService | None = None  # the model API gateway, when the core is the agents' door
     shells: Shells | None = None  # the operator's shells into cages (core.shell), set by the daemon
 
     def read_instructions(self, name: str, cfg: AgentConfig) -> str:

@@ -211,6 +211,9 @@ class Verbs:
     # ---- agents (agents/<name>/mcp.sock) ---------------------------------------------------
 
     async def v_recv(self, who: Identity, req: p.RecvReq) -> dict[str, Any]:
+        gateway = self.s.gateway
+        if gateway is not None and await gateway.hold_recv(who.name, req.wait_seconds):
+            return {"messages": [], "unread": self.s.broker.unread(who.name), "paused": "over budget"}
         messages = await self.s.broker.recv(who.name, req.wait_seconds, req.max, abandon=peer_gone())
         return {"messages": [m.model_dump() for m in messages], "unread": self.s.broker.unread(who.name)}
 

@@ -214,6 +214,7 @@ def routes(services: Any, auth: Auth) -> list[Route]:
             inbox=inbox,
             flow=flow,
             dead_letters=dead,
+            spend=s.gateway.spend_summary() if s.gateway is not None else None,
             cage=s.lifecycle.cage.kind,
             cage_reason=s.cage_reason,
             isolated=bool(s.lifecycle.cage.isolated),

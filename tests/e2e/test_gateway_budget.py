@@ -1,0 +1,95 @@
+"""Issue 12's budget proof with the REAL claude CLI through the gateway: an agent with a tiny
+`usd_per_day` runs one turn and is paused (`over budget`); its next message stays queued and
+never reaches the model; the operator's question appears in `hive questions` and on the
+dashboard, with the spend; the manager is told; answering "raise the budget for today" resumes
+the agent and the queued message is handled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon, wire_agent
+from hyperhive.agentconfig import default_agent_toml
+from hyperhive.config import ApiSettings
+from hyperhive.core.budget import RAISE
+from hyperhive.offline_model.server import OfflineModelServer
+
+sys.path.append(str(Path(__file__).resolve().parent.parent / "dashboard"))
+from dashkit import dash_of, logged_in  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+KEY = "sk-upstream-budget"
+
+
+@dataclass
+class Rig(HiveRig):
+    model: OfflineModelServer
+
+    UNTIL_BOUND = 90.0
+    RECHECK = 0.2
+    HIVE_OK = True
+
+    def diagnostics(self) -> str:
+        return diagnostics(self.s, self.model, messages=10, requests=10, tail=15)
+
+    def asked(self, text: str) -> bool:
+        return any(text in t for r in self.model.requests for t in r["user_texts"])
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
+    require_sdk()
+    async with OfflineModelServer(api_key=KEY) as model:
+        daemon, task = await start_daemon(make_config(tmp_path, short_dir, api=ApiSettings(base=model.url, key=KEY)))
+        try:
+            yield Rig(daemon, model)
+        finally:
+            await stop_daemon(daemon, task)
+
+
+async def test_an_agent_over_its_budget_pauses_queues_asks_and_resumes_when_raised(rig: Rig) -> None:
+    await wire_agent(rig.daemon, "manager")  # a manager inbox, no manager harness
+    toml = default_agent_toml("a") + '\n[budget]\nusd_per_day = 0.000001\nwindow = "calendar"\n'
+    await asyncio.to_thread(rig.s.repos.seed, "a", toml=toml)
+    await rig.hive("spawn", "a")
+    # its first turn (the spawn kick) spends more than the whole budget
+    await rig.until("a to be over budget", lambda: rig.s.lifecycle.row("a").harness_state == "over_budget")
+    kick = next(m for m in rig.s.broker.recent("a", 10) if m.sender == "system")
+    await rig.until("the first turn to complete", lambda: rig.s.broker.get(kick.id).acked_at)
+    listed = json.loads((await rig.hive("list", "--json")).stdout)["agents"]
+    assert next(a for a in listed if a["name"] == "a")["harness_state"] == "over_budget"
+
+    second = json.loads((await rig.hive("send", "a", "echo two", "--json")).stdout)
+    questions = await rig.until("the operator's budget question",
+                                lambda: [q for q in rig.s.questions.pending() if "a is over budget" in q["question"]])  # fmt: skip
+    (q,) = questions
+    assert q["options"] == [RAISE, "resume once", "keep paused"]
+    cli = json.loads((await rig.hive("questions", "--json")).stdout)
+    assert any(x["id"] == q["id"] for x in cli["questions"]), "the question is on the CLI"
+    dash = dash_of(rig.daemon)
+    client = await logged_in(dash)
+    try:
+        state = (await client.get("/api/state")).json()
+    finally:
+        await client.aclose()
+    assert any(x["id"] == q["id"] for x in state["questions"]), "and on the dashboard"
+    spend = state["spend"]["agents"]["a"]
+    assert spend["today"]["usd"] > 0.000001 and spend["paused"] is True
+    assert spend["budget"]["usd_budget"] == 0.000001 and spend["budget"]["window"] == "calendar"
+    assert [e["agent"] for e in rig.system_events("manager", "over_budget")] == ["a"], "the manager is told"
+
+    assert rig.s.broker.get(second["id"]).acked_at is None, "the queued message waits"
+    assert not rig.asked("echo two"), "no model call while over budget"
+
+    await rig.hive("answer", str(q["id"]), RAISE)
+    await rig.until("the queued message to be handled", lambda: rig.s.broker.get(second["id"]).acked_at)
+    assert rig.asked("echo two")
+    assert [e["agent"] for e in rig.system_events("manager", "budget_resumed")] == ["a"]
