@@ -65,6 +65,9 @@ def render_unit(spec: ServiceSpec) -> str:
         "[Unit]",
         "Description=hyperhive: a swarm of Claude Code agents",
         *([] if spec.user else ["Wants=network-online.target", "After=network-online.target"]),
+        # a crash loop gives up after 5 starts in 10 minutes (systemctl reset-failed to retry)
+        "StartLimitIntervalSec=10min",
+        "StartLimitBurst=5",
         "",
         "[Service]",
         "Type=notify",
@@ -75,6 +78,8 @@ def render_unit(spec: ServiceSpec) -> str:
         "Environment=PYTHONUNBUFFERED=1",
         "Restart=on-failure",
         "RestartSec=5s",
+        # exit status 3: startup refused (a config error, the port in use): a restart would not help
+        "RestartPreventExitStatus=3",
         "TimeoutStartSec=120s",
         # SIGTERM to the daemon alone: it stops every cage itself (bounded), then the rest is killed
         "KillMode=mixed",
