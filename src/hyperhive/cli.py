@@ -117,8 +117,14 @@ def _print_json(obj: Any) -> None:
 def _age(ts: float | None) -> str:
     if not ts:
         return "-"
-    s = max(0, int(time.time() - ts))
-    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+    s = max(0, int(time.time() - ts))  # the dashboard's format (hive.fmtAge): 45s, 4m05s, 2h07m, 3d4h
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600}h"
 
 
 def _daemon_logging(config: Any, verbose: bool, level: str, fmt: str, agent_env: tuple[str, ...] = ()) -> None:

@@ -420,6 +420,7 @@ class Lifecycle:
     async def restart(self, name: str, *, reason: str = "restarted") -> None:
         rt = self.get(name)
         async with rt.lock:
+            rt.crash_restarts = 0  # as start(): a restart by hand begins a fresh count
             await self._stop_locked(rt)
             await self._start_locked(rt, reason)
 
