@@ -57,7 +57,7 @@ def render_unit(spec: ServiceSpec) -> str:
     dirs: list[str] = []
     # systemd creates (and on stop removes) the standard dirs; other paths are the operator's
     if not spec.user and spec.state_dir == SYSTEM_STATE:
-        dirs += ["StateDirectory=hyperhive", "StateDirectoryMode=0711"]
+        dirs += ["StateDirectory=hyperhive", "StateDirectoryMode=0700"]
     if not spec.user and spec.run_dir == SYSTEM_RUN:
         dirs += ["RuntimeDirectory=hyperhive", "RuntimeDirectoryMode=0711"]
     lines = [
