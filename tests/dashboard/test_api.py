@@ -79,7 +79,8 @@ async def test_state_snapshot_carries_seq_and_every_section(dash: Dash, client: 
     assert question["options"] == ["yes", "no"] and question["deadline_at"] is not None
     assert snap["inbox"][0]["body"] == "hello operator"
     assert snap["flow"][-1]["preview"] == "hello operator"
-    assert snap["counts"] == {"agents_up": 0, "agents_down": 0, "approvals": 1, "questions": 1, "kept": 0}
+    assert snap["counts"] == {"agents_up": 0, "agents_down": 0, "approvals": 1, "questions": 1, "kept": 0,
+                              "dead_letters": 0}  # fmt: skip
     assert r.headers["cache-control"] == "no-store"
 
 
@@ -144,6 +145,7 @@ async def test_approvals_resolve_by_api_and_errors_map_to_status(dash: Dash, cli
 async def test_questions_are_answered_overridden_and_cancelled(dash: Dash, client: httpx.AsyncClient) -> None:
     """The operator answers operator questions, overrides peer ones and cancels. Issue 6."""
     q = dash.services.questions
+    await asyncio.to_thread(dash.services.repos.seed, "alpha")  # a peer question needs alpha's allow-list
     mine = await q.ask("alpha", "which?", options=["a", "b"])
     peer = await q.ask("alpha", "review this?", to="gamma")
     other = await q.ask("alpha", "still there?")

@@ -81,7 +81,8 @@ class Questions:
         ttl_seconds: int | None = None,
         to: str | None = None,
     ) -> dict[str, Any]:
-        self.broker.check_route(asker, OPERATOR if to is None else to)
+        if to is not None:  # a peer question carries the asker's text to another agent
+            self.broker.check_route(asker, to)
         now = self.clock()
         deadline = now + min(ttl_seconds, MAX_QUESTION_TTL) if ttl_seconds else None
         opts = json.dumps(list(options or []))
