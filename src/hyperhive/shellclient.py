@@ -57,7 +57,7 @@ def _warn_unisolated(reply: dict[str, Any]) -> None:
     if not reply.get("isolated", True):
         sys.stderr.write(
             f"hive: warning: {reply.get('agent')} runs in a {reply.get('cage')} cage: this is NOT isolated, "
-            "it runs on the host as the daemon's user\r\n"
+            "it runs on the host as the daemon's user\n"
         )
         sys.stderr.flush()
 

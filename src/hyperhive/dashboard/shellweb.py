@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import secrets
@@ -55,8 +54,8 @@ class _Ticket:
 
 
 def _who(session: dict[str, Any]) -> str:
-    tag = hashlib.sha256(str(session.get("sid", "")).encode()).hexdigest()[:8]
-    return f"operator (dashboard {tag})"
+    """The operator and which dashboard session: the short id `hive sessions` lists."""
+    return f"operator (dashboard session {str(session.get('sid', ''))[:8]})"
 
 
 class ShellWeb:
