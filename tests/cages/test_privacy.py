@@ -182,3 +182,26 @@ async def test_a_cage_started_under_umask_077_works_and_gets_its_config_env(kind
     text = "\n".join(info.last_lines)
     assert info.exit_code == 0, text
     assert "passwd True" in text and "config cfg" in text and "secret s3" in text and "state []" in text, text
+
+
+async def test_the_instructions_reach_the_model_but_no_command_line_in_a_caged_turn(rig: Rig) -> None:
+    """The agent's instructions (part of its system prompt) are on no process's command line while
+    its real claude CLI runs a turn in its bwrap cage; the same /proc a local user reads."""
+    marker = "PRIVATE-INSTRUCTIONS-c41b"
+    s = rig.s
+    await asyncio.to_thread(s.repos.seed, "alpha", marker, toml=toml_for("alpha", bash=["*"]))
+    await s.lifecycle.spawn("alpha")
+    await s.lifecycle.wait_healthy("alpha")
+    ap = rig.ap("alpha")
+    uid = s.lifecycle.get("alpha").uid
+    assert uid is not None
+    for name, text in (("p-marker", marker), ("p-cli", "--system-prompt-file /proc/")):
+        (ap.state / name).write_text(text + "\n")  # patterns from files: the probe's own argv holds neither
+        os.chown(ap.state / name, uid, uid)
+    listing = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done"
+    result = await rig.bash(
+        "alpha",
+        f"echo marker=$({listing} | grep -c -F -f /state/p-marker); echo cli=$({listing} | grep -c -F -f /state/p-cli)",
+    )
+    assert "marker=0" in result.text and "cli=0" not in result.text and "cli=" in result.text, result.text
+    assert any(marker in r["system"] for r in rig.model.requests)  # it did reach the model
