@@ -152,6 +152,7 @@ class NotifySettings:
     webhook_url: str | None = field(default=None, repr=False)  # POST, a JSON body
     ntfy_url: str | None = field(default=None, repr=False)  # an ntfy topic URL, e.g. https://ntfy.sh/my-hive
     link: str | None = None  # the dashboard as the operator's phone reaches it; default: the bound address
+    ntfy_token: str | None = field(default=None, repr=False)  # an ntfy access token (Authorization: Bearer)
 
     @property
     def enabled(self) -> bool:
@@ -162,7 +163,7 @@ def _notify_settings(toml: dict[str, Any]) -> NotifySettings:
     section = toml.get("notify") or {}
     if not isinstance(section, dict):
         raise StartupError("hive.toml: [notify] must be a table")
-    unknown = set(section) - {"webhook_url", "ntfy_url", "link"}
+    unknown = set(section) - {"webhook_url", "ntfy_url", "link", "ntfy_token"}
     if unknown:
         raise StartupError(f"hive.toml: [notify] has unknown keys: {', '.join(sorted(unknown))}")
     values: dict[str, str | None] = {}
@@ -171,7 +172,10 @@ def _notify_settings(toml: dict[str, Any]) -> NotifySettings:
         if value is not None and not (isinstance(value, str) and value.startswith(("http://", "https://"))):
             raise StartupError(f"hive.toml: [notify] {key} must be an http(s) URL")
         values[key] = value
-    return NotifySettings(**values)
+    token = section.get("ntfy_token")
+    if token is not None and (not isinstance(token, str) or not token.isprintable() or not token.isascii()):
+        raise StartupError("hive.toml: [notify] ntfy_token must be one line of ASCII")
+    return NotifySettings(**values, ntfy_token=token)
 
 
 def _max_attempts(toml: dict[str, Any]) -> int:

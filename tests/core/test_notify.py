@@ -69,7 +69,8 @@ async def _daemon(tmp_path: Path, short_dir: Path, notify: NotifySettings) -> tu
 async def test_questions_approvals_and_crashes_reach_the_webhook_and_ntfy(
     tmp_path: Path, short_dir: Path, receiver: Receiver
 ) -> None:
-    notify = NotifySettings(webhook_url=receiver.url + "/hook", ntfy_url=receiver.url + "/my-topic")
+    notify = NotifySettings(webhook_url=receiver.url + "/hook", ntfy_url=receiver.url + "/my-topic",
+                            ntfy_token="tk_test")  # fmt: skip
     daemon, task = await _daemon(tmp_path, short_dir, notify)
     try:
         assert daemon.dashboard_url and daemon.dashboard_base
@@ -85,6 +86,8 @@ async def test_questions_approvals_and_crashes_reach_the_webhook_and_ntfy(
         assert ntfy["body"] == "ship <it> now?"
         assert ntfy["headers"]["click"] == daemon.dashboard_base
         assert ntfy["headers"]["title"] == "hyperhive: asker asks you"
+        assert ntfy["headers"]["authorization"] == "Bearer tk_test"
+        assert "authorization" not in got["/hook"]["headers"]
 
         manager = await wire_agent(daemon, "manager")
         reply = await ask_socket(manager, {"cmd": "request_spawn", "name": "newbie", "description": "a helper"})
@@ -135,3 +138,23 @@ async def test_a_failing_sink_degrades_healthz_is_logged_once_and_blocks_nothing
         assert (await ask_socket(asker, {"cmd": "whoami"}))["ok"]
     finally:
         await stop_daemon(daemon, task)
+
+
+def test_notify_settings_come_from_hive_toml_and_bad_ones_are_one_line(tmp_path: Path) -> None:
+    from hyperhive.config import load_config
+    from hyperhive.errors import StartupError
+
+    def load(text: str) -> NotifySettings:
+        (tmp_path / "hive.toml").write_text(text)
+        return load_config(state_dir=tmp_path, run_dir=tmp_path / "run", environ={}).notify
+
+    settings = load('[notify]\nwebhook_url = "https://hooks.example/x"\nlink = "https://hive.example/"\n')
+    assert settings.enabled and settings.webhook_url == "https://hooks.example/x" and settings.ntfy_url is None
+    assert "hooks.example" not in repr(settings)  # a webhook URL may carry a secret
+    assert not load("").enabled
+    for bad, why in (('[notify]\nwebhook = "https://x"\n', "unknown keys: webhook"),
+                     ('[notify]\nntfy_url = "ftp://x"\n', "ntfy_url must be an http(s) URL"),
+                     ("notify = 3\n", "[notify] must be a table")):  # fmt: skip
+        with pytest.raises(StartupError) as info:
+            load(bad)
+        assert why in info.value.message and "\n" not in info.value.message

@@ -176,6 +176,8 @@ class Notifier:
                 headers = {"Title": note.title, "Tags": note.event}
                 if link:
                     headers["Click"] = link
+                if self.settings.ntfy_token:
+                    headers["Authorization"] = f"Bearer {self.settings.ntfy_token}"
                 response = await client.post(sink.url, content=note.message.encode(), headers=headers)
             else:
                 response = await client.post(sink.url, json=note.body(link))
