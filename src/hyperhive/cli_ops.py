@@ -69,7 +69,7 @@ def _private_file(path: Path, what: str) -> Path:
 @click.option("--state-dir", type=click.Path(path_type=Path), help="Default /var/lib/hyperhive (--user: yours).")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Default /run/hyperhive (--user: yours).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Dashboard address.")
-@click.option("--port", type=int, default=7000, show_default=True, help="Dashboard port.")
+@click.option("--port", type=click.IntRange(0, 65535), default=7000, show_default=True, help="Dashboard port.")
 @click.option("--api-key-file", type=click.Path(path_type=Path), metavar="PATH",
               help="The upstream API key (mode 0600), handed over with LoadCredential=.")  # fmt: skip
 @click.option("--agent-env-file", type=click.Path(path_type=Path), metavar="PATH",
