@@ -60,7 +60,9 @@ class GatewayService:
                         if event.kind == "question_resolved":
                             await self.budgets.on_answer(event.payload)
                         elif event.kind == "agent_changed":
-                            self.budgets.on_state(event.payload["name"], event.payload.get("harness_state"))
+                            rt = self.lifecycle.agents.get(event.payload["name"])  # the reported state, unmasked
+                            if rt is not None:
+                                self.budgets.on_state(rt.name, rt.harness_state)
                     except Exception:
                         log.exception("gateway: handling %s failed", event.kind)
             finally:
