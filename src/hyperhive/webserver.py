@@ -96,8 +96,10 @@ class DashboardLimits:
 
     def admit(self, peer: str, transport: asyncio.BaseTransport) -> bool:
         n = self.count()
-        if n >= self.total or len(self._open.get(peer, ())) >= self.per_peer or (
-            self.budget is not None and not self.budget.take()
+        if (
+            n >= self.total
+            or len(self._open.get(peer, ())) >= self.per_peer
+            or (self.budget is not None and not self.budget.take())
         ):
             self.refused += 1
             now = time.monotonic()

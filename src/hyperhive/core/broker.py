@@ -237,7 +237,9 @@ class Broker:
         if row is None:
             raise AgentNotFound(f"no dead letter #{message_id}")
         log.info("dead letter #%d for %s discarded by the operator", message_id, row["recipient"])
-        self.hub.publish("dead_letter_resolved", {"id": message_id, "action": "discarded", "recipient": row["recipient"]})
+        self.hub.publish(
+            "dead_letter_resolved", {"id": message_id, "action": "discarded", "recipient": row["recipient"]}
+        )
         return _row_to_message(row)
 
     def unread(self, agent: str) -> int:

@@ -169,7 +169,9 @@ class SocketServer:
                 if reading is None:
                     reading = asyncio.ensure_future(read_line(reader))
                 try:
-                    line = await asyncio.wait_for(reading, IDLE_TIMEOUT if served else min(IDLE_TIMEOUT, FIRST_LINE_TIMEOUT))
+                    line = await asyncio.wait_for(
+                        reading, IDLE_TIMEOUT if served else min(IDLE_TIMEOUT, FIRST_LINE_TIMEOUT)
+                    )
                 except TimeoutError:
                     return
                 except LineTooLong:

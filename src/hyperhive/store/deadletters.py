@@ -31,7 +31,9 @@ def park_or_requeue(c: sqlite3.Connection, agent: str, max_attempts: int, now: f
                   (now, *(r["id"] for r in parked)))  # fmt: skip
         parked = c.execute(f"SELECT * FROM messages WHERE id IN ({marks}) ORDER BY id",
                            tuple(r["id"] for r in parked)).fetchall()  # fmt: skip
-    requeued = c.execute(f"UPDATE messages SET delivered_at = NULL, redelivered = 1 WHERE {inflight}", (agent,)).rowcount
+    requeued = c.execute(
+        f"UPDATE messages SET delivered_at = NULL, redelivered = 1 WHERE {inflight}", (agent,)
+    ).rowcount
     return requeued, parked
 
 
