@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from hivetest import make_config, require, require_tool, start_daemon, stop_daemon
-from hyperhive.errors import StartupError
+from hyperhive.core.uidclaim import UID_RANGE
+from hyperhive.errors import Conflict, StartupError
 
 
 @pytest.fixture(autouse=True)
@@ -61,5 +62,26 @@ async def test_a_claim_left_by_a_dead_daemon_does_not_block(tmp_path: Path) -> N
     try:
         claims = json.loads(registry.read_text())
         assert [c["state_dir"] for c in claims] == [str(config.paths.state_dir.resolve())]
+    finally:
+        await stop_daemon(daemon, task)
+
+
+async def test_an_agent_past_the_claimed_range_gets_no_uid(tmp_path: Path) -> None:
+    """Agent ids map to uid_base + id; an id past the claimed range is refused, not handed a uid
+    another hive may hold."""
+    config = make_config(tmp_path, run_dir(), cage="bwrap")
+    daemon, task = await start_daemon(config)
+    try:
+        assert daemon.services is not None
+        last = UID_RANGE - 1  # a kept (destroyed) agent holds the last id of the range
+        await daemon.services.db.write(
+            lambda c: c.execute(
+                "INSERT INTO agents (name, id, created_at, desired, uid, destroyed_at) VALUES (?,?,?,?,?,?)",
+                ("old", last, 0.0, "stopped", config.uid_base + last, 1.0),
+            )
+        )
+        with pytest.raises(Conflict, match="no host uid left"):
+            await daemon.services.lifecycle.spawn("beta", seed=False)
+        assert "beta" not in daemon.services.lifecycle.names()
     finally:
         await stop_daemon(daemon, task)

@@ -26,6 +26,7 @@ from hyperhive.core.broker import Broker
 from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.core.hub import Hub
 from hyperhive.core.restarts import RESET_AFTER, Downtime, backoff, policy_of, wants_restart
+from hyperhive.core.uidclaim import UID_RANGE
 from hyperhive.errors import AgentNotFound, CageError, Conflict, HiveError, NotAllowed
 from hyperhive.fsutil import make_private, safe_rmtree
 from hyperhive.harnesslog import HarnessLog
@@ -229,6 +230,8 @@ class Lifecycle:
     def _uid_for(self, agent_id: int) -> int | None:
         if os.geteuid() != 0 or not self.cage.isolated:
             return None
+        if agent_id >= UID_RANGE:  # past the range this hive claimed (core/uidclaim.py)
+            raise Conflict(f"this hive has no host uid left for agent #{agent_id} (its range holds {UID_RANGE - 1})")
         return self.config.uid_base + agent_id
 
     def _prepare_dirs(self, rt: AgentRuntime, ap: AgentPaths) -> None:
