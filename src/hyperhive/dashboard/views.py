@@ -228,6 +228,10 @@ def routes(services: Any, auth: Auth) -> list[Route]:
             },
         )
 
+    @action
+    async def api_spend(request: Request) -> Response:
+        return _ok(spend=s.gateway.spend_summary() if s.gateway is not None else None)
+
     async def api_stream(request: Request) -> Response:
         return sse_response(request, s.hub, event_name=lambda e: e.kind, replay=False, retry_ms=1000)
 
@@ -350,6 +354,7 @@ def routes(services: Any, auth: Auth) -> list[Route]:
         Route("/login", login, methods=["GET"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/api/state", api_state, methods=["GET"]),
+        Route("/api/spend", api_spend, methods=["GET"]),
         Route("/api/stream", api_stream, methods=["GET"]),
         Route("/api/approvals/{id:int}/diff", api_approval_diff, methods=["GET"]),
         Route("/api/agents/{name}/log", agent_log, methods=["GET"]),
