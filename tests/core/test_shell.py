@@ -290,3 +290,27 @@ async def test_the_dashboard_shell_outlives_a_closed_tab_and_ends_when_idle(rig:
         )
         assert ended[0].payload["via"] == "dashboard"
         assert shells.web.get("a") is None
+
+
+@pytest.mark.cage
+async def test_logging_out_everywhere_cuts_an_open_terminal(rig: Rig) -> None:
+    import httpx
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    assert rig.daemon.dashboard_url is not None
+    base = rig.daemon.dashboard_url.split("/login", 1)[0]
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        await http.get(rig.daemon.dashboard_url)
+        cookie = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+        headers = {"X-CSRF-Token": http.cookies["hh_csrf"], "Origin": base}
+        ticket = (await http.post("/agent/a/_shell/ticket", headers=headers, json={})).json()["ticket"]
+        url = base.replace("http://", "ws://") + f"/agent/a/_shell/ws?ticket={ticket}"
+        async with connect(url, additional_headers={"Cookie": cookie}, origin=base) as ws:  # type: ignore[arg-type]
+            assert json.loads(await ws.recv())["type"] == "hello"
+            await rig.hive("sessions", "--revoke-all", ok=True)
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(30):
+                    while True:
+                        await ws.recv()
+            assert ws.close_code == 4401

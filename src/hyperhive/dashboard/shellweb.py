@@ -33,7 +33,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from hyperhive.dashboard.auth import header
+from hyperhive.dashboard.auth import SESSION_COOKIE, cookies, header
+from hyperhive.dashboard.sessions import sessions_of
 from hyperhive.errors import HiveError
 
 __all__ = ["TICKET_TTL", "ShellWeb"]
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 TICKET_TTL: Final = 30.0
 MAX_TICKETS: Final = 256
 MAX_INPUT: Final = 64 * 1024
+SESSION_RECHECK: Final = 2.0  # seconds between checks that the viewer's session is still live
 STATUS: Final = {"not_found": 404, "conflict": 409, "cage_error": 502, "forbidden": 403}
 
 
@@ -155,10 +157,20 @@ class ShellWeb:
                         if control.get("type") == "resize":
                             shell.resize(int(control["rows"]), int(control["cols"]))
 
+        async def logged_in() -> None:
+            """A logout (or log out everywhere) cuts the terminal too, within SESSION_RECHECK."""
+            value = cookies(scope).get(SESSION_COOKIE)
+            while sessions_of(self.services).load(value) is not None:
+                await asyncio.sleep(SESSION_RECHECK)
+
         pump = asyncio.ensure_future(out())
         client = asyncio.ensure_future(inp())
+        watch = asyncio.ensure_future(logged_in())
         try:
-            done, _ = await asyncio.wait({pump, client}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({pump, client, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if watch in done:
+                with contextlib.suppress(Exception):
+                    await ws.close(code=4401)
             if pump in done and shell.done.done():
                 status = shell.done.result()
                 with contextlib.suppress(Exception):
@@ -167,7 +179,7 @@ class ShellWeb:
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
-            for task in (pump, client):
+            for task in (pump, client, watch):
                 task.cancel()
-            await asyncio.gather(pump, client, return_exceptions=True)
+            await asyncio.gather(pump, client, watch, return_exceptions=True)
             shell.detach(viewer)
