@@ -17,8 +17,9 @@ MAX_BYTES: Final = 1024 * 1024
 
 
 class HarnessLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = MAX_BYTES) -> None:
         self.path = path
+        self.max_bytes = max_bytes
         self._fd: int | None = None
         self._size = 0
         self._broken = False
@@ -36,7 +37,7 @@ class HarnessLog:
         try:
             if self._fd is None:
                 self._fd = self._open()
-            if self._size + len(data) > MAX_BYTES:
+            if self._size + len(data) > self.max_bytes:
                 self.close()
                 self.path.replace(self.path.with_name(self.path.name + ".1"))
                 self._fd = self._open()
