@@ -22,7 +22,7 @@ class UnsafePath(HiveError):
     """A path the core refuses to act on: a symlink where a real directory must be, or a path
     outside the directory it must stay in."""
 
-    code = "unsafe_path"
+    code = "forbidden"  # ErrorCode.FORBIDDEN on the wire
 
     def __init__(self, message: str, *, path: Path | str | None = None) -> None:
         super().__init__(message)

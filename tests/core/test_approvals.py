@@ -270,3 +270,35 @@ async def test_operator_only_verbs_are_refused_on_agent_and_manager_sockets(ahiv
     assert (await refused(ahive.manager, "kill", name=MANAGER)).code == "forbidden"
     assert ahive.s.approvals.get(aid)["status"] == "pending"
     assert ahive.s.questions.get(qid)["answered_at"] is None
+
+
+async def test_a_proposed_repo_linking_to_a_root_only_repo_is_refused_over_the_socket(
+    ahive: Hive, tmp_path: Path
+) -> None:
+    """The manager links its repo's objects/pack to a root-only repo's packs and asks for a commit
+    only that repo has (issue 9 item 3): refused as forbidden, the same answer as for a sha that
+    exists nowhere, nothing pending, and the commit never reaches the applied repo."""
+    await ahive.init("scout")
+    repo = ahive.repo("scout")
+    secret = tmp_path / "secret"
+    subprocess.run(["cp", "-a", str(repo), str(secret)], check=True, timeout=30)
+    (secret / "agent.toml").write_text((secret / "agent.toml").read_text() + "# root only\n")
+    subprocess.run([*GIT, "-C", str(secret), "commit", "-qam", "secret"], check=True, timeout=30)
+    subprocess.run([*GIT, "-C", str(secret), "repack", "-adq"], check=True, timeout=30)
+    sha = subprocess.run([*GIT, "-C", str(secret), "rev-parse", "HEAD"], check=True, timeout=30,
+                         capture_output=True, text=True).stdout.strip()  # fmt: skip
+    secret.chmod(0o700)
+    pack = repo / ".git" / "objects" / "pack"
+    subprocess.run(["rm", "-rf", str(pack)], check=True, timeout=30)
+    pack.symlink_to(secret / ".git" / "objects" / "pack")
+    answers = []
+    for ref in (sha, "deadbeef" * 5):
+        err = await refused(ahive.manager, "request_apply_commit", agent="scout", commit_ref=ref)
+        answers.append((err.code, err.message))
+    assert answers[0] == answers[1] and answers[0][0] == "forbidden", answers
+    assert ahive.s.approvals.pending() == []
+    assert ahive.tags("scout") == []
+    applied = ahive.daemon.paths.agent("scout").applied
+    if applied.exists():
+        found = subprocess.run(["git", "-C", str(applied), "cat-file", "-e", sha], capture_output=True, timeout=30)
+        assert found.returncode != 0
