@@ -22,13 +22,14 @@ import logging
 import os
 import signal
 import struct
+import subprocess
 import termios
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from hyperhive.cages.base import Entry
-from hyperhive.errors import Conflict
+from hyperhive.errors import CageError, Conflict
 from hyperhive.shellwire import ExitStatus
 
 if TYPE_CHECKING:
@@ -333,14 +334,20 @@ class Shells:
                        term: str = "xterm-256color", persistent: bool = False) -> PtySession:  # fmt: skip
         entry = self._entry(name)
         session = PtySession(self, name, via, by, entry.shell, entry, persistent=persistent)
-        await session.start(entry, entry.shell, rows, cols, term)
+        try:
+            await session.start(entry, entry.shell, rows, cols, term)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise CageError(f"could not enter {name}'s cage: {exc}") from exc
         await self._started(session)
         return session
 
     async def open_exec(self, name: str, argv: list[str], *, by: str) -> ExecRun:
         entry = self._entry(name)
         run = ExecRun(self, name, "exec", "cli", by, argv, entry)
-        await run.start(entry, argv)
+        try:
+            await run.start(entry, argv)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise CageError(f"could not enter {name}'s cage: {exc}") from exc
         await self._started(run)
         return run
 
