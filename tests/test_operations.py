@@ -96,8 +96,9 @@ async def test_logs_are_quiet_at_info_json_on_request_and_kept_for_hive_logs(tmp
         finally:
             follower.kill()
             await follower.wait()
-    records = [json.loads(line) for line in served.err_lines if line.startswith("{")]
+    records = [json.loads(line) for line in served.err_lines]  # every stderr line is one JSON object
     assert records and all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
+    assert any(r["msg"].startswith("hyperhive is up") for r in records)
     assert not [r for r in records if r["logger"].startswith(("uvicorn", "httpx", "httpcore"))], records
     assert not [line for line in served.err_lines if "/healthz" in line]
     shown = subprocess.run([HIVE, "logs", "--state-dir", str(state)], capture_output=True, text=True, timeout=30)

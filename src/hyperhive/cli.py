@@ -23,7 +23,7 @@ from hyperhive.errors import HiveError, StartupError
 from hyperhive.eventtext import format_event
 from hyperhive.logsetup import FORMATS as LOG_FORMATS
 from hyperhive.logsetup import LEVELS as LOG_LEVELS
-from hyperhive.logsetup import output_is_journal
+from hyperhive.logsetup import output_is_journal, say
 from hyperhive.names import validate_agent_name
 from hyperhive.paths import HivePaths, default_run_dir
 
@@ -170,12 +170,12 @@ def _run_daemon(config: Any, *, announce: Callable[[Any], Any] | None = None) ->
     from hyperhive.core.daemon import Daemon
 
     async def ready(daemon: Daemon) -> None:
-        click.echo(f"hyperhive is up: cage {daemon.services.cage_reason if daemon.services else '?'}", err=True)
+        say(f"hyperhive is up: cage {daemon.services.cage_reason if daemon.services else '?'}")
         if output_is_journal():  # the journal is readable by more than the operator: no login token there
-            click.echo(f"dashboard at {daemon.dashboard_base}; `hive dashboard-url --run-dir "
-                       f"{config.run_dir}` prints the login URL", err=True)  # fmt: skip
+            say(f"dashboard at {daemon.dashboard_base}; `hive dashboard-url --run-dir {config.run_dir}` "
+                "prints the login URL")  # fmt: skip
             return await _announce(daemon)
-        click.echo(f"dashboard login: {daemon.dashboard_url}", err=True)
+        say(f"dashboard login: {daemon.dashboard_url}")
         click.echo(f"login URL: {daemon.dashboard_url}")
         sys.stdout.flush()
         await _announce(daemon)

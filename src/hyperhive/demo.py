@@ -14,6 +14,7 @@ import click
 
 from hyperhive.config import HiveConfig
 from hyperhive.errors import Conflict
+from hyperhive.logsetup import say
 
 __all__ = ["run_demo"]
 
@@ -28,7 +29,7 @@ def run_demo(config: HiveConfig, agents: list[str], run_daemon: Callable[..., No
     async def main() -> None:
         model = OfflineModelServer(host="127.0.0.1", port=0)
         await model.start()
-        click.echo(f"offline model (scripted stand-in, not a real LLM) at {model.url}", err=True)
+        say(f"offline model (scripted stand-in, not a real LLM) at {model.url}")
         env = {"ANTHROPIC_BASE_URL": model.url, "ANTHROPIC_API_KEY": "offline-model-stand-in", **config.agent_env}
         cfg = config.with_overrides(agent_env=env, offline_model=True)
 
@@ -43,10 +44,9 @@ def run_demo(config: HiveConfig, agents: list[str], run_daemon: Callable[..., No
             elif len(agents) >= 2:
                 await services.broker.send("operator", agents[0], KICKOFF.format(second=agents[1]))
                 marker.write_text(f"{time.time():.0f}\n", encoding="utf-8")
-                click.echo(
+                say(
                     f"sent '{KICKOFF.format(second=agents[1])}' to {agents[0]}; watch it arrive in the "
-                    "dashboard's operator inbox (or `hive inbox`)",
-                    err=True,
+                    "dashboard's operator inbox (or `hive inbox`)"
                 )
 
         try:
@@ -61,7 +61,7 @@ async def _serve(config: HiveConfig, announce: Callable[[Any], Any]) -> None:
     from hyperhive.core.daemon import Daemon
 
     async def ready(daemon: Daemon) -> None:
-        click.echo(f"hyperhive demo is up: cage {daemon.services.cage_reason if daemon.services else '?'}", err=True)
+        say(f"hyperhive demo is up: cage {daemon.services.cage_reason if daemon.services else '?'}")
         click.echo(f"dashboard login URL: {daemon.dashboard_url}")
         await announce(daemon)
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-__all__ = ["LEVELS", "FORMATS", "daemon_log_path", "output_is_journal", "setup_logging"]
+__all__ = ["LEVELS", "FORMATS", "daemon_log_path", "output_is_journal", "say", "setup_logging"]
 
 LEVELS: Final = ("debug", "info", "warning", "error")
 FORMATS: Final = ("text", "json")
@@ -26,6 +26,18 @@ LOG_FILE_BYTES: Final = 5 * 1024 * 1024
 LOG_FILE_KEEP: Final = 3
 # syslog priorities, which journald reads from a "<N>" line prefix
 _PRIORITY: Final = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+_format = {"current": "text"}
+
+
+def say(message: str) -> None:
+    """A line for the operator on stderr; with --log-format json a log record instead, so that
+    every stderr line stays one JSON object."""
+    if _format["current"] == "json":
+        logging.getLogger("hyperhive.cli").info("%s", message)
+    else:
+        print(message, file=sys.stderr, flush=True)
 
 
 def daemon_log_path(state_dir: Path) -> Path:
@@ -96,6 +108,7 @@ def setup_logging(
     """Configure the root logger once for a process. `level` is one of LEVELS, `fmt` of FORMATS."""
     env = os.environ if environ is None else environ
     numeric = getattr(logging, level.upper())
+    _format["current"] = fmt
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
