@@ -62,9 +62,11 @@ class Database:
         private_database(path)
         init = connect(path)
         try:
-            apply_migrations(init, migrations)
+            applied = apply_migrations(init, migrations)
         finally:
             init.close()
+        if applied:  # an upgrade's schema changes, named, in the daemon's log
+            log.info("%s: applied migrations %s", path.name, ", ".join(applied))
         self._reader = connect(path)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name=f"sqlite-writer-{path.name}", daemon=True)
