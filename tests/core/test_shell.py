@@ -314,3 +314,43 @@ async def test_logging_out_everywhere_cuts_an_open_terminal(rig: Rig) -> None:
                     while True:
                         await ws.recv()
             assert ws.close_code == 4401
+
+
+@pytest.mark.cage
+async def test_exec_carries_megabytes_both_ways(rig: Rig) -> None:
+    out = await rig.hive("exec", "a", "--", "head", "-c", "3000000", "/dev/zero")
+    assert (out.returncode, len(out.stdout)) == (0, 3_000_000)
+    env = {**os.environ, "HYPERHIVE_RUN_DIR": str(rig.daemon.paths.run_dir)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hyperhive", "exec", "a", "--", "wc", "-c",
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        counted, err = await proc.communicate(os.urandom(2_500_000))
+    assert (proc.returncode, counted.strip()) == (0, b"2500000"), err
+
+
+@pytest.mark.cage
+async def test_garbage_after_the_reply_ends_the_command_and_the_daemon_keeps_answering(rig: Rig) -> None:
+    from hyperhive.shellwire import Kind, encode
+
+    sub = rig.s.hub.subscribe()
+    reader, writer = await asyncio.open_unix_connection(str(rig.daemon.paths.host_socket))
+    try:
+        writer.write(json.dumps({"cmd": "exec", "name": "a", "argv": ["sleep", "300"]}).encode() + b"\n")
+        await writer.drain()
+        reply = json.loads(await reader.readline())
+        assert reply["ok"] and reply["isolated"] is True
+        writer.write(encode(Kind.STDIN, b"fine") + b"\x7f\x00\x00\x00\x01!")  # an unknown frame kind
+        await writer.drain()
+        async with asyncio.timeout(30):
+            assert await reader.read() == b""  # the core closed the connection
+    finally:
+        writer.close()
+    async with asyncio.timeout(30):
+        async for event in sub:
+            if event.kind == "shell_ended" and event.payload["session"] == reply["session"]:
+                break
+    sub.close()
+    assert event.payload["signal"] == signal.SIGKILL  # the command did not outlive its client
+    assert (await ask_socket(rig.daemon.paths.host_socket, {"cmd": "ping"}))["ok"]
