@@ -1,6 +1,7 @@
-"""Cancel through a public path (issue 14 §3): the claude CLI's pid comes from the wrapper the
-runner puts in `cli_path`; SIGTERM stops the real CLI, and a CLI that ignores SIGTERM is killed
-with everything below it after the grace. Real claude CLI on the offline model."""
+"""Cancel through a public path (issue 14 §3): the claude CLI is the harness's child started from
+the `cli_path` the runner passes explicitly, found in the process tree; SIGTERM stops the real
+CLI, and a CLI that ignores SIGTERM is killed with everything below it after the grace. Real
+claude CLI on the offline model."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hyperhive.harness.cancel import ClaudeLauncher, descendants, find_claude_cli
+from hyperhive.harness.cancel import descendants, find_claude_cli
 from hyperhive.harness.prompting import format_wake_prompt
 from hyperhive.harness.turn import TurnResult, TurnRunner, TurnSpec
 from hyperhive.offline_model.server import OfflineModelServer
@@ -31,7 +32,7 @@ class Rig:
         self.arrived = arrived
         self.env = {"ANTHROPIC_BASE_URL": model.url, "ANTHROPIC_API_KEY": "dummy", "HOME": str(home),
                     "CLAUDE_CONFIG_DIR": str(home / ".claude")}  # fmt: skip
-        self.runner = TurnRunner(interrupt_grace=3.0, launcher=ClaudeLauncher(tmp_path / "launch"))
+        self.runner = TurnRunner(interrupt_grace=3.0)
         self.messages: list[dict[str, Any]] = []
 
     def spec(self, body: str, **kw: Any) -> TurnSpec:
@@ -61,8 +62,8 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-async def test_the_wrapper_reports_the_clis_own_pid_and_sigterm_stops_it(rig: Rig) -> None:
-    """The pid the wrapper writes is the CLI process the SDK started (exec keeps it); cancel
+async def test_the_cli_is_found_in_the_process_tree_and_sigterm_stops_it(rig: Rig) -> None:
+    """The tracked pid is the bundled CLI the SDK started, a direct child of this process; cancel
     sends SIGTERM and the real CLI stops on it, inside the grace: no SIGKILL needed."""
     turn = rig.start(rig.spec("slow 30"))
     async with asyncio.timeout(BOUND):
@@ -72,12 +73,12 @@ async def test_the_wrapper_reports_the_clis_own_pid_and_sigterm_stops_it(rig: Ri
         pid = child.pid()
         assert pid is not None and alive(pid)
         assert Path(f"/proc/{pid}/status").read_text().split("PPid:")[1].split()[0] == str(os.getpid())
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode() == find_claude_cli()
         assert await rig.runner.cancel()
         result = await turn
     assert result.cancelled and not result.ok
     assert rig.runner.last_stop is not None and rig.runner.last_stop.how == "terminated"
     assert rig.runner.last_stop.pid == pid and not alive(pid)
-    assert not child.pidfile.exists()  # the per-turn pidfile is cleaned up
 
 
 async def test_a_cli_that_ignores_sigterm_is_killed_with_its_descendants_after_the_grace(rig: Rig) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from hyperhive.harness.cancel import ClaudeLauncher
 from hyperhive.harness.compaction import NotesCompactor, compaction_prompt, compaction_target
 from hyperhive.harness.turn import TurnRunner, build_options
 from hyperhive.offline_model.policy import COMPACT_FAIL, COMPACT_GARBAGE
@@ -37,7 +36,7 @@ class Rig:
                     "CLAUDE_CONFIG_DIR": str(home / ".claude")}  # fmt: skip
         self.notes = self.state / "notes.md"
         self.compactor = NotesCompactor(self.notes, keep=2)
-        self.runner = TurnRunner(launcher=ClaudeLauncher(tmp_path / "launch"))
+        self.runner = TurnRunner()
         self.messages: list[dict[str, Any]] = []
 
     async def compact(self) -> Any:

@@ -1,41 +1,34 @@
 """Knowing and stopping the claude CLI of the turn in flight, through public paths only.
 
-The SDK starts whatever `ClaudeAgentOptions.cli_path` names. We point it at a tiny wrapper
-script that writes its own pid to a per-turn file and then `exec`s the real CLI, so the pid in
-the file *is* the CLI's (exec keeps the pid). Stopping escalates: SIGTERM, a bounded wait for the
-turn to end, then SIGKILL to the CLI and every process below it (a Bash tool call, an MCP server,
-or a wrapper that did not exec), then another bounded wait. Signals go through a pidfd opened
-while the process is known to be our child, so a recycled pid is never signalled.
+The runner always hands the SDK an explicit `cli_path` (public API), so the CLI is the child of
+the harness whose command line starts with that path (or runs it as a script); it is found in
+the harness's own process tree (`/proc`), never through the SDK's private attributes, and no
+file the agent could rewrite is ever executed. Stopping escalates: SIGTERM, a bounded wait for
+the turn to end (or the process to exit), then SIGKILL to the CLI and every process below it (a
+Bash tool call, an MCP server, or a wrapper that does not exec), then another bounded wait.
+Signals go through pidfds opened while the process is known to be our child, so a recycled pid
+is never signalled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
 import signal
-import tempfile
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ClaudeLauncher", "StopOutcome", "TrackedChild", "descendants", "find_claude_cli", "stop_child"]
+__all__ = ["StopOutcome", "TrackedChild", "children", "descendants", "find_claude_cli", "stop_child"]
 
 log = logging.getLogger(__name__)
 
-PIDFILE_ENV = "HYPERHIVE_CLAUDE_PIDFILE"
-REAL_CLI_ENV = "HYPERHIVE_CLAUDE_CLI"
-_WRAPPER = """\
-#!/bin/sh
-# hyperhive: note this process's pid for the harness (cancel), then become the claude CLI.
-printf '%s\\n' "$$" > "${HYPERHIVE_CLAUDE_PIDFILE}.tmp" && mv -f "${HYPERHIVE_CLAUDE_PIDFILE}.tmp" "$HYPERHIVE_CLAUDE_PIDFILE"
-exec "$HYPERHIVE_CLAUDE_CLI" "$@"
-"""
 
-
+@functools.cache
 def find_claude_cli() -> str:
     """The claude CLI bundled in claude-agent-sdk, else `claude` on PATH."""
     import claude_agent_sdk
@@ -49,77 +42,63 @@ def find_claude_cli() -> str:
     return found
 
 
-class TrackedChild:
-    """One turn's CLI: its pid once the wrapper has written it."""
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
 
-    def __init__(self, pidfile: Path) -> None:
-        self.pidfile = pidfile
+
+class TrackedChild:
+    """One turn's CLI: the harness's child started from `cli_path` (`--output-format` in its
+    argv; a script shows as `<interpreter> <cli_path> …`)."""
+
+    def __init__(self, cli_path: str, parent: int | None = None) -> None:
+        self.cli_path = cli_path
+        self.parent = os.getpid() if parent is None else parent
 
     def pid(self) -> int | None:
-        try:
-            text = self.pidfile.read_text(encoding="ascii").strip()
-        except OSError:
-            return None
-        return int(text) if text.isdigit() else None
+        for pid in children(self.parent):
+            argv = _cmdline(pid)
+            if self.cli_path in argv[:2] and "--output-format" in argv:
+                return pid
+        return None
 
     async def wait_pid(self, bound: float) -> int | None:
-        """The pid, waiting up to `bound` seconds for the wrapper to write it (it does so first
-        thing; this only waits when a cancel races the CLI's start)."""
+        """The pid, waiting up to `bound` seconds (only when a cancel races the CLI's start)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + bound
-        while (pid := self.pid()) is None and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        while (pid := await asyncio.to_thread(self.pid)) is None and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         return pid
 
-    def discard(self) -> None:
-        for path in (self.pidfile, self.pidfile.with_name(self.pidfile.name + ".tmp")):
-            with contextlib.suppress(OSError):
-                path.unlink()
 
-
-class ClaudeLauncher:
-    """Writes the wrapper once (in a private directory) and hands out one pidfile per turn."""
-
-    def __init__(self, directory: Path | None = None) -> None:
-        self._given = directory
-        self._dir: Path | None = None
-
-    @property
-    def directory(self) -> Path:
-        if self._dir is None:
-            if self._given is not None:
-                self._given.mkdir(mode=0o700, parents=True, exist_ok=True)
-                self._dir = self._given
-            else:
-                self._dir = Path(tempfile.mkdtemp(prefix="hyperhive-claude-"))
-            wrapper = self._dir / "claude"
-            wrapper.write_text(_WRAPPER, encoding="utf-8")
-            wrapper.chmod(0o700)
-        return self._dir
-
-    def wrap(self, real_cli: str | Path | None) -> tuple[str, dict[str, str], TrackedChild]:
-        """(cli_path for the SDK, env to add, the child to track) for one turn."""
-        real = str(real_cli) if real_cli is not None else find_claude_cli()
-        pidfile = self.directory / f"turn-{uuid.uuid4().hex}.pid"
-        env = {PIDFILE_ENV: str(pidfile), REAL_CLI_ENV: real}
-        return str(self.directory / "claude"), env, TrackedChild(pidfile)
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (from /proc), children before grandchildren."""
+def _parents() -> dict[int, list[int]]:
+    """ppid → pids, from /proc."""
     parents: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:  # noqa: PTH123
-                stat = f.read()
+            stat = Path(f"/proc/{entry.name}/stat").read_text(encoding="ascii", errors="replace")
         except OSError:
             continue
         # the command name may hold spaces or ')': the fields after the last ')' are fixed
         fields = stat.rsplit(")", 1)[-1].split()
         if len(fields) > 1 and fields[1].isdigit():
             parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    return parents
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of `pid`."""
+    return _parents().get(pid, [])
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), children before grandchildren."""
+    parents = _parents()
     out: list[int] = []
     frontier = [pid]
     while frontier:
@@ -162,13 +141,10 @@ def _pin(pids: list[int]) -> list[int]:
 
 def _parent_of(pid: int) -> int | None:
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:  # noqa: PTH123
-            for line in f:
-                if line.startswith("PPid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+        return int(status.split("PPid:", 1)[1].split()[0])
+    except (OSError, ValueError, IndexError):
         return None
-    return None
 
 
 @dataclass(frozen=True)
@@ -207,7 +183,7 @@ async def stop_child(child: TrackedChild, ended: Callable[[], Awaitable[object]]
             return StopOutcome("gone", pid)
         if await _until_either(ended, pidfd, grace):
             return StopOutcome("terminated", pid)
-        below = _pin(descendants(pid))  # before the kill: afterwards they are reparented
+        below = _pin(await asyncio.to_thread(descendants, pid))  # before the kill: afterwards they are reparented
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         for fd in below:

@@ -38,7 +38,7 @@ from claude_agent_sdk import (
 )
 from claude_agent_sdk.types import McpServerConfig, ServerToolResultBlock, ServerToolUseBlock, SystemPromptFile
 
-from hyperhive.harness.cancel import ClaudeLauncher, StopOutcome, TrackedChild, stop_child
+from hyperhive.harness.cancel import StopOutcome, TrackedChild, find_claude_cli, stop_child
 from hyperhive.harness.prompting import PromptFile, config_env
 
 __all__ = [
@@ -87,7 +87,8 @@ class TurnSpec:
     resume_session: str | None = None
     max_turns: int = 40
     cli_path: str | Path | None = None
-    """The real claude CLI (default: the one bundled in the SDK); the runner wraps it."""
+    """The claude CLI (default: the one bundled in the SDK); always passed explicitly, so the
+    runner knows which child of the harness to signal on cancel."""
     allow_rules: list[str] | None = None
     """Replaces the built-in tools' allow rules (e.g. `Edit(//state/x/notes.md)`); the tools
     offered stay `allowed_builtins`."""
@@ -213,13 +214,12 @@ def message_to_dict(message: object) -> dict[str, Any]:
 class TurnRunner:
     """Runs turns one at a time; `cancel()` from another task stops the one in flight.
 
-    Each turn's CLI is started through `ClaudeLauncher`'s wrapper, so its pid is known without
-    reaching into the SDK; cancel is SIGTERM, then SIGKILL after `interrupt_grace` seconds.
+    Each turn's CLI is found in the harness's process tree by its `cli_path` (never through the
+    SDK's private attributes); cancel is SIGTERM, then SIGKILL after `interrupt_grace` seconds.
     """
 
-    def __init__(self, *, interrupt_grace: float = 5.0, launcher: ClaudeLauncher | None = None) -> None:
+    def __init__(self, *, interrupt_grace: float = 5.0) -> None:
         self.interrupt_grace = interrupt_grace
-        self.launcher = launcher or ClaudeLauncher()
         self._lock = asyncio.Lock()
         self._client: ClaudeSDKClient | None = None
         self._child: TrackedChild | None = None
@@ -249,9 +249,9 @@ class TurnRunner:
     async def _run(self, spec: TurnSpec, on_message: MessageCallback, on_note: NoteCallback) -> TurnResult:
         started = time.monotonic()
         stderr_tail: list[str] = []
-        cli_path, cli_env, child = self.launcher.wrap(spec.cli_path)
-        spec = dataclasses.replace(spec, cli_path=cli_path, env={**spec.env, **cli_env})
-        self._child = child
+        cli_path = str(spec.cli_path) if spec.cli_path is not None else await asyncio.to_thread(find_claude_cli)
+        spec = dataclasses.replace(spec, cli_path=cli_path)
+        self._child = TrackedChild(cli_path)
 
         def note(line: str) -> None:
             stderr_tail.append(line)
@@ -294,7 +294,6 @@ class TurnRunner:
             with contextlib.suppress(ClaudeSDKError, OSError):
                 await client.disconnect()
             self._child = None
-            child.discard()
             prompt_file.close()
 
         duration_ms = int((time.monotonic() - started) * 1000)
