@@ -354,3 +354,24 @@ async def test_garbage_after_the_reply_ends_the_command_and_the_daemon_keeps_ans
     sub.close()
     assert event.payload["signal"] == signal.SIGKILL  # the command did not outlive its client
     assert (await ask_socket(rig.daemon.paths.host_socket, {"cmd": "ping"}))["ok"]
+
+
+@pytest.mark.cage
+async def test_stopping_the_agent_ends_its_shells(rig: Rig) -> None:
+    sub = rig.s.hub.subscribe()
+    env = {**os.environ, "HYPERHIVE_RUN_DIR": str(rig.daemon.paths.run_dir)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hyperhive", "exec", "a", "--", "sleep", "300",
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        async for event in sub:
+            if event.kind == "shell_started":
+                break
+    sub.close()
+    await rig.hive("stop", "a", ok=True)
+    async with asyncio.timeout(30):
+        await proc.communicate()
+    assert proc.returncode != 0
+    after = await rig.hive("exec", "a", "--", "true")
+    assert after.returncode != 0 and "'a' is stopped" in after.stderr
