@@ -68,6 +68,9 @@ async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
         await s.lifecycle.spawn("crashy")
         await until(s.hub, "crashy's crash", lambda: s.lifecycle.agents["crashy"].down, 60,
                     explain=lambda: str(s.lifecycle.row("crashy")))  # fmt: skip
+        await s.lifecycle.spawn("old")
+        await s.lifecycle.destroy("old")  # a K3PT ST4T3 row
+        await s.approvals.request_spawn("newbie", "a pending approval card", requested_by="operator")
         base = re.match(r"https?://[^/]+", daemon.dashboard_url)
         assert base is not None
         async with async_playwright() as p:
@@ -113,6 +116,10 @@ async def test_both_pages_fit_a_laptop_and_a_phone(rig: Rig) -> None:
             await reachable(page, f"tr[data-agent='alice'] [data-action='{verb}']", width)
         for verb in ("start", "restart", "log", "destroy", "purge"):
             await reachable(page, f"tr[data-agent='crashy'] [data-action='{verb}']", width)
+        for verb in ("revive", "purge"):
+            await reachable(page, f"tr[data-kept='old'] [data-action='{verb}']", width)
+        for verb in ("approve", "deny"):
+            await reachable(page, f"#approvals-list [data-action='{verb}']", width)
         await reachable(page, "#compose-btn", width)
         await reachable(page, "#spawn-btn", width)
         # the vibec0re headings stay; the sections' accessible names are plain words
