@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -240,3 +241,36 @@ async def test_config_edit_refuses_bad_edits_and_applies_nothing(agent_d: Daemon
     assert json.loads(ok(await cli(hive, "config", "show", "d", "--json")))["sha"] == before["sha"]
     for args, expected in ((["ghost"], "no agent named 'ghost'"), (["Bad"], "not a valid agent name")):
         assert expected in failed(await cli(hive, "config", "edit", *args, "--yes", env=editor(tmp_path, "pass")))
+
+
+async def on_a_terminal(daemon: Daemon, *args: str, answer: str) -> tuple[int, str]:
+    """`hive ARGS` with a pseudo-terminal as stdin (so it asks), answering `answer`."""
+    master, slave = os.openpty()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hyperhive", *args, "--run-dir", str(daemon.paths.run_dir),
+            stdin=slave, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        os.write(master, answer.encode() + b"\n")
+        async with asyncio.timeout(60):
+            out, err = await proc.communicate()
+    finally:
+        os.close(master)
+        os.close(slave)
+    return proc.returncode or 0, out.decode() + err.decode()
+
+
+async def test_destroy_purge_and_purge_ask_on_a_terminal(hive: Daemon) -> None:
+    """On a terminal the question is asked: "n" changes nothing, "y" purges."""
+    ok(await cli(hive, "spawn", "e"))
+    code, text = await on_a_terminal(hive, "destroy", "e", "--purge", answer="n")
+    assert code != 0 and "purge its state, config and credentials for good? [y/N]" in text and "cancelled" in text
+    assert "e" in {a["name"] for a in json.loads(ok(await cli(hive, "list", "--json")))["agents"]}
+    code, text = await on_a_terminal(hive, "destroy", "e", "--purge", answer="y")
+    assert code == 0 and "e: destroyed and purged" in text, text
+    ok(await cli(hive, "spawn", "f"))
+    ok(await cli(hive, "destroy", "f"))
+    code, text = await on_a_terminal(hive, "purge", "f", answer="n")
+    assert code != 0 and "cancelled" in text
+    code, text = await on_a_terminal(hive, "purge", "f", answer="y")
+    assert code == 0 and "f: purged" in text, text
