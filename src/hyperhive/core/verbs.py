@@ -60,9 +60,8 @@ class Verbs:
         }
 
     async def v_spawn(self, who: Identity, req: p.SpawnReq) -> dict[str, Any]:
-        revived = req.name not in self.s.lifecycle.agents and any(
-            k["name"] == req.name for k in self.s.lifecycle.kept_state()
-        )
+        # kept state = a destroyed agent's tree still on disk (a purge removes it)
+        revived = req.name not in self.s.lifecycle.agents and self.s.lifecycle.paths.agent(req.name).root.exists()
         await self.s.lifecycle.spawn(req.name)
         return {"agent": self.s.lifecycle.row(req.name).model_dump(), "revived": revived}
 

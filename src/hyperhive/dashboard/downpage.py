@@ -78,7 +78,11 @@ class DownPage:
 
     async def page(self, scope: Scope, send: Send, name: str, why: str, note: str | None = None) -> None:
         """The down page (502: the harness behind this path is not answering)."""
-        row = self._row(name)
+        try:
+            row = self._row(name)
+        except HiveError:  # destroyed while the request was on its way
+            await send_simple(send, 404, b"no such agent", content_type=b"text/plain")
+            return
         e = html.escape
         prefix = f"/agent/{e(name)}"
         session = scope.get("hh_session")
