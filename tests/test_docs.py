@@ -37,7 +37,8 @@ def test_cli_md_covers_every_command_of_the_design_contract() -> None:
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     for command in ("serve", "demo", "list", "spawn", "start", "stop", "restart", "destroy", "send", "inbox",
                     "pending", "approve", "deny", "questions", "answer", "events", "agent serve",
-                    "logs", "backup", "service install"):  # fmt: skip
+                    "logs", "backup", "service install", "kept", "revive", "purge", "config show",
+                    "config edit"):  # fmt: skip
         assert f"## hive {command}\n" in text, command
 
 
