@@ -128,7 +128,8 @@ class Verbs:
         return await operator_config.show(self.s, req.name)
 
     async def v_config_apply(self, who: Identity, req: p.ConfigApplyReq) -> dict[str, Any]:
-        return {"approval": await operator_config.apply(self.s, req.name, req.agent_toml, req.base_sha)}
+        approval = await operator_config.apply(self.s, req.name, req.agent_toml, req.base_sha, req.instructions)
+        return {"approval": approval}
 
     async def v_sessions(self, who: Identity, req: p.SessionsReq) -> dict[str, Any]:
         return await web_sessions.operator_verb(self.s, revoke=req.revoke, revoke_all=req.revoke_all)
