@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -171,10 +172,11 @@ def test_demo_with_a_bad_agent_name_fails_before_starting_anything(tmp_path: Pat
 
 
 def kept_edit(line: str) -> Path:
-    """The operator's edit a failed `config edit` left on disk (named in its error line)."""
+    """The agent.toml of the operator's edit a failed `config edit` left on disk (its error line
+    names the directory)."""
     path = Path(line.rsplit("your edit is at ", 1)[1].rstrip(")"))
-    assert path.name == "agent.toml" and path.parent.name.startswith("hive-config-")
-    return path
+    assert path.name.startswith("hive-config-") and oct(path.stat().st_mode & 0o777) == "0o700"
+    return path / "agent.toml"
 
 
 def editor(tmp_path: Path, body: str) -> dict[str, str]:
@@ -227,7 +229,8 @@ async def test_config_edit_refuses_bad_edits_and_applies_nothing(agent_d: Daemon
     before = json.loads(ok(await cli(hive, "config", "show", "d", "--json")))
     line = failed(await cli(hive, "config", "edit", "d", "--yes", env=editor(tmp_path, "sys.exit(3)")))
     assert line == "hive: the editor exited with status 3; nothing applied"
-    assert "unchanged" in ok(await cli(hive, "config", "edit", "d", "--yes", env=editor(tmp_path, "pass")))
+    assert ok(await cli(hive, "config", "edit", "d", "--yes", env=editor(tmp_path, "pass"))) == (
+        "d: agent.toml, instructions.md unchanged; nothing applied\n")
     bad = editor(tmp_path, "path.write_text('colour = 1\\n' + path.read_text())")
     line = failed(await cli(hive, "config", "edit", "d", "--yes", env=bad))
     assert "`colour`: is not a known field" in line and "nothing applied" in line
@@ -274,3 +277,19 @@ async def test_destroy_purge_and_purge_ask_on_a_terminal(hive: Daemon) -> None:
     assert code != 0 and "cancelled" in text
     code, text = await on_a_terminal(hive, "purge", "f", answer="y")
     assert code == 0 and "f: purged" in text, text
+
+
+async def test_config_edit_opens_the_instructions_too_and_applies_both(agent_d: Daemon, tmp_path: Path) -> None:
+    """$EDITOR gets agent.toml and the instructions file it names; a change to the instructions
+    alone is one operator/<id> commit, deployed; the agent's config reads the new text."""
+    hive = agent_d
+    shown = json.loads(ok(await cli(hive, "config", "show", "d", "--json")))
+    assert shown["instructions_path"] == "instructions.md" and shown["instructions"].startswith("# d")
+    body = "ins = Path(sys.argv[2])\nassert ins.name == 'instructions.md'\nins.write_text(ins.read_text() + 'Be terse.\\n')"
+    out = ok(await cli(hive, "config", "edit", "d", "--yes", env=editor(tmp_path, body)))
+    assert "+++ b/instructions.md" in out and "+Be terse." in out and "agent.toml" not in out.split("+++")[0]
+    assert re.fullmatch(r"#(\d+) deployed \(operator/\1\): d runs the new config", out.splitlines()[-1]), out
+    after = json.loads(ok(await cli(hive, "config", "show", "d", "--json")))
+    assert after["instructions"].endswith("Be terse.\n") and after["agent_toml"] == shown["agent_toml"]
+    assert hive.services is not None
+    assert hive.services.read_instructions("d", hive.services.lifecycle.agent_config("d")).endswith("Be terse.\n")
