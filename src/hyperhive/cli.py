@@ -552,3 +552,8 @@ from hyperhive import cli_dead  # noqa: E402
 
 for _command in cli_dead.COMMANDS:
     main.add_command(_command)
+
+from hyperhive import cli_stats  # noqa: E402
+
+for _command in cli_stats.COMMANDS:
+    main.add_command(_command)

@@ -259,6 +259,8 @@ class ConfigApplyReq(_Named):
     base_sha: Annotated[str, Field(min_length=40, max_length=40, pattern="^[0-9a-f]{40}$")]
     instructions: Annotated[str, Field(max_length=1024 * 1024)] | None = None
     """The new text of the file the new agent.toml's `instructions` names (omitted: unchanged)."""
+    instructions: Annotated[str, Field(max_length=1024 * 1024)] | None = None
+    """The new text of the file the new agent.toml's `instructions` names (omitted: unchanged)."""
 
 
 class SubscribeReq(_Req):
@@ -396,6 +398,14 @@ class UpdateReq(_Named):
     cmd: Literal["update"]
 
 
+class StatsReq(_Req):
+    """The telemetry series of one agent (or, without `agent`, the hive) since `since`."""
+
+    cmd: Literal["stats"]
+    agent: Annotated[str, Field(max_length=64)] | None = None
+    since: Annotated[float, Field(ge=0)] | None = None
+
+
 class SessionsReq(_Req):
     """The operator's dashboard sessions: list; `revoke` one by its short id; `revoke_all` logs
     out everywhere and rotates the signing key."""
@@ -448,7 +458,8 @@ Request = Annotated[
     | RequestApplyCommitReq
     | KillReq
     | UpdateReq
-    | SessionsReq,
+    | SessionsReq
+    | StatsReq,
     Field(discriminator="cmd"),
 ]
 
@@ -463,7 +474,7 @@ HOST_VERBS = frozenset(
         "ping", "list", "spawn", "start", "stop", "restart", "destroy", "revive", "send", "inbox",
         "pending", "approve", "deny", "questions", "answer", "cancel_question", "events",
         "request_spawn", "subscribe", "exec", "shell", "kept", "purge", "config_show", "config_apply",
-        "sessions", "dead_letters", "retry_dead", "discard_dead",
+        "sessions", "dead_letters", "retry_dead", "discard_dead", "stats",
     }
 )  # fmt: skip
 AGENT_VERBS = frozenset(

@@ -32,6 +32,7 @@ from hyperhive.core.services import Services
 from hyperhive.core.shell import Shells
 from hyperhive.core.shell_trail import TrailRecorder
 from hyperhive.core.sockets import Identity, SocketServer
+from hyperhive.core.telemetry import Telemetry
 from hyperhive.core.uidclaim import UidClaim, claim_uid_range
 from hyperhive.core.verbs import Verbs
 from hyperhive.errors import HiveError, StartupError
@@ -123,6 +124,8 @@ class Daemon:
             self.gateway = GatewayService(self.config, lifecycle, db, hub, broker, questions)
             self.gateway.start()
             self.services.gateway = self.gateway
+        self.services.telemetry = Telemetry(self.services, self.config.api.stats_retention_days)
+        self._spawn(self.services.telemetry.run(), "telemetry")
         lifecycle.close_socket = self._close_agent_socket
         self._verbs = verbs
 

@@ -22,6 +22,7 @@ from hyperhive.store.sqlite import Database, connect
 
 if TYPE_CHECKING:
     from hyperhive.core.gateway_wiring import GatewayService
+    from hyperhive.core.telemetry import Telemetry
 
 __all__ = ["Services"]
 
@@ -42,6 +43,7 @@ class Services:
     cage_reason: str
     dashboard_url: str | None = None
     gateway: GatewayService | None = None  # the model API gateway, when the core is the agents' door
+    telemetry: Telemetry | None = None  # the stats series (core/telemetry.py)
     shells: Shells | None = None  # the operator's shells into cages (core.shell), set by the daemon
 
     def read_instructions(self, name: str, cfg: AgentConfig) -> str:

@@ -40,6 +40,7 @@ class Verbs:
         reply: dict[str, Any] = {"pong": True, "as": who.name, "hyperhive": __version__}
         if who.kind == "operator":  # the login URL carries the dashboard token: operator only
             reply["dashboard_url"] = self.s.dashboard_url
+            reply["state_dir"] = str(self.s.config.state_dir)  # where `hive logs` / `hive backup` read
         return reply
 
     async def v_send(self, who: Identity, req: p.SendReq) -> dict[str, Any]:
@@ -209,6 +210,18 @@ class Verbs:
         return {"approval": await self.s.approvals.request_spawn(req.name, req.description, requested_by=who.name)}
 
     # ---- agents (agents/<name>/mcp.sock) ---------------------------------------------------
+
+    async def v_stats(self, who: Identity, req: p.StatsReq) -> dict[str, Any]:
+        import time
+
+        from hyperhive.names import validate_agent_name
+
+        agent = None if req.agent is None else validate_agent_name(req.agent)
+        if agent is not None and agent not in self.s.lifecycle.agents:
+            raise AgentNotFound(f"no agent named {agent!r}")
+        assert self.s.telemetry is not None
+        since = time.time() - 86400 if req.since is None else req.since
+        return {"stats": self.s.telemetry.series(agent, since)}
 
     async def v_recv(self, who: Identity, req: p.RecvReq) -> dict[str, Any]:
         gateway = self.s.gateway

@@ -25,6 +25,7 @@ from hyperhive.dashboard.auth import login_url as _login_url
 from hyperhive.dashboard.proxy import PREFIX, AgentProxy
 from hyperhive.dashboard.sessions import sessions_of
 from hyperhive.dashboard.sessionviews import session_routes
+from hyperhive.dashboard.stats import MetricsBearer, stats_routes
 from hyperhive.dashboard.views import routes
 
 __all__ = ["create_app", "login_url"]
@@ -75,12 +76,12 @@ def create_app(services: Any, *, health: Any = None) -> ASGIApp:
     paths = services.config.paths
     auth = Auth(paths.token_file, sessions_of(services), services.config.host)
     app = Starlette(
-        routes=[*routes(services, auth), *session_routes(auth), Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static")],
+        routes=[*routes(services, auth), *session_routes(auth), *stats_routes(services), Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static")],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.services = services
     app.state.auth = auth
-    guarded = Guard(_Dispatch(app, AgentProxy(services)), auth)
+    guarded = MetricsBearer(Guard(_Dispatch(app, AgentProxy(services)), auth), services)
     return guarded if health is None else _Healthz(guarded, health)
 
 

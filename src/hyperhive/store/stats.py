@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["insert_many", "migrate", "purge_before", "series"]
+__all__ = ["insert_many", "last_ts", "migrate", "purge_before", "series"]
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -34,3 +34,8 @@ def series(conn: sqlite3.Connection, agent: str | None, since: float, limit: int
 
 def purge_before(conn: sqlite3.Connection, before: float) -> int:
     return conn.execute("DELETE FROM stats WHERE ts < ?", (before,)).rowcount
+
+
+def last_ts(conn: sqlite3.Connection, agent: str, key: str) -> float:
+    row = conn.execute("SELECT MAX(ts) FROM stats WHERE agent = ? AND key = ?", (agent, key)).fetchone()
+    return float(row[0] or 0.0)

@@ -20,6 +20,7 @@ __all__ = [
     "purge_before",
     "recent",
     "spend",
+    "spend_between",
     "total",
     "use_grant",
 ]
@@ -107,3 +108,8 @@ def grants_since(conn: sqlite3.Connection, agent: str, since: float) -> list[dic
 
 def use_grant(conn: sqlite3.Connection, grant_id: int) -> None:
     conn.execute("UPDATE budget_grants SET used = 1 WHERE id = ?", (grant_id,))
+
+
+def spend_between(conn: sqlite3.Connection, agent: str, since: float, until: float) -> dict[str, Any]:
+    row = conn.execute(f"SELECT {_SUMS} FROM usage WHERE agent = ? AND ts >= ? AND ts < ?", (agent, since, until))
+    return dict(row.fetchone())
