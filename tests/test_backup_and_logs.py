@@ -67,6 +67,8 @@ async def test_hive_logs_name_shows_the_harness_output(hive: Daemon) -> None:
     code, out, err = await hive_cmd("logs", "chatty", "--state-dir", str(hive.paths.state_dir))
     assert code == 0, err
     assert out.strip() and out.splitlines()[0][:4].isdigit()  # stamped lines
+    code, by_daemon, err = await hive_cmd("logs", "chatty", "--run-dir", str(hive.paths.run_dir))
+    assert code == 0 and by_daemon.splitlines()[0] == out.splitlines()[0], err  # the daemon names its state dir
     code, out, err = await hive_cmd("logs", "ghost", "--state-dir", str(hive.paths.state_dir))
     assert code == 1 and err.startswith("hive: ghost has no harness log at ") and len(err.splitlines()) == 1
     code, out, err = await hive_cmd("logs", "../etc", "--state-dir", str(hive.paths.state_dir))

@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 from click import Command
 
-from hyperhive.cli import handle_errors
+from hyperhive.cli import handle_errors, run_dir_option
+from hyperhive.client import SyncHiveClient
 from hyperhive.config import read_env_file
 from hyperhive.errors import HiveError
 from hyperhive.logsetup import LEVELS, daemon_log_path
@@ -27,14 +28,29 @@ FOLLOW_POLL = 0.5  # seconds between two looks at a followed log (as tail -f doe
 
 
 def state_dir_option(fn: click.decorators.FC) -> click.decorators.FC:
-    return click.option(
+    fn = click.option(
         "--state-dir", type=click.Path(path_type=Path), envvar="HYPERHIVE_STATE_DIR",
-        help="State directory of the hive [env HYPERHIVE_STATE_DIR].",
+        help="State directory of the hive [env HYPERHIVE_STATE_DIR; default: the running daemon's].",
     )(fn)  # fmt: skip
+    return run_dir_option(fn)
 
 
 def _state_dir(state_dir: Path | None) -> Path:
     return (state_dir or default_state_dir()).expanduser().absolute()
+
+
+def _hive_state_dir(state_dir: Path | None, run_dir: Path | None) -> Path:
+    """--state-dir; else the running daemon's (found through --run-dir); else the default."""
+    if state_dir is None:
+        sock = (run_dir or default_run_dir()) / "host.sock"
+        if sock.exists():
+            try:
+                reported = SyncHiveClient(sock).call("ping").get("state_dir")
+            except (HiveError, OSError):
+                reported = None
+            if reported:
+                return Path(reported)
+    return _state_dir(state_dir)
 
 
 # ---- hive service ---------------------------------------------------------------------------
@@ -160,9 +176,9 @@ def _follow(path: Path, inode: int, offset: int) -> None:
 @click.option("--lines", "-n", type=click.IntRange(0), default=100, show_default=True, help="How many last lines.")
 @state_dir_option
 @handle_errors
-def logs(name: str | None, follow: bool, lines: int, state_dir: Path | None) -> None:
+def logs(name: str | None, follow: bool, lines: int, state_dir: Path | None, run_dir: Path | None) -> None:
     """The daemon's log, or agent NAME's harness output (stdout and stderr)."""
-    state = _state_dir(state_dir)
+    state = _hive_state_dir(state_dir, run_dir)
     path = _log_path(state, name)
     if not path.is_file():
         whose = f"{name} has no harness log" if name else "no daemon log"
@@ -188,11 +204,11 @@ def logs(name: str | None, follow: bool, lines: int, state_dir: Path | None) -> 
 @click.argument("dest", type=click.Path(path_type=Path))
 @state_dir_option
 @handle_errors
-def backup(dest: Path, state_dir: Path | None) -> None:
+def backup(dest: Path, state_dir: Path | None, run_dir: Path | None) -> None:
     """Copy the state directory to DEST (new), consistently, while the hive runs."""
     from hyperhive.store.backup import backup_state
 
-    state = _state_dir(state_dir)
+    state = _hive_state_dir(state_dir, run_dir)
     if not (state / "broker.sqlite").is_file():
         raise HiveError(f"{state} holds no hive (no broker.sqlite); pass --state-dir")
     try:
