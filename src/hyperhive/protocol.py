@@ -259,8 +259,6 @@ class ConfigApplyReq(_Named):
     base_sha: Annotated[str, Field(min_length=40, max_length=40, pattern="^[0-9a-f]{40}$")]
     instructions: Annotated[str, Field(max_length=1024 * 1024)] | None = None
     """The new text of the file the new agent.toml's `instructions` names (omitted: unchanged)."""
-    instructions: Annotated[str, Field(max_length=1024 * 1024)] | None = None
-    """The new text of the file the new agent.toml's `instructions` names (omitted: unchanged)."""
 
 
 class SubscribeReq(_Req):
