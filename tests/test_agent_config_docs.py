@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_agent_config_docs", ROOT / "scripts" / "gen_agent_config_docs.py")
+    spec = importlib.util.spec_from_file_location(
+        "gen_agent_config_docs", ROOT / "scripts" / "gen_agent_config_docs.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -147,7 +147,8 @@ def test_format_event_renders_each_kind_as_the_page_does() -> None:
     assert format_event({"id": 8, "ts": 0, "kind": "stream", "payload": tool})[0].endswith("send → ann: done")
     end = {"ok": False, "duration_ms": 1500, "note": "model refused"}
     assert format_event({"id": 9, "ts": 0, "kind": "turn_end", "payload": end})[0].endswith(
-        "✗ turn failed · 1.5 s · model refused")
+        "✗ turn failed · 1.5 s · model refused"
+    )
     assert format_event({"id": 10, "ts": 0, "kind": "stream", "payload": {"type": "stream_event"}}) == []
 
 
@@ -202,7 +203,9 @@ async def test_config_show_prints_the_applied_agent_toml(agent_d: Daemon) -> Non
     assert "not a valid agent name" in failed(await cli(agent_d, "config", "show", "D!"))
 
 
-async def test_config_edit_applies_through_the_deploy_path_with_an_operator_tag(agent_d: Daemon, tmp_path: Path) -> None:
+async def test_config_edit_applies_through_the_deploy_path_with_an_operator_tag(
+    agent_d: Daemon, tmp_path: Path
+) -> None:
     hive = agent_d
     pid = (await wait_listed(hive, "d"))["pid"]
     change = editor(tmp_path, "path.write_text(path.read_text().replace('network = \"host\"', 'network = \"none\"'))")
@@ -230,7 +233,8 @@ async def test_config_edit_refuses_bad_edits_and_applies_nothing(agent_d: Daemon
     line = failed(await cli(hive, "config", "edit", "d", "--yes", env=editor(tmp_path, "sys.exit(3)")))
     assert line == "hive: the editor exited with status 3; nothing applied"
     assert ok(await cli(hive, "config", "edit", "d", "--yes", env=editor(tmp_path, "pass"))) == (
-        "d: agent.toml, instructions.md unchanged; nothing applied\n")
+        "d: agent.toml, instructions.md unchanged; nothing applied\n"
+    )
     bad = editor(tmp_path, "path.write_text('colour = 1\\n' + path.read_text())")
     line = failed(await cli(hive, "config", "edit", "d", "--yes", env=bad))
     assert "`colour`: is not a known field" in line and "nothing applied" in line

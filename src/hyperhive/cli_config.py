@@ -48,7 +48,9 @@ def show(name: str, run_dir: Path | None, as_json: bool) -> None:
     """Print NAME's applied agent.toml (docs/agent-config.md describes every key)."""
     reply = _call(run_dir, "config_show", name=name)
     if as_json:
-        _print_json({k: reply.get(k) for k in ("name", "sha", "agent_toml", "instructions_path", "instructions", "tags")})
+        _print_json(
+            {k: reply.get(k) for k in ("name", "sha", "agent_toml", "instructions_path", "instructions", "tags")}
+        )
         return
     click.echo(f"# {name}: applied main {reply['sha'][:12]}", err=True)
     click.echo(reply["agent_toml"], nl=not reply["agent_toml"].endswith("\n"))
@@ -99,7 +101,9 @@ def edit(name: str, yes: bool, run_dir: Path | None) -> None:
             return
         keep = True  # from here on, a failure leaves the operator's edit on disk
         for rel in changed:
-            diff = difflib.unified_diff(before[rel].splitlines(True), after[rel].splitlines(True), f"a/{rel}", f"b/{rel}")
+            diff = difflib.unified_diff(
+                before[rel].splitlines(True), after[rel].splitlines(True), f"a/{rel}", f"b/{rel}"
+            )
             click.echo("".join(diff), nl=False)
         try:
             parse_agent_toml(after["agent.toml"])

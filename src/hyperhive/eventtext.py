@@ -73,7 +73,10 @@ def _stream(p: dict[str, Any]) -> list[str]:
         blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
         for b in blocks:
             if isinstance(b, dict) and b.get("type") == "tool_result":
-                out.append(("↳ error " if b.get("is_error") else "↳ ") + (_one_line(_as_text(b.get("content"))) or "(no output)"))
+                out.append(
+                    ("↳ error " if b.get("is_error") else "↳ ")
+                    + (_one_line(_as_text(b.get("content"))) or "(no output)")
+                )
             elif isinstance(b, dict) and b.get("type") == "text":
                 out.append("↳ " + _one_line(b.get("text", "")))
     elif kind == "system" and p.get("subtype") == "init":

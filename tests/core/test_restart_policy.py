@@ -48,7 +48,9 @@ def row(daemon: Daemon, name: str) -> dict[str, Any]:
 
 def crashes(daemon: Daemon, name: str) -> int:
     assert daemon.services is not None
-    return sum(1 for e in daemon.services.hub.history(after=0) if e.kind == "container_crash" and e.payload["agent"] == name)
+    return sum(
+        1 for e in daemon.services.hub.history(after=0) if e.kind == "container_crash" and e.payload["agent"] == name
+    )
 
 
 async def listed(daemon: Daemon, name: str) -> dict[str, Any]:
@@ -74,7 +76,9 @@ async def daemon(request: pytest.FixtureRequest, tmp_path: Path, short_dir: Path
 async def test_on_failure_restarts_with_back_off_then_gives_up_and_says_why(daemon: Daemon) -> None:
     """A harness that exits 3 at startup: restarted `restart_limit` times (back-off between), then
     left crashed with the exit status, its last stderr lines, when, and the count, in `hive list`."""
-    await spawn_with(daemon, "crashy", toml(f'restart = "on-failure"\nrestart_limit = 2\nrestart_backoff = 0.2\n{BROKEN}'))
+    await spawn_with(
+        daemon, "crashy", toml(f'restart = "on-failure"\nrestart_limit = 2\nrestart_backoff = 0.2\n{BROKEN}')
+    )
     hub = daemon.services.hub  # type: ignore[union-attr]
     explain = lambda: json.dumps(row(daemon, "crashy"), indent=1)  # noqa: E731
     await until(hub, "crashy to give up", lambda: (row(daemon, "crashy").get("down") or {}).get("gave_up"), 90,

@@ -40,7 +40,9 @@ async def show(s: Services, name: str) -> dict[str, Any]:
             "tags": tags}  # fmt: skip
 
 
-async def apply(s: Services, name: str, agent_toml: str, base_sha: str, instructions: str | None = None) -> dict[str, Any]:
+async def apply(
+    s: Services, name: str, agent_toml: str, base_sha: str, instructions: str | None = None
+) -> dict[str, Any]:
     """Validate, commit, deploy; returns the resolved approval (status deployed or failed)."""
     s.lifecycle.get(name)
     cfg = parse_agent_toml(agent_toml)
@@ -51,7 +53,8 @@ async def apply(s: Services, name: str, agent_toml: str, base_sha: str, instruct
         files[cfg.instructions] = instructions
     current = await show(s, name)
     unchanged = current["agent_toml"] == agent_toml and (
-        instructions is None or (current["instructions_path"] == cfg.instructions and current["instructions"] == instructions)
+        instructions is None
+        or (current["instructions_path"] == cfg.instructions and current["instructions"] == instructions)
     )
     if current["sha"] == base_sha and unchanged:
         raise Conflict(f"{name}'s config is unchanged; nothing to apply")

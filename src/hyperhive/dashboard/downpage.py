@@ -102,12 +102,14 @@ class DownPage:
             f'<p class="red" role="alert">{e(note)}</p>' if note else "",
             '<ul class="down-facts">' + "".join(f"<li>{e(f)}</li>" for f in _why(row)) + "</ul>",
             f'<details open><summary>last lines of its output</summary><pre class="down-tail">{e(tail)}</pre></details>'
-            if tail else "",
+            if tail
+            else "",
             '<div class="down-actions">',
             f'<form method="post" id="down-start-form" action="{prefix}/_down/start">'
             f'<input type="hidden" name="csrf" value="{e(token)}">'
             '<button type="submit" class="go" id="down-start">▶ start</button></form>'
-            if row["state"] in ("stopped", "crashed") else "",
+            if row["state"] in ("stopped", "crashed")
+            else "",
             '<span class="muted" id="down-status" role="status"></span>',
             f'<a class="btn" id="down-log" href="{prefix}/_down/log">read its log</a>',
             '<a class="btn" href="/">dashboard</a>',
