@@ -435,3 +435,8 @@ async def test_the_dashboard_switches_an_agents_model_and_ends_its_nap(hive: Hiv
         await expect(row.locator(".badge")).to_have_text("idle", timeout=T)
     finally:
         await host.close()
+    await page.goto(hive.url)  # the agent page's chip says the override hides the config's model
+    chip = page.locator("#model-chip")
+    await expect(chip).to_have_attribute("data-hidden", "1", timeout=T)
+    await expect(chip).to_contain_text("model haiku-dash · active")
+    await expect(chip).to_contain_text("overrides the config's sonnet")
