@@ -14,7 +14,8 @@ __all__ = ["describe", "log_events"]
 
 log = logging.getLogger("hyperhive.events")
 
-LOGGED_STATES = frozenset({"running", "stopped", "crashed"})  # not the passing starting/stopping
+# not the passing starting/stopping; a crash has its own warning with the exit status (lifecycle)
+LOGGED_STATES = frozenset({"running", "stopped"})
 
 
 def describe(event: HubEvent, last_state: dict[str, str]) -> str | None:
