@@ -68,7 +68,9 @@ async def test_a_compaction_rewrites_the_notes_shorter_and_keeps_the_previous_ve
     assert [p.name for p in rig.state.iterdir()] != [] and not any(
         p.name.startswith(".notes-") for p in rig.state.iterdir()
     )  # the working copy and temp files are gone
-    tools = [b["name"] for m in rig.messages if m["type"] == "assistant" for b in m["content"] if b["type"] == "tool_use"]
+    tools = [
+        b["name"] for m in rig.messages if m["type"] == "assistant" for b in m["content"] if b["type"] == "tool_use"
+    ]
     assert tools == ["Read", "Write"]
     request = next(r for r in rig.model.requests if r["last_user_text"].startswith("[hyperhive notes compaction]"))
     assert not any(t.startswith("mcp__") for t in request["tools"]) and "Bash" not in request["tools"]

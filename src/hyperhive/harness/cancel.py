@@ -190,7 +190,9 @@ async def stop_child(child: TrackedChild, ended: Callable[[], Awaitable[object]]
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 signal.pidfd_send_signal(fd, signal.SIGKILL)
             os.close(fd)
-        log.warning("claude CLI pid %d ignored SIGTERM for %.1f s: killed with %d descendant(s)", pid, grace, len(below))
+        log.warning(
+            "claude CLI pid %d ignored SIGTERM for %.1f s: killed with %d descendant(s)", pid, grace, len(below)
+        )
         await _until_either(ended, pidfd, grace)
         return StopOutcome("killed", pid)
     finally:
