@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from hyperhive.core.hub import Hub, HubEvent
+from hyperhive.names import OPERATOR
 
 __all__ = ["describe", "log_events"]
 
@@ -37,7 +38,10 @@ def describe(event: HubEvent, last_state: dict[str, str]) -> str | None:
     if kind == "approval_resolved":
         return f"approval #{p.get('id')} ({p.get('kind')} {p.get('agent')}): {p.get('status')}"
     if kind == "question_added":
-        return f"question #{p.get('id')}: {p.get('asker')} asks {p.get('target') or 'the operator'}"
+        target = p.get("target")
+        return (
+            f"question #{p.get('id')}: {p.get('asker')} asks {'the operator' if target in (None, OPERATOR) else target}"
+        )
     if kind == "question_resolved":
         return f"question #{p.get('id')}: resolved by {p.get('answerer')}"
     return None
