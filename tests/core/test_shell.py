@@ -217,10 +217,12 @@ def _converse(master: int, send: bytes, expect: bytes | None, bound: float) -> b
 
 
 async def test_exec_and_shell_do_not_exist_on_an_agent_socket(hive: Daemon) -> None:
-    sock = await wire_agent(hive, "a")
-    for request in ({"cmd": "exec", "name": "a", "argv": ["id"]}, {"cmd": "shell", "name": "a"}):
-        reply = await ask_socket(sock, request)
-        assert (reply["ok"], reply["code"]) == (False, "unknown_verb"), reply
+    """Neither an agent nor the manager can ask for a shell, into another cage or its own."""
+    for sock in (await wire_agent(hive, "a"), await wire_agent(hive, "manager")):
+        for target in ("a", "manager"):
+            for request in ({"cmd": "exec", "name": target, "argv": ["id"]}, {"cmd": "shell", "name": target}):
+                reply = await ask_socket(sock, request)
+                assert (reply["ok"], reply["code"]) == (False, "unknown_verb"), (sock, reply)
 
 
 async def test_unknown_stopped_and_bad_names_are_one_line_errors(hive: Daemon) -> None:
