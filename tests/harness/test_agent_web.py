@@ -254,6 +254,11 @@ def test_trail_stats_counts_ok_failed_and_cancelled_and_ignores_junk_usage() -> 
     ]  # fmt: skip
     s = trail_stats(events)
     assert (s["turns"], s["ok"], s["failed"], s["cancelled"]) == (3, 1, 1, 1)
+    compaction = {"id": 5, "ts": 5.0, "kind": "notes_compacted",
+                  "payload": {"usage": {"input_tokens": 7, "output_tokens": 1}, "cost_usd": 0.25}}  # fmt: skip
+    with_compaction = trail_stats([*events, compaction])
+    assert (with_compaction["turns"], with_compaction["compactions"]) == (3, 1)  # spent, but not a turn
+    assert (with_compaction["input_tokens"], with_compaction["cost_usd"]) == (17, 0.75)
     assert (s["input_tokens"], s["output_tokens"], s["cost_usd"], s["total_ms"]) == (10, 2, 0.5, 157)
     assert s["since"] == 1.0
 
@@ -418,6 +423,7 @@ async def test_notes_over_the_threshold_are_compacted_after_a_turn(agent: Agent)
     end = await agent.turn("echo one more turn")
     state = await agent.trail.wait(kind("state_changed", state="compacting", what="notes"), after=end["id"])
     done = await agent.trail.wait(kind("notes_compacted"), after=state["id"])
+    assert done["payload"]["usage"]["output_tokens"] > 0  # what the secondary session spent
     after = notes.read_text(encoding="utf-8")
     assert done["payload"]["before_bytes"] == len(original) and done["payload"]["after_bytes"] == len(after)
     assert len(after) < len(original) and set(after.splitlines()) == set(original.splitlines())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -73,12 +74,16 @@ class CompactionOutcome:
     after_bytes: int | None = None
     kept: str | None = None
     """Where the previous version was kept (ok only)."""
+    usage: dict[str, Any] | None = None
+    cost_usd: float | None = None
+    """What the secondary session spent (the page's stats count it)."""
 
     def payload(self) -> dict[str, Any]:
         """The trail event's payload (`notes_compacted` or `notes_compaction_failed`)."""
+        spent = {"usage": self.usage, "cost_usd": self.cost_usd}
         if self.ok:
-            return {"before_bytes": self.before_bytes, "after_bytes": self.after_bytes, "kept": self.kept}
-        return {"reason": self.reason, "before_bytes": self.before_bytes}
+            return {"before_bytes": self.before_bytes, "after_bytes": self.after_bytes, "kept": self.kept, **spent}
+        return {"reason": self.reason, "before_bytes": self.before_bytes, **spent}
 
 
 class NotesCompactor:
@@ -146,7 +151,8 @@ class NotesCompactor:
                 cli_path=cli_path,
             )
             result = await runner.run(spec, on_message, on_note)
-            return await asyncio.to_thread(self._settle, original, target, result)
+            outcome = await asyncio.to_thread(self._settle, original, target, result)
+            return dataclasses.replace(outcome, usage=result.usage, cost_usd=result.cost_usd)
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
 

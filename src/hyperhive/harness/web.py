@@ -43,17 +43,27 @@ def _num(value: Any) -> float:
 
 
 def trail_stats(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Token and cost accounting over the trail: the sums of every `turn_end`'s usage and cost,
-    turn counts, the latest turn durations, and `series`: the last SERIES_KEPT turns (turn number
-    `n`, `ts`, `duration_ms`, `tokens` = input + output, `ok`, `cancelled`) for the page's chart."""
+    """Token and cost accounting over the trail: the sums of every `turn_end`'s usage and cost
+    (plus what notes compactions spent, counted in `compactions`), turn counts, the latest turn
+    durations, and `series`: the last SERIES_KEPT turns (turn number `n`, `ts`, `duration_ms`,
+    `tokens` = input + output, `ok`, `cancelled`) for the page's chart."""
     out: dict[str, Any] = {
         "turns": 0, "ok": 0, "failed": 0, "cancelled": 0, "input_tokens": 0, "output_tokens": 0,
         "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0, "cost_usd": 0.0,
-        "total_ms": 0, "durations": [], "series": [], "since": None,
+        "total_ms": 0, "durations": [], "series": [], "since": None, "compactions": 0,
     }  # fmt: skip
     durations: list[dict[str, Any]] = []
     series: list[dict[str, Any]] = []
     for event in events:
+        if event.get("kind") in ("notes_compacted", "notes_compaction_failed"):
+            p = event.get("payload") or {}
+            out["compactions"] += 1
+            raw_spent = p.get("usage")
+            spent: dict[str, Any] = raw_spent if isinstance(raw_spent, dict) else {}
+            for key in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+                out[key] += int(_num(spent.get(key)))
+            out["cost_usd"] += _num(p.get("cost_usd"))
+            continue
         if event.get("kind") != "turn_end":
             continue
         p = event.get("payload") or {}
