@@ -27,6 +27,7 @@ ENV_VARS: dict[str, str] = {
     "HYPERHIVE_LOGIN_CMD": "in a cage: the login command the login panel runs (default: claude's own)",
     "HYPERHIVE_AGENT_STATE": "in a cage: where /state is (set by the cage backend)",
     "HYPERHIVE_AGENT_RUN": "in a cage: where /run/hive is (set by the cage backend)",
+    "HYPERHIVE_STORE": "the store: postgresql://… (same as --store; default SQLite in the state dir)",
     "HYPERHIVE_API_BASE": "the model API upstream the gateway forwards to (same as --api-base)",
     "HYPERHIVE_API_KEY_FILE": "file (mode 0600) holding the upstream API key (same as --api-key-file)",
     "ANTHROPIC_API_KEY": "in the daemon's environment: the upstream API key for the gateway (never passed to a cage)",
@@ -63,6 +64,7 @@ class HiveConfig:
     api: ApiSettings = field(default_factory=lambda: ApiSettings())  # the model API gateway (core/gateway.py)
     notify: NotifySettings = field(default_factory=lambda: NotifySettings())  # push notifications (core/notify.py)
     max_attempts: int = 3  # [broker] max_attempts: deliveries before a message is parked as a dead letter
+    store_url: str | None = None  # [store] url / HYPERHIVE_STORE / --store: None = SQLite in the state dir
 
     @property
     def gateway(self) -> bool:
@@ -188,6 +190,16 @@ def _max_attempts(toml: dict[str, Any]) -> int:
     return value
 
 
+def _store_url(toml: dict[str, Any]) -> str | None:
+    section = toml.get("store") or {}
+    if not isinstance(section, dict) or set(section) - {"url"}:
+        raise StartupError("hive.toml: [store] takes only url")
+    url = section.get("url")
+    if url is not None and not isinstance(url, str):
+        raise StartupError("hive.toml: [store] url must be a string")
+    return url or None
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines (blank lines and # comments skipped, one pair of surrounding quotes
     stripped) from a file only its owner can read: it holds secrets for the cages."""
@@ -238,6 +250,7 @@ def load_config(
     api_base: str | None = None,
     api_key_file: Path | None = None,
     agent_env_files: list[Path] | tuple[Path, ...] = (),
+    store: str | None = None,
 ) -> HiveConfig:
     env = os.environ if environ is None else environ
     sd = Path(state_dir or env.get("HYPERHIVE_STATE_DIR") or default_state_dir()).expanduser().absolute()
@@ -266,4 +279,5 @@ def load_config(
         api=_api_settings(toml, env, api_base, api_key_file),
         notify=_notify_settings(toml),
         max_attempts=_max_attempts(toml),
+        store_url=store or env.get("HYPERHIVE_STORE") or _store_url(toml),
     )

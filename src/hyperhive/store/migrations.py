@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hyperhive.store import deadletters, websessions
+from hyperhive.store import deadletters, pg_schema, websessions
 from hyperhive.store import stats as stats_sql
 from hyperhive.store import usage as usage_sql
 
@@ -16,8 +16,12 @@ __all__ = ["BROKER_MIGRATIONS", "Migration", "apply_migrations"]
 
 @dataclass(frozen=True)
 class Migration:
+    """`apply` runs on SQLite; `postgres` is the same change for PostgreSQL (store/pg_schema.py).
+    A migration with no PostgreSQL form stops a PostgreSQL store from starting, by name."""
+
     name: str
     apply: Callable[[sqlite3.Connection], None]
+    postgres: str = ""
 
 
 def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration]) -> list[str]:
@@ -107,8 +111,13 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
-BROKER_MIGRATIONS: list[Migration] = [Migration("001_initial", _m001_initial)]
-BROKER_MIGRATIONS.append(Migration("003_sessions", websessions.migrate))
-BROKER_MIGRATIONS.append(Migration("002_delivery_attempts", deadletters.migrate))
-BROKER_MIGRATIONS.append(Migration("004_usage", usage_sql.migrate))
-BROKER_MIGRATIONS.append(Migration("005_stats", stats_sql.migrate))
+def _m011_agent_ids(conn: sqlite3.Connection) -> None:
+    _run_statements(conn, pg_schema.M011)
+
+
+BROKER_MIGRATIONS: list[Migration] = [Migration("001_initial", _m001_initial, pg_schema.M001)]
+BROKER_MIGRATIONS.append(Migration("003_sessions", websessions.migrate, pg_schema.M003))
+BROKER_MIGRATIONS.append(Migration("002_delivery_attempts", deadletters.migrate, pg_schema.M002))
+BROKER_MIGRATIONS.append(Migration("004_usage", usage_sql.migrate, pg_schema.M004))
+BROKER_MIGRATIONS.append(Migration("005_stats", stats_sql.migrate, pg_schema.M005))
+BROKER_MIGRATIONS.append(Migration("011_agent_ids", _m011_agent_ids, pg_schema.M011))

@@ -1,0 +1,52 @@
+"""Every contract of `store/base.py` runs against each backend: SQLite in a temp dir and a real
+PostgreSQL (a throw-away cluster, tests/pgserver.py). `store` and `second` are two store objects
+on the same data: two writers, as two nodes would be."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from hivetest import require
+from hyperhive.store.base import Store
+from hyperhive.store.open import open_store
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _pg_url() -> str:
+    from pgserver import find_bin, shared_cluster
+
+    require(find_bin() is not None, "PostgreSQL server binaries are not installed (scripts/bootstrap installs them)")
+    return shared_cluster().database()
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    return _pg_url() if request.param == "postgresql" else None
+
+
+@pytest.fixture
+async def opener(store_url: str | None, tmp_path: Path) -> AsyncIterator[Callable[[], Store]]:
+    opened: list[Store] = []
+
+    def open_one() -> Store:
+        s = open_store(store_url, tmp_path / "broker.sqlite")
+        opened.append(s)
+        return s
+
+    yield open_one
+    for s in opened:
+        await s.close()
+
+
+@pytest.fixture
+def store(opener: Callable[[], Store]) -> Store:
+    return opener()
+
+
+@pytest.fixture
+def second(store: Store, opener: Callable[[], Store]) -> Store:
+    return opener()
