@@ -181,3 +181,20 @@ async def test_a_down_agent_says_why_on_its_row_and_its_page(rig: Rig) -> None:
     await page.locator("#down-log").click()
     await expect(page.locator("body")).to_contain_text("no-such-hh15")
     await page.context.close()
+
+
+async def test_the_down_page_starts_a_stopped_agent_and_opens_its_page_when_it_is_up(rig: Rig) -> None:
+    """alice stopped: /agent/alice/ is the down page; `▶ start` starts her and the page follows
+    the live stream into her own page once her harness reports in (no polling, no manual reload)."""
+    s = rig.daemon.services
+    assert s is not None
+    await s.lifecycle.stop("alice")
+    page = await rig.page(*VIEWPORTS[1])
+    await page.goto(f"{rig.base}/agent/alice/")
+    await expect(page.locator("#down-page")).to_contain_text("state: stopped")
+    await no_horizontal_scroll(page, "alice's down page")
+    await page.locator("#down-start").click()
+    await expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=T)
+    assert await page.locator("#down-page").count() == 0
+    await expect(page.locator("#state-badge")).to_have_attribute("data-state", "idle", timeout=T)
+    await page.context.close()
