@@ -12,11 +12,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import click
 import httpx
 
+from hyperhive.cages import CageChoice
 from hyperhive.client import SyncHiveClient
 from hyperhive.config import load_config, parse_env_pairs
 from hyperhive.errors import HiveError, StartupError
@@ -32,7 +33,7 @@ __all__ = ["main"]
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_ERROR = 1
 EXIT_STARTUP = 3
-CAGE_CHOICES = ["auto", "bwrap", "nspawn", "process"]
+CAGE_CHOICES = list(get_args(CageChoice))
 
 
 def _fail(message: str, code: int = EXIT_ERROR) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from hyperhive.protocol import MAX_LINE_BYTES
 
-__all__ = ["LineTooLong", "read_line", "write_json"]
+__all__ = ["LineTooLong", "encode", "read_line"]
 
 
 class LineTooLong(Exception):
@@ -32,8 +32,3 @@ async def read_line(reader: asyncio.StreamReader, limit: int = MAX_LINE_BYTES) -
 
 def encode(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
-
-
-async def write_json(writer: asyncio.StreamWriter, obj: Any) -> None:
-    writer.write(encode(obj))
-    await writer.drain()

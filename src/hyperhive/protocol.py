@@ -7,7 +7,7 @@ verbs and unknown fields are refused); this module does no I/O.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -336,7 +336,9 @@ class RecentReq(_Req):
     limit: int = Field(default=20, ge=1, le=200)
 
 
-HarnessState = Literal["idle", "thinking", "compacting", "napping", "needs_login", "starting"]
+HarnessState = Literal["starting", "idle", "thinking", "compacting", "napping", "needs_login"]
+HARNESS_STATES: tuple[str, ...] = get_args(HarnessState)
+"""Every state a harness reports (harness/loop.py sets only these)."""
 
 
 class ReportStateReq(_Req):
@@ -559,15 +561,6 @@ def decode_request(line: bytes | str) -> Any:
 # ---- replies ------------------------------------------------------------------------------
 
 
-class Reply(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    version: int = PROTOCOL_VERSION
-    ok: bool = True
-    error: str | None = None
-    code: str | None = None
-
-
 def error_reply(message: str, code: str) -> dict[str, Any]:
     return {"version": PROTOCOL_VERSION, "ok": False, "error": message, "code": code}
 
@@ -589,7 +582,6 @@ class Message(BaseModel):
     dead_at: float | None = None  # parked as a dead letter (issue 9)
 
 
-CageKind = Literal["bwrap", "nspawn", "process"]
 AgentRunState = Literal["running", "stopped", "crashed", "starting", "stopping"]
 
 

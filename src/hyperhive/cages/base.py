@@ -22,12 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
+from hyperhive.cages.limits import CageCgroup, Limits, place
 from hyperhive.errors import CageError
-
-if TYPE_CHECKING:
-    from hyperhive.cages.limits import CageCgroup
 
 __all__ = [
     "Bind",
@@ -66,12 +64,6 @@ class Bind:
     dest: str
     writable: bool = False
     env: str | None = None
-
-
-@dataclass(frozen=True)
-class Limits:
-    memory_bytes: int | None = None
-    pids: int | None = None
 
 
 @dataclass(frozen=True)
@@ -361,8 +353,6 @@ class Cage(ABC):
     async def start(self, spec: CageSpec) -> CageHandle:
         """Start the cage. Its first process joins the cage's cgroup (limits, tracking) before
         exec; the handle's `limits_status` says what the host allowed."""
-        from hyperhive.cages.limits import place
-
         launch = self.prepare(spec)
         cgroup = place(spec.name, spec.state_dir, spec.limits)
         if cgroup.stale_killed:

@@ -27,14 +27,20 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hyperhive.cages.base import Limits
-
-__all__ = ["CGROUP_ROOT", "CageCgroup", "cgroup_name", "place"]
+__all__ = ["CGROUP_ROOT", "CageCgroup", "Limits", "cgroup_name", "place"]
 
 log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PARENT = "hyperhive"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a cage may use; None leaves that resource uncapped."""
+
+    memory_bytes: int | None = None
+    pids: int | None = None
 
 
 def cgroup_name(name: str, state_dir: Path) -> str:

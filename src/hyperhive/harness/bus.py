@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 __all__ = [
     "EVENTS_DB_ENV",
@@ -73,9 +73,7 @@ EventKind = Literal[
     "turn_start", "stream", "note", "turn_end", "state_changed", "model_changed", "notes_compacted",
     "notes_compaction_failed",
 ]  # fmt: skip
-KINDS: Final[frozenset[str]] = frozenset(
-    {TURN_START, STREAM, NOTE, TURN_END, STATE_CHANGED, MODEL_CHANGED, NOTES_COMPACTED, NOTES_COMPACTION_FAILED}
-)
+KINDS: Final[frozenset[str]] = frozenset(get_args(EventKind))
 
 DEFAULT_KEEP: Final = 2000
 DEFAULT_MAX_AGE: Final = 7 * 86400.0

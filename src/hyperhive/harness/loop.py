@@ -24,13 +24,13 @@ from hyperhive.harness.modelchoice import ModelRecord, load_record, save_record
 from hyperhive.harness.prompting import format_wake_prompt, load_system_prompt
 from hyperhive.harness.tools import allowed_tool_names, build_hyperhive_server
 from hyperhive.harness.turn import TurnResult, TurnRunner, TurnSpec
+from hyperhive.protocol import HARNESS_STATES as STATES
 from hyperhive.protocol import MAX_NAP_SECONDS, MAX_RECV_WAIT
 
 __all__ = ["Harness", "HarnessPaths", "Refused"]
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
-STATES = ("starting", "idle", "thinking", "compacting", "napping", "needs_login")
 
 
 class Refused(HiveError):
