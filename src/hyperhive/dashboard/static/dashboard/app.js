@@ -225,7 +225,8 @@
       return;
     }
     let plan = `restart: ${d.policy}`;
-    if (d.gave_up) plan += ` · gave up after ${a.restarts} restart${a.restarts === 1 ? "" : "s"}`;
+    if (d.policy === "on-failure" && d.exit_code === 0 && d.signal == null) plan += " · a clean exit is not restarted";
+    else if (d.gave_up) plan += ` · gave up after ${a.restarts} restart${a.restarts === 1 ? "" : "s"}`;
     else if (d.next_restart_at) plan += ` · restart ${a.restarts} at ${h.fmtDate(d.next_restart_at)}`;
     else if (a.restarts) plan += ` · ${a.restarts} restart${a.restarts === 1 ? "" : "s"} in a row`;
     const lines = (d.last_lines || []).join("\n");
