@@ -12,7 +12,7 @@ import pytest
 
 from hyperhive.harness.compaction import NotesCompactor, compaction_prompt, compaction_target
 from hyperhive.harness.turn import TurnRunner, build_options
-from hyperhive.offline_model.policy import COMPACT_FAIL, COMPACT_GARBAGE
+from hyperhive.offline_model.policy import COMPACT_ESCAPE, COMPACT_FAIL, COMPACT_GARBAGE
 from hyperhive.offline_model.server import OfflineModelServer
 
 pytestmark = pytest.mark.e2e
@@ -91,6 +91,22 @@ async def test_a_failed_or_garbage_compaction_leaves_the_notes_untouched(rig: Ri
     assert rig.notes.read_text(encoding="utf-8") == original
     assert not (rig.state / "notes.history").exists()
     assert sorted(p.name for p in rig.state.iterdir()) == ["notes.md"]
+
+
+async def test_the_session_cannot_write_anything_but_its_copy(rig: Rig) -> None:
+    """The only writable file is the private copy: a Write of a new file next to the live notes
+    is denied by the CLI (dontAsk + the path-scoped Edit rule), the copy stays as it was and the
+    unchanged rewrite is rejected; the live notes are byte for byte the same (issue 14 §2)."""
+    original = bloated_notes(COMPACT_ESCAPE)
+    rig.notes.write_text(original, encoding="utf-8")
+    outcome = await rig.compact()
+    assert not outcome.ok and "unchanged" in outcome.reason
+    assert rig.notes.read_text(encoding="utf-8") == original
+    assert not (rig.state / "escaped-by-compaction.md").exists()
+    results = [b for m in rig.messages if m["type"] == "user" and isinstance(m["content"], list)
+               for b in m["content"] if b["type"] == "tool_result"]  # fmt: skip
+    assert results[-1]["is_error"] is True
+    assert any(m["type"] == "system" and m.get("subtype") == "permission_denied" for m in rig.messages)
 
 
 async def test_the_history_keeps_only_the_newest_versions(rig: Rig) -> None:

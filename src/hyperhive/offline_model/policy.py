@@ -412,6 +412,9 @@ COMPACT_FAIL = "offline-model: compaction fails"
 """In the notes, makes the compaction session fail with an API error."""
 COMPACT_GARBAGE = "offline-model: compaction garbage"
 """In the notes, makes the compaction write a rewrite larger than the original."""
+COMPACT_ESCAPE = "offline-model: compaction escapes"
+"""In the notes, makes the compaction try to Write a new file next to the live notes, outside
+its working copy (the permission rules must deny it)."""
 _READ_PREFIX = re.compile(r"^ *\d+(?:\t|→)", re.M)
 
 
@@ -446,6 +449,9 @@ def _compact_notes(ctx: _Ctx, notes_file: str) -> Decision:
         if last.is_error:
             return _text(f"could not read the notes: {_short(last.text)}")
         notes = _read_text(last.text)
+        if COMPACT_ESCAPE in notes:
+            outside = notes_file.rsplit("/", 2)[0] + "/escaped-by-compaction.md"
+            return ctx.tool("Write", {"file_path": outside, "content": "written by the compaction session\n"})
         if COMPACT_FAIL in notes:
             return Decision(blocks=[], error=(400, "invalid_request_error", "offline model: scripted compaction failure"))
         content = notes + notes if COMPACT_GARBAGE in notes else _compacted(notes)
