@@ -1,24 +1,74 @@
-"""The HiveError root and its subclasses; callers branch on the class and fields, not on text."""
+"""The error codes and the HiveError root with its subclasses; callers branch on the class and
+its `code`, never on the message text."""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 __all__ = [
     "AgentNotFound",
     "CageError",
     "Conflict",
     "DaemonNotRunning",
+    "ErrorCode",
     "HiveError",
     "InvalidName",
     "NotAllowed",
+    "NotFound",
     "ProtocolError",
     "StartupError",
 ]
 
 
+class ErrorCode(StrEnum):
+    """Every code an `ok: false` reply (or an error raised in this package) carries in `code`.
+    This is the one list: tests/test_error_codes.py checks the source sends no other, and
+    docs/protocol.md documents each."""
+
+    BAD_JSON = "bad_json"
+    """The line is not a JSON object."""
+    BAD_REQUEST = "bad_request"
+    """A field is missing, of the wrong type, or not allowed."""
+    UNKNOWN_VERB = "unknown_verb"
+    """`cmd` names no verb, or none this socket offers."""
+    LINE_TOO_LONG = "line_too_long"
+    """The line exceeded MAX_LINE_BYTES; the connection is closed after this reply."""
+    INVALID_NAME = "invalid_name"
+    """An agent name does not match the name rule or is reserved."""
+    TOO_LARGE = "too_large"
+    """A body exceeded MAX_BODY_BYTES."""
+    FORBIDDEN = "forbidden"
+    """The caller's socket does not grant this (allow-list, manager-only, self-target, unsafe path)."""
+    NOT_FOUND = "not_found"
+    """No such agent, approval, question, dead letter or kept state."""
+    CONFLICT = "conflict"
+    """The current state refuses the request (already exists, already resolved)."""
+    INTERNAL = "internal"
+    """The daemon failed; the request may be retried."""
+    UNKNOWN_REPLY = "unknown_reply"
+    """`in_reply_to` names no message addressed to the sender (or sent by it)."""
+    DUPLICATE_KEY = "duplicate_key"
+    """A JSON object in the request names the same key twice."""
+    BUSY = "busy"
+    """The socket already holds its cap of open connections; this one is closed after the reply."""
+    CONFIG_INVALID = "config_invalid"
+    """An agent.toml (or the file it names) does not pass validation."""
+    GIT_ERROR = "git_error"
+    """A git command on a config repo failed."""
+    CAGE_ERROR = "cage_error"
+    """A sandbox could not be built, started or entered."""
+    NOT_RUNNING = "not_running"
+    """Client side: no daemon answers on the socket."""
+    STARTUP = "startup"
+    """Client side: the daemon refused to start (bad config, socket in use)."""
+    ERROR = "error"
+    """Client side: a failure with no more specific code (never sent by the core)."""
+
+
 class HiveError(Exception):
     """Root of every error hyperhive raises on purpose. `code` is the wire error code."""
 
-    code = "error"
+    code: str = ErrorCode.ERROR
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -26,40 +76,46 @@ class HiveError(Exception):
 
 
 class InvalidName(HiveError):
-    code = "invalid_name"
+    code = ErrorCode.INVALID_NAME
 
 
 class ProtocolError(HiveError):
     """A request that is not valid on the wire: bad JSON, unknown verb, wrong field."""
 
-    code = "bad_request"
+    code = ErrorCode.BAD_REQUEST
 
 
 class NotAllowed(HiveError):
     """The caller's identity (its socket) does not grant this."""
 
-    code = "forbidden"
+    code = ErrorCode.FORBIDDEN
 
 
-class AgentNotFound(HiveError):
-    code = "not_found"
+class NotFound(HiveError):
+    """No such approval, question, dead letter or kept state (an agent: AgentNotFound)."""
+
+    code = ErrorCode.NOT_FOUND
+
+
+class AgentNotFound(NotFound):
+    """No agent by that name."""
 
 
 class Conflict(HiveError):
     """The request is well-formed but the current state refuses it (already resolved, exists…)."""
 
-    code = "conflict"
+    code = ErrorCode.CONFLICT
 
 
 class CageError(HiveError):
     """A sandbox could not be built or started."""
 
-    code = "cage_error"
+    code = ErrorCode.CAGE_ERROR
 
 
 class DaemonNotRunning(HiveError):
-    code = "not_running"
+    code = ErrorCode.NOT_RUNNING
 
 
 class StartupError(HiveError):
-    code = "startup"
+    code = ErrorCode.STARTUP

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
-from hyperhive.errors import InvalidName, ProtocolError
+from hyperhive.errors import ErrorCode, InvalidName, ProtocolError
 from hyperhive.names import validate_agent_name, validate_recipient
 
 __all__ = [
@@ -38,37 +39,6 @@ MAX_TEXT = 16 * 1024
 """Cap on short free-text fields (descriptions, notes, questions, answers)."""
 
 
-class ErrorCode:
-    """Named error codes carried in `code` on every `ok: false` reply."""
-
-    BAD_JSON = "bad_json"
-    """The line is not a JSON object."""
-    BAD_REQUEST = "bad_request"
-    """A field is missing, of the wrong type, or not allowed."""
-    UNKNOWN_VERB = "unknown_verb"
-    """`cmd` names no verb, or none this socket offers."""
-    LINE_TOO_LONG = "line_too_long"
-    """The line exceeded MAX_LINE_BYTES; the connection is closed after this reply."""
-    INVALID_NAME = "invalid_name"
-    """An agent name does not match the name rule or is reserved."""
-    TOO_LARGE = "too_large"
-    """A body exceeded MAX_BODY_BYTES."""
-    FORBIDDEN = "forbidden"
-    """The caller's socket does not grant this (allow-list, manager-only, self-target)."""
-    NOT_FOUND = "not_found"
-    """No such agent, approval or question."""
-    CONFLICT = "conflict"
-    """The current state refuses the request (already exists, already resolved)."""
-    INTERNAL = "internal"
-    """The daemon failed; the request may be retried."""
-    UNKNOWN_REPLY = "unknown_reply"
-    """`in_reply_to` names no message addressed to the sender (or sent by it)."""
-    DUPLICATE_KEY = "duplicate_key"
-    """A JSON object in the request names the same key twice."""
-    BUSY = "busy"
-    """The socket already holds its cap of open connections; this one is closed after the reply."""
-
-
 class _Req(BaseModel):
     # strict: a wrong-typed field ("1" for an int, "yes" for a bool) is refused, not coerced
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -77,14 +47,16 @@ class _Req(BaseModel):
 def _agent_name(value: str) -> str:
     try:
         return validate_agent_name(value)
-    except InvalidName as exc:
-        raise ValueError(exc.message) from None
+    except InvalidName as exc:  # the error's type carries the wire code (see _code)
+        raise PydanticCustomError(ErrorCode.INVALID_NAME, exc.message) from None
 
 
 def _body(value: str) -> str:
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > MAX_BODY_BYTES:
-        raise ValueError(f"body is {size} bytes, over the {MAX_BODY_BYTES}-byte cap; pass a /state path")
+        raise PydanticCustomError(
+            ErrorCode.TOO_LARGE, f"body is {size} bytes, over the {MAX_BODY_BYTES}-byte cap; pass a /state path"
+        )
     return value
 
 
@@ -117,7 +89,7 @@ class SendReq(_Req):
         try:
             return validate_recipient(v)
         except InvalidName as exc:
-            raise ValueError(exc.message) from None
+            raise PydanticCustomError(ErrorCode.INVALID_NAME, exc.message) from None
 
     @field_validator("body")
     @classmethod
@@ -162,7 +134,7 @@ class SpawnReq(_Named):
     @classmethod
     def _not_manager(cls, v: str) -> str:
         if v == "manager":
-            raise ValueError("'manager' is a reserved name")
+            raise PydanticCustomError(ErrorCode.INVALID_NAME, "'manager' is a reserved name")
         return v
 
 
@@ -492,7 +464,7 @@ MANAGER_VERBS = AGENT_VERBS | frozenset(
 class ProtocolFailure(ProtocolError):
     """A request that failed to decode; `code` is one of ErrorCode."""
 
-    def __init__(self, message: str, code: str) -> None:
+    def __init__(self, message: str, code: ErrorCode) -> None:
         super().__init__(message)
         self.code = code
 
@@ -504,6 +476,16 @@ def _describe(exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"`{loc}`: {msg}" if loc else msg)
     return "; ".join(parts)
+
+
+def _code(exc: ValidationError) -> ErrorCode:
+    """The wire code of a failed validation, from the error types our validators raise."""
+    types = {err["type"] for err in exc.errors(include_url=False)[:3]}
+    if ErrorCode.TOO_LARGE in types:
+        return ErrorCode.TOO_LARGE
+    if ErrorCode.INVALID_NAME in types:
+        return ErrorCode.INVALID_NAME
+    return ErrorCode.BAD_REQUEST
 
 
 class _DuplicateKey(ValueError):
@@ -551,11 +533,7 @@ def decode_request(line: bytes | str) -> Any:
     try:
         return _REQUEST.validate_python(data)
     except ValidationError as exc:
-        text = _describe(exc)
-        code = ErrorCode.INVALID_NAME if "valid agent name" in text or "reserved" in text else ErrorCode.BAD_REQUEST
-        if "byte cap" in text:
-            code = ErrorCode.TOO_LARGE
-        raise ProtocolFailure(text, code) from None
+        raise ProtocolFailure(_describe(exc), _code(exc)) from None
 
 
 # ---- replies ------------------------------------------------------------------------------
