@@ -62,4 +62,3 @@ def test_protocol_md_documents_every_error_code() -> None:
     text = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
     missing = [c for c in sorted(CODES) if f"| `{c}` |" not in text]
     assert not missing, f"error codes missing from docs/protocol.md: {missing}"
-
