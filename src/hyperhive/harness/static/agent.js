@@ -359,6 +359,7 @@
     if (e.kind === "turn_end") {
       if (snap && p.duration_ms !== undefined) snap.last_turn_ms = p.duration_ms;
       refreshStats();
+      if (window.hiveTelemetry) window.hiveTelemetry.refresh();
       refreshInbox();
     }
     if (e.kind === "turn_start") refreshInbox();

@@ -34,7 +34,7 @@
   };
   const KINDS = ["message_sent", "message_delivered", "agent_changed", "agent_added", "agent_removed",
     "container_crash", "approval_added", "approval_resolving", "approval_resolved", "question_added",
-    "question_resolved", "dead_letter", "dead_letter_resolved", "usage", "budget"];
+    "question_resolved", "dead_letter", "dead_letter_resolved", "usage", "budget", "stats_written"];
   const INBOX_MAX = 50;
   const now = () => Date.now() / 1000;
 
@@ -630,6 +630,7 @@
         const r = await fetch("/api/spend", { credentials: "same-origin" });
         if (r.ok) { S.spend = (await r.json()).spend; renderSpend(); }
       } catch (_e) { /* the next event retries */ }
+      if (window.hiveStats) window.hiveStats.refresh();
     }, 2000);
   }
 
@@ -640,6 +641,9 @@
       case "usage":
       case "budget":
         refreshSpend();
+        break;
+      case "stats_written":
+        if (window.hiveStats) refreshSpend();
         break;
       case "agent_changed":
         S.agents.set(d.name, d);
@@ -740,6 +744,7 @@
     flowAppend(snap.flow.map((m) => Object.assign({ kind: "sent" }, m)));
     renderAgents(); renderKept(); renderDead(); renderQuestions(); renderApprovals(); renderInbox(); renderHeader();
     renderSpend();
+    if (window.hiveStats) window.hiveStats.refresh();
   }
 
   function connect(after) {
