@@ -18,6 +18,7 @@ from hyperhive.core.connlimits import AGENT_SOCKET_CONNS, Budget
 from hyperhive.errors import HiveError
 from hyperhive.framing import LineTooLong, encode, read_line
 from hyperhive.protocol import MAX_LINE_BYTES, ErrorCode, ProtocolFailure, decode_request, error_reply
+from hyperhive.replies import encode_reply
 
 __all__ = ["Identity", "SocketServer", "StreamReply", "Takeover", "peer_gone"]
 
@@ -259,14 +260,16 @@ class SocketServer:
             return error_reply(f"verb {request.cmd!r} is not available on this socket", ErrorCode.UNKNOWN_VERB)
         try:
             reply = await self.handler(self.identity, request)
+            # every reply goes through its model (replies.py): a verb cannot send an unlisted field
+            if isinstance(reply, StreamReply | Takeover):
+                reply.first = encode_reply(request.cmd, reply.first)
+                return reply
+            return {"version": 1, "ok": True, **encode_reply(request.cmd, reply)}
         except HiveError as exc:
             return error_reply(exc.message, exc.code)
         except Exception:
             log.exception("verb %s from %s failed", request.cmd, self.identity.name)
             return error_reply(f"internal error handling {request.cmd!r}; see the daemon log", ErrorCode.INTERNAL)
-        if isinstance(reply, StreamReply | Takeover):
-            return reply
-        return {"version": 1, "ok": True, **reply}
 
     @staticmethod
     async def _reply(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
