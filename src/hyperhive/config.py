@@ -12,6 +12,7 @@ from typing import Any
 
 from hyperhive.errors import StartupError
 from hyperhive.paths import HivePaths, default_run_dir, default_state_dir
+from hyperhive.poolsettings import PoolSettings, pool_settings
 
 __all__ = ["ENV_VARS", "HiveConfig", "NotifySettings", "load_config", "parse_env_pairs", "read_env_file"]
 
@@ -65,6 +66,7 @@ class HiveConfig:
     notify: NotifySettings = field(default_factory=lambda: NotifySettings())  # push notifications (core/notify.py)
     max_attempts: int = 3  # [broker] max_attempts: deliveries before a message is parked as a dead letter
     store_url: str | None = None  # [store] url / HYPERHIVE_STORE / --store: None = SQLite in the state dir
+    pool: PoolSettings = field(default_factory=lambda: PoolSettings())  # [pool]: warm agents, turns at once
 
     @property
     def gateway(self) -> bool:
@@ -280,4 +282,5 @@ def load_config(
         notify=_notify_settings(toml),
         max_attempts=_max_attempts(toml),
         store_url=store or env.get("HYPERHIVE_STORE") or _store_url(toml),
+        pool=pool_settings(toml),
     )

@@ -320,6 +320,7 @@ class ReportStateReq(_Req):
     state: HarnessState
     model: Annotated[str, Field(max_length=200)] | None = None
     last_turn_ms: int | None = Field(default=None, ge=0)
+    warm: bool | None = None  # its claude CLI is kept between turns (issue 13)
 
 
 class AskReq(_Req):
@@ -579,3 +580,4 @@ class AgentRow(BaseModel):
     restarts: int = 0  # restarts in a row by its restart policy
     down: dict[str, Any] | None = None  # the last unexpected exit (core/restarts.py Downtime.to_json)
     blocked_until: float | None = None  # the gateway's rate_limited state ends then (epoch seconds)
+    warm: bool = False  # its claude CLI is kept between turns (core/pool.py)

@@ -105,7 +105,8 @@ async def open_hive(tmp_path: Path, run_dir: Path, *, api_key: bool = True, env:
 async def hive(tmp_path: Path, short_dir: Path) -> AsyncIterator[Hive]:
     async for h in open_hive(tmp_path, short_dir):
         await h.idle()
-        await expect(h.page.locator(".turn-end-row")).to_have_count(1, timeout=T)  # the spawn kick's turn
+        await h.prompt("echo ready")  # a first turn (the spawn kick runs none of its own: issue 13)
+        await expect(h.page.locator(".turn-end-row")).to_have_count(1, timeout=T)
         yield h
 
 
@@ -229,7 +230,7 @@ async def test_cancel_button_interrupts_a_slow_turn(hive: Hive) -> None:
     await expect(page.locator(".turn-end.cancelled")).to_be_visible(timeout=T)
     await expect(page.locator(".note", has_text="not acknowledged: it comes back")).to_be_visible()
     await expect(page.locator(".turn-start", has_text="redelivered")).to_be_visible(timeout=T)
-    await expect(page.locator(".turn-end.ok")).to_have_count(2, timeout=2 * T)  # the spawn kick's, then this one
+    await expect(page.locator(".turn-end.ok")).to_have_count(2, timeout=2 * T)  # the first turn's, then this one
     await hive.idle()
     await expect(page.locator("#cancel-btn")).to_be_hidden()
 
@@ -241,11 +242,12 @@ async def test_slash_compact_and_cancel(hive: Hive) -> None:
     await hive.prompt("/compact")
     await expect(page.locator(".ui-note", has_text=re.compile(r"^compacted$"))).to_be_visible(timeout=T)
     await hive.idle()
+    claude_up = page.locator(".hh-term-row.stream.system", has_text="claude up")
+    before = await claude_up.count()
     await hive.prompt("slow 10")
     await expect(page.locator("#state-badge")).to_have_attribute("data-state", "thinking", timeout=T)
     await expect(page.locator(".hh-term-row.stream.system").last).to_be_attached(timeout=T)
-    claude_up = page.locator(".hh-term-row.stream.system", has_text="claude up")
-    await expect(claude_up).to_have_count(2, timeout=T)  # this turn's claude is up
+    await expect(claude_up).to_have_count(before + 1, timeout=T)  # this turn's claude is up
     await hive.prompt("/cancel")
     await expect(page.locator(".ui-note", has_text="turn cancelled")).to_be_visible(timeout=T)
     await expect(page.locator(".turn-end.ok")).to_have_count(2, timeout=2 * T)  # it came back and ran to the end
@@ -298,6 +300,8 @@ async def test_needs_login_panel_runs_the_login_and_passes_the_code(tmp_path: Pa
     env = {"HYPERHIVE_LOGIN_CMD": f"{sys.executable} {script}"}
     async for h in open_hive(tmp_path, short_dir, api_key=False, env=env):
         page = h.page
+        await h.idle()
+        await h.prompt("echo a first turn")  # the spawn kick runs no turn of its own (issue 13)
         await expect(page.locator("#state-badge")).to_have_attribute("data-state", "needs_login", timeout=T)
         panel = page.locator("#login-panel")
         await expect(panel).to_be_visible()

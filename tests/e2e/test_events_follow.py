@@ -35,7 +35,8 @@ async def test_follow_prints_the_history_then_new_events_live_in_order(tmp_path:
             services = daemon.services
             assert services is not None
             await services.lifecycle.spawn("a")
-            async with asyncio.timeout(BOUND):  # the kick turn has run: there is history
+            await services.broker.send("operator", "a", "echo history")  # a first turn: there is history
+            async with asyncio.timeout(BOUND):
                 while not services.lifecycle.agents["a"].last_turn_ms:
                     await asyncio.sleep(0.05)
             proc = await asyncio.create_subprocess_exec(
@@ -45,7 +46,7 @@ async def test_follow_prints_the_history_then_new_events_live_in_order(tmp_path:
             assert proc.stdout is not None
             seen: list[dict[str, object]] = []
             async with asyncio.timeout(BOUND):
-                while not any(e["kind"] == "turn_end" for e in seen):  # the kick turn, from history
+                while not any(e["kind"] == "turn_end" for e in seen):  # the first turn, from history
                     seen.append(await _next_event(proc.stdout))
                 await services.broker.send("operator", "a", "echo streamed-token")
                 while True:

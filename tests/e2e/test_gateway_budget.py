@@ -60,10 +60,10 @@ async def test_an_agent_over_its_budget_pauses_queues_asks_and_resumes_when_rais
     toml = default_agent_toml("a") + '\n[budget]\nusd_per_day = 0.000001\nwindow = "calendar"\n'
     await asyncio.to_thread(rig.s.repos.seed, "a", toml=toml)
     await rig.hive("spawn", "a")
-    # its first turn (the spawn kick) spends more than the whole budget
+    first = json.loads((await rig.hive("send", "a", "echo one", "--json")).stdout)
+    # its first turn spends more than the whole budget (the spawn kick runs none of its own)
     await rig.until("a to be over budget", lambda: rig.s.lifecycle.row("a").harness_state == "over_budget")
-    kick = next(m for m in rig.s.broker.recent("a", 10) if m.sender == "system")
-    await rig.until("the first turn to complete", lambda: rig.s.broker.get(kick.id).acked_at)
+    await rig.until("the first turn to complete", lambda: rig.s.broker.get(first["id"]).acked_at)
     listed = json.loads((await rig.hive("list", "--json")).stdout)["agents"]
     assert next(a for a in listed if a["name"] == "a")["harness_state"] == "over_budget"
 

@@ -25,6 +25,7 @@ from hyperhive.config import HiveConfig
 from hyperhive.core.broker import Broker
 from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.core.hub import Hub
+from hyperhive.core.pool import Pool
 from hyperhive.core.restarts import RESET_AFTER, Downtime, backoff, policy_of, wants_restart
 from hyperhive.core.uidclaim import UID_RANGE
 from hyperhive.errors import AgentNotFound, CageError, Conflict, HiveError, NotAllowed
@@ -62,6 +63,7 @@ class AgentRuntime:
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set when the harness first reports in
     blocked: str | None = None  # set by the gateway: rate_limited | over_budget (shown as the state)
     blocked_until: float | None = None
+    warm: bool = False  # the harness keeps its claude CLI between turns (core/pool.py)
 
     def set_state(self, state: str) -> None:
         if state != self.state:
@@ -98,6 +100,7 @@ class Lifecycle:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self.deploying: set[str] = set()  # an exit of these is reported by the deploy, not as a crash
+        self.pool = Pool(config.pool, self.agents, lambda n: self.paths.agent(n).web_socket)
         for row in db.read(lambda c: c.execute("SELECT * FROM agents WHERE destroyed_at IS NULL").fetchall()):
             self.agents[row["name"]] = AgentRuntime(row["name"], row["id"], row["uid"])
 
@@ -138,6 +141,7 @@ class Lifecycle:
             state=rt.state,  # type: ignore[arg-type]
             harness_state=(rt.blocked or rt.harness_state) if rt.state == "running" else None,
             blocked_until=rt.blocked_until if rt.blocked else None,
+            warm=rt.warm and rt.state == "running",
             model=model,
             pid=rt.handle.pid if rt.handle and rt.state == "running" else None,
             uid=rt.uid,
@@ -327,6 +331,7 @@ class Lifecycle:
         ap = self.paths.agent(rt.name)
         env = dict(self.config.agent_env)
         env["HYPERHIVE_AGENT_NAME"] = rt.name
+        env.update(self.pool.cage_env())  # warm CLIs and the manager's digest (core/pool.py)
         if self.gateway_env is not None:
             env.update(self.gateway_env(rt.name, env))
         binds: list[Bind] = []
@@ -505,9 +510,13 @@ class Lifecycle:
 
     # ---- harness reports ---------------------------------------------------------------
 
-    async def report_state(self, name: str, state: str, model: str | None, last_turn_ms: int | None) -> None:
+    async def report_state(
+        self, name: str, state: str, model: str | None, last_turn_ms: int | None, *, warm: bool | None = None
+    ) -> None:
         rt = self.get(name)
         previous = rt.harness_state
+        if warm is not None:
+            rt.warm = warm
         if state != previous:
             rt.harness_state = state
             rt.harness_since = time.time()
@@ -518,6 +527,7 @@ class Lifecycle:
         if last_turn_ms is not None:
             rt.last_turn_ms = last_turn_ms
         self._publish(name)
+        self.pool.rebalance()
         if state == "needs_login" and previous != "needs_login":
             await self.broker.system_event(MANAGER if name != MANAGER else OPERATOR, "needs_login", agent=name)
         elif previous == "needs_login" and state != "needs_login":
@@ -546,6 +556,7 @@ class Lifecycle:
 
     async def close(self) -> None:
         self._closing = True
+        await self.pool.close()
         await asyncio.gather(
             *(self._stop_for_shutdown(rt) for rt in list(self.agents.values())), return_exceptions=True
         )

@@ -257,7 +257,7 @@ class Verbs:
         return {"messages": [m.model_dump() for m in messages]}
 
     async def v_report_state(self, who: Identity, req: p.ReportStateReq) -> dict[str, Any]:
-        await self.s.lifecycle.report_state(who.name, req.state, req.model, req.last_turn_ms)
+        await self.s.lifecycle.report_state(who.name, req.state, req.model, req.last_turn_ms, warm=req.warm)
         return {}
 
     async def v_ask(self, who: Identity, req: p.AskReq) -> dict[str, Any]:

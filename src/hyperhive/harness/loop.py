@@ -18,6 +18,7 @@ from typing import Any
 
 from hyperhive.client import HiveClient
 from hyperhive.errors import HiveError
+from hyperhive.harness.bookkeeping import DEFAULT_DIGEST_SECONDS, HeldEvents, quiet_event
 from hyperhive.harness.bus import NOTES_COMPACTED, NOTES_COMPACTION_FAILED, Bus
 from hyperhive.harness.compaction import DEFAULT_COMPACT_BYTES, NotesCompactor
 from hyperhive.harness.modelchoice import ModelRecord, load_record, save_record
@@ -31,6 +32,7 @@ __all__ = ["Harness", "HarnessPaths", "Refused"]
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
+DEFAULT_WARM_IDLE = 300.0
 
 
 class Refused(HiveError):
@@ -111,6 +113,11 @@ class Harness:
         self.server = build_hyperhive_server(client, manager=manager, nap=self.request_nap)
         self.notes = NotesCompactor(paths.notes)
         self._notes_failed_at: int | None = None  # the size a compaction last failed at
+        self.held = HeldEvents(paths.state / "hyperhive-held.json")
+        self.digest_seconds = _positive(self.environ.get("HYPERHIVE_DIGEST_SECONDS"), DEFAULT_DIGEST_SECONDS)
+        self.keep_warm = self.environ.get("HYPERHIVE_WARM", "1") != "0"
+        self.warm_idle = _positive(self.environ.get("HYPERHIVE_WARM_IDLE_SECONDS"), DEFAULT_WARM_IDLE)
+        self._cooler: asyncio.Task[None] | None = None
 
     # ---- state -------------------------------------------------------------------------
 
@@ -124,7 +131,8 @@ class Harness:
 
     async def _report(self) -> None:
         with contextlib.suppress(HiveError, OSError, asyncio.TimeoutError):
-            await self.client.call("report_state", state=self.state, model=self.model(), last_turn_ms=self.last_turn_ms)
+            await self.client.call("report_state", state=self.state, model=self.model(), last_turn_ms=self.last_turn_ms,
+                                   warm=self.runner.warm)  # fmt: skip
 
     def _background(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -252,6 +260,7 @@ class Harness:
             extra_mcp_servers=extra,  # type: ignore[arg-type]
             env=env,
             resume_session=self.session_id(),
+            keep_warm=self.keep_warm,
         )
 
     def _on_message(self, message: dict[str, Any]) -> None:
@@ -280,15 +289,20 @@ class Harness:
             self._save_session(result.session_id)
         return result
 
-    async def handle(self, message: dict[str, Any], unread: int) -> None:
-        """One wake message → one turn → ack (success or operator cancel) or back-off + requeue."""
+    async def handle(self, message: dict[str, Any], unread: int, *, digest: bool = False) -> None:
+        """One wake message → one turn → ack (success or operator cancel) or back-off + requeue.
+        Held system notices go in front of the prompt (a digest carries them in its body)."""
         sender, body = message["sender"], message["body"]
+        earlier = [] if digest else self.held.preface()
         self.bus.emit(
             "turn_start",
             {"from": sender, "body": body, "unread": unread, "id": message["id"],
-             "redelivered": message.get("redelivered", False)},
+             "redelivered": message.get("redelivered", False), "earlier": len(earlier), "digest": digest},
         )  # fmt: skip
-        prompt = format_wake_prompt(message["id"], sender, body, unread, bool(message.get("redelivered")))
+        prompt = format_wake_prompt(
+            message["id"], sender, body, unread, bool(message.get("redelivered")), earlier=earlier
+        )
+        self._stop_cooler()
         async with self._turn_lock:
             self.current_message = message
             self.set_state("thinking")
@@ -307,12 +321,15 @@ class Harness:
         elif result.ok:
             await self._ack()
             self.failures = 0
+            if earlier or digest:
+                self._warn(self.held.clear())
         self.bus.emit(
             "turn_end",
             {"ok": result.ok and not result.cancelled, "note": note, "duration_ms": duration_ms,
              "usage": result.usage, "cost_usd": result.cost_usd, "cancelled": result.cancelled,
-             "model": self.model_active},
+             "model": self.model_active, "warm": result.warm, "cli_pid": result.cli_pid},
         )  # fmt: skip
+        self._start_cooler()
         if result.cancelled:
             await self.client.call("requeue_inflight")
             self.set_state("idle")
@@ -325,6 +342,27 @@ class Harness:
         else:
             await self._back_off(result.note)
         await self.client.call("requeue_inflight")
+
+    def _warn(self, warning: str | None) -> None:
+        if warning:
+            self.bus.emit("note", {"text": "warning: " + warning, "level": "warning"})
+
+    async def _hold(self, message: dict[str, Any], event: str) -> None:
+        """A notice that needs no decision: persisted, acknowledged, folded into the next turn."""
+        self._warn(self.held.add(message, event))
+        await self._ack()
+        self.bus.emit("note", {"text": f"system notice #{message['id']} ({event}) held for the next turn"})
+
+    def _recv_wait(self) -> float:
+        """The long-poll's bound: shorter when the manager's digest falls due sooner."""
+        first = self.held.first_at()
+        if not self.manager or first is None:
+            return MAX_RECV_WAIT
+        return max(0.0, min(float(MAX_RECV_WAIT), first + self.digest_seconds - time.time()))
+
+    def _digest(self) -> dict[str, Any]:
+        last = self.held.items[-1]
+        return {"id": last.id, "sender": "system", "body": self.held.digest_body(), "redelivered": False, "digest": True}
 
     async def _ack(self) -> None:
         try:
@@ -350,6 +388,36 @@ class Harness:
 
     def login_succeeded(self) -> None:
         self._logged_in.set()
+
+    # ---- the warm CLI (issue 13) --------------------------------------------------------
+
+    def _start_cooler(self) -> None:
+        self._stop_cooler()
+        if self.runner.warm:
+            self._cooler = asyncio.ensure_future(self._cool_when_idle())
+            self._cooler.set_name("cool-when-idle")
+
+    def _stop_cooler(self) -> None:
+        if self._cooler is not None and not self._cooler.done():
+            self._cooler.cancel()
+        self._cooler = None
+
+    async def _cool_when_idle(self) -> None:
+        await asyncio.sleep(self.warm_idle)
+        if not self._turn_lock.locked():
+            await self.cool(f"idle for {self.warm_idle:g} s")
+
+    async def cool(self, why: str) -> str:
+        """End the kept claude CLI (idle, or the core's pool needs the room); the session stays
+        and the next turn starts cold. Refused while a turn runs."""
+        if self._turn_lock.locked() or self.runner.busy:
+            raise Refused("a turn is running: the CLI is cooled after it")
+        pid = self.runner.warm_pid()
+        if not await self.runner.cool(why):
+            return "nothing to cool: no claude CLI is kept"
+        self.bus.emit("note", {"text": f"cooled the claude CLI (pid {pid}): {why}", "pool": "cooled", "pid": pid})
+        self._background(self._report(), "report-cooled")
+        return "cooled"
 
     # ---- operator controls -------------------------------------------------------------
 
@@ -477,20 +545,40 @@ class Harness:
         self.set_state("idle")
         while not self._stopping.is_set():
             await self._nap_if_asked()
+            wait = self._recv_wait()
             try:
-                reply = await self.poll.call("recv", wait_seconds=MAX_RECV_WAIT, max=1)
+                reply = await self.poll.call("recv", wait_seconds=wait, max=1)
             except HiveError as exc:
                 self.bus.emit("note", {"text": f"recv failed: {exc.message}", "level": "warning"})
                 await self._back_off(exc.message)
                 continue
-            for message in reply.get("messages", []):
+            messages = reply.get("messages", [])
+            if not messages and self.held and self.manager and self._recv_wait() <= 0:
+                messages = [self._digest()]
+            for message in messages:
                 try:
+                    if message.get("digest"):
+                        await self.handle(message, 0, digest=True)
+                        continue
+                    event = quiet_event(message)
+                    if event is not None:
+                        await self._hold(message, event)
+                        continue
                     await self.handle(message, int(reply.get("unread", 0)))
                 except HiveError as exc:
                     self.bus.emit("note", {"text": f"turn bookkeeping failed: {exc.message}", "level": "warning"})
                 await self._compact_notes_if_due()
 
     def stop(self) -> None:
+        self._stop_cooler()
         self._stopping.set()
         self._logged_in.set()
         self._nap_cancel.set()
+
+
+def _positive(value: str | None, default: float) -> float:
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        return default
+    return number if number > 0 else default

@@ -101,6 +101,8 @@ async def run_harness() -> None:
         if harness.runner.busy:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(harness.runner.cancel(), 10)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(harness.runner.cool("the harness is stopping"), 10)
         for task in [*tasks, stopper]:
             if task.get_name() != "agent-web":
                 task.cancel()

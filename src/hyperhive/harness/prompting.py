@@ -19,6 +19,7 @@ from pathlib import Path
 from hyperhive.cages.base import ENV_CONFIG_ENV
 
 __all__ = [
+    "EARLIER_PREFIX",
     "REDELIVERED_BANNER",
     "PromptFile",
     "config_env",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 REDELIVERED_BANNER = "[redelivered after harness restart — may already be handled]"
+EARLIER_PREFIX = "[hyperhive] earlier: "
+"""A held system notice (harness/bookkeeping.py) folded in front of the next message."""
 _SEPARATOR = "---"
 _HEADER_RE = re.compile(
     r"\[hyperhive\] message (?P<id>\d+) from (?P<sender>\S+)"
@@ -43,9 +46,12 @@ class WakePrompt:
     body: str
     unread: int = 0
     redelivered: bool = False
+    earlier: tuple[str, ...] = ()
 
 
-def format_wake_prompt(msg_id: int, sender: str, body: str, unread: int = 0, redelivered: bool = False) -> str:
+def format_wake_prompt(
+    msg_id: int, sender: str, body: str, unread: int = 0, redelivered: bool = False, earlier: list[str] | None = None
+) -> str:
     """The prompt that starts a turn for one broker message.
 
     ```
@@ -54,7 +60,8 @@ def format_wake_prompt(msg_id: int, sender: str, body: str, unread: int = 0, red
     ---
     <body>
     ```
-    The "(N more pending…)" part appears only when unread > 0, the banner only when redelivered.
+    The "(N more pending…)" part appears only when unread > 0, the banner only when redelivered;
+    each of `earlier` (held system notices, one line each) follows as `[hyperhive] earlier: …`.
     """
     header = f"[hyperhive] message {int(msg_id)} from {sender}"
     if unread > 0:
@@ -62,6 +69,7 @@ def format_wake_prompt(msg_id: int, sender: str, body: str, unread: int = 0, red
     lines = [header]
     if redelivered:
         lines.append(REDELIVERED_BANNER)
+    lines += [EARLIER_PREFIX + " ".join(e.split()) for e in earlier or ()]
     lines.append(_SEPARATOR)
     lines.append(body)
     return "\n".join(lines)
@@ -82,6 +90,8 @@ def parse_wake_prompt(text: str) -> WakePrompt | None:
     if match is None:
         return None
     rest = head_lines[1:]
+    earlier = tuple(line.removeprefix(EARLIER_PREFIX) for line in rest if line.startswith(EARLIER_PREFIX))
+    rest = [line for line in rest if not line.startswith(EARLIER_PREFIX)]
     if rest not in ([], [REDELIVERED_BANNER]):
         return None
     return WakePrompt(
@@ -90,6 +100,7 @@ def parse_wake_prompt(text: str) -> WakePrompt | None:
         body=body,
         unread=int(match["unread"] or 0),
         redelivered=bool(rest),
+        earlier=earlier,
     )
 
 

@@ -92,6 +92,9 @@ class TurnSpec:
     allow_rules: list[str] | None = None
     """Replaces the built-in tools' allow rules (e.g. `Edit(//state/x/notes.md)`); the tools
     offered stay `allowed_builtins`."""
+    keep_warm: bool = False
+    """Keep the CLI connected after a good turn (issue 13): the next turn with the same options
+    on the same session reuses it (the model is switched over the connection)."""
 
 
 @dataclass
@@ -107,6 +110,9 @@ class TurnResult:
     cancelled: bool = False
     text: str = ""
     """The assistant's text of this turn, joined (for the UI and tests)."""
+    warm: bool = False
+    """The turn ran on a CLI kept from an earlier turn (no start-up)."""
+    cli_pid: int | None = None
 
 
 # ---- options -------------------------------------------------------------------------------
@@ -221,6 +227,9 @@ class TurnRunner:
     def __init__(self, *, interrupt_grace: float = 5.0) -> None:
         self.interrupt_grace = interrupt_grace
         self._lock = asyncio.Lock()
+        self._warm: WarmCli | None = None
+        self._stderr_sink: NoteCallback | None = None
+        self.cooled = 0  # how many warm CLIs were ended (idle, the core's pool, a change of options)
         self._client: ClaudeSDKClient | None = None
         self._child: TrackedChild | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -232,6 +241,32 @@ class TurnRunner:
     @property
     def busy(self) -> bool:
         return self._client is not None
+
+    @property
+    def warm(self) -> bool:
+        """A CLI is kept connected between turns."""
+        return self._warm is not None
+
+    def warm_pid(self) -> int | None:
+        return self._warm.pid if self._warm is not None else None
+
+    async def cool(self, why: str = "") -> bool:
+        """End the kept CLI (never one in a turn: waits for the turn to end). False if none."""
+        async with self._lock:
+            return await self._end_warm(why)
+
+    async def _end_warm(self, why: str) -> bool:
+        warm, self._warm = self._warm, None
+        if warm is None:
+            return False
+        self.cooled += 1
+        logger.info("cooling the claude CLI (pid %s)%s", warm.pid, f": {why}" if why else "")
+        await warm.close()
+        return True
+
+    def _stderr(self, line: str) -> None:
+        if self._stderr_sink is not None:
+            self._stderr_sink(line)
 
     async def run(self, spec: TurnSpec, on_message: MessageCallback, on_note: NoteCallback) -> TurnResult:
         """Run one turn; never raises for a CLI or API failure (they come back in the result)."""
@@ -258,15 +293,32 @@ class TurnRunner:
             del stderr_tail[:-20]
             _safe(on_note, line)
 
-        prompt_file = PromptFile(spec.system_prompt)
-        client = ClaudeSDKClient(build_options(spec, stderr=note, system_prompt_file=prompt_file.path))
+        key = options_key(spec)
+        warm = self._warm
+        if warm is not None and not (spec.keep_warm and warm.key == key and warm.session_id == spec.resume_session
+                                     and await asyncio.to_thread(warm.alive)):  # fmt: skip
+            await self._end_warm("the next turn needs a different CLI (options, session) or it exited")
+            warm = None
+        reused = warm is not None
+        self._stderr_sink = note
         result: ResultMessage | None = None
         texts: list[str] = []
         auth_failed = too_long = auth_abort = False
         failure: str | None = None
+        if warm is None:
+            prompt_file = PromptFile(spec.system_prompt)
+            client = ClaudeSDKClient(build_options(spec, stderr=self._stderr, system_prompt_file=prompt_file.path))
+            warm = WarmCli(client, prompt_file, key, spec.resume_session, spec.model, cli_path)
+        client = warm.client
+        keep = False
         try:
             self._client = client
-            await client.connect()
+            if not reused:
+                await client.connect()
+                warm.pid = await asyncio.to_thread(self._child.pid)
+            elif warm.model != spec.model:
+                await client.set_model(spec.model)
+                warm.model = spec.model
             await client.query(spec.prompt)
             async for message in client.receive_response():
                 _safe(on_message, message_to_dict(message))
@@ -291,10 +343,16 @@ class TurnRunner:
         except ClaudeSDKError as exc:
             failure = f"{type(exc).__name__}: {_short(str(exc), 600)}"
         finally:
-            with contextlib.suppress(ClaudeSDKError, OSError):
-                await client.disconnect()
+            self._stderr_sink = None
+            keep = (spec.keep_warm and failure is None and result is not None and not self._cancel_requested
+                    and not auth_failed and result.subtype == "success")  # fmt: skip
+            if keep and result is not None:
+                warm.session_id = result.session_id
+                self._warm = warm
+            else:
+                self._warm = None
+                await warm.close()
             self._child = None
-            prompt_file.close()
 
         duration_ms = int((time.monotonic() - started) * 1000)
         cancelled = self._cancel_requested
@@ -338,6 +396,8 @@ class TurnRunner:
             prompt_too_long=too_long,
             cancelled=cancelled,
             text="\n".join(texts),
+            warm=reused,
+            cli_pid=warm.pid,
         )
 
     async def cancel(self) -> bool:
@@ -377,6 +437,44 @@ class TurnRunner:
         session_id is the one to resume next."""
         compact_spec = dataclasses.replace(spec, prompt="/compact", resume_session=session_id)
         return await self.run(compact_spec, on_message, on_note)
+
+
+def options_key(spec: TurnSpec) -> str:
+    """What a kept CLI was started with, apart from the prompt, the model and the session."""
+    parts = dataclasses.asdict(dataclasses.replace(spec, prompt="", model=None, resume_session=None,
+                                                   mcp_server=None, extra_mcp_servers={}))  # fmt: skip
+    parts["mcp_server"] = id(spec.mcp_server) if spec.mcp_server is not None else None
+    parts["extra"] = _plain(spec.extra_mcp_servers)
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+class WarmCli:
+    """One connected claude CLI (SDK streaming client) with the prompt file it was started on."""
+
+    def __init__(self, client: ClaudeSDKClient, prompt_file: PromptFile, key: str, session_id: str | None,
+                 model: str | None, cli_path: str) -> None:  # fmt: skip
+        self.client = client
+        self.prompt_file = prompt_file
+        self.key = key
+        self.session_id = session_id
+        self.model = model
+        self.cli_path = cli_path
+        self.pid: int | None = None
+
+    def alive(self) -> bool:
+        """Its process still runs (the CLI did not die while idle)."""
+        if self.pid is None:
+            return False
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+    async def close(self) -> None:
+        with contextlib.suppress(ClaudeSDKError, OSError):
+            await self.client.disconnect()
+        self.prompt_file.close()
 
 
 def _is_auth_retry(message: object) -> bool:

@@ -265,6 +265,17 @@ def create_agent_app(harness: Harness, *, environ: dict[str, str] | None = None)
         harness.bus.emit("note", note)
         return JSONResponse({"ok": True})
 
+    async def core_cool(request: Request) -> JSONResponse:
+        """The core's pool asks for the claude CLI to be cooled (core/pool.py); never proxied."""
+        if "x-forwarded-prefix" in request.headers:
+            return JSONResponse({"ok": False, "error": "not found"}, status_code=404)
+        try:
+            data = await _form(request)
+            result = await harness.cool(str(data.get("why", "the core's pool"))[:200])
+        except HiveError as exc:
+            return JSONResponse({"ok": False, "error": exc.message}, status_code=409)
+        return JSONResponse({"ok": True, "result": result})
+
     async def login_status(request: Request) -> JSONResponse:
         return JSONResponse(login.snapshot())
 
@@ -285,6 +296,7 @@ def create_agent_app(harness: Harness, *, environ: dict[str, str] | None = None)
         Route("/api/login/start", control(do_login_start), methods=["POST"]),
         Route("/api/login/code", control(do_login_code), methods=["POST"]),
         Route("/_core/trail", core_trail, methods=["POST"]),
+        Route("/_core/cool", core_cool, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
     app = Starlette(routes=routes)

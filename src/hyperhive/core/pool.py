@@ -1,0 +1,94 @@
+"""The warm pool (issue 13): which agents keep their claude CLI between turns.
+
+Each harness keeps its CLI after a turn and cools it itself after `warm_idle_seconds`; it
+reports `warm` with its state. The core sees every agent, so it enforces the host's budget
+(`[pool] max_warm` / `budget_mib`): when more are warm than allowed, the longest-idle warm
+agents are told to cool through their harness's `/_core/cool` (web.sock; the dashboard proxy
+never forwards `/_core/`). An agent in a turn is never cooled; it is counted and cooled later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from hyperhive.poolsettings import PoolSettings
+
+if TYPE_CHECKING:
+    from hyperhive.core.lifecycle import AgentRuntime
+
+__all__ = ["COOL_PATH", "Pool"]
+
+log = logging.getLogger(__name__)
+COOL_PATH = "/_core/cool"
+POST_TIMEOUT = 10.0
+
+
+class Pool:
+    def __init__(
+        self, settings: PoolSettings, agents: Mapping[str, AgentRuntime], web_socket: Callable[[str], Path]
+    ) -> None:
+        self.settings = settings
+        self._agents = agents
+        self._web_socket = web_socket
+        self._cooling: dict[str, asyncio.Task[None]] = {}
+        self.cooled = 0  # cool requests the core sent (the budget was exceeded)
+
+    def cage_env(self) -> dict[str, str]:
+        """What a harness needs to know: whether to keep its CLI, for how long, the digest."""
+        s = self.settings
+        return {
+            "HYPERHIVE_WARM": "0" if s.warm_limit() == 0 else "1",
+            "HYPERHIVE_WARM_IDLE_SECONDS": str(s.warm_idle_seconds),
+            "HYPERHIVE_DIGEST_SECONDS": str(s.digest_seconds),
+        }
+
+    def warm(self) -> list[AgentRuntime]:
+        return [rt for rt in self._agents.values() if rt.warm and rt.state == "running"]
+
+    def rebalance(self) -> list[str]:
+        """Cool the longest-idle warm agents above the limit; returns the names asked to cool."""
+        limit = self.settings.warm_limit()
+        warm = self.warm()
+        if limit is None or len(warm) <= limit:
+            return []
+        excess = len(warm) - limit - len(self._cooling)
+        idle = sorted(
+            (rt for rt in warm if rt.harness_state == "idle" and rt.name not in self._cooling),
+            key=lambda rt: rt.harness_since or 0.0,
+        )
+        chosen = [rt.name for rt in idle[: max(0, excess)]]
+        for name in chosen:
+            task = asyncio.ensure_future(self._cool(name))
+            task.set_name(f"cool-{name}")
+            self._cooling[name] = task
+            task.add_done_callback(self._done)
+        return chosen
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        for name, t in list(self._cooling.items()):
+            if t is task:
+                del self._cooling[name]
+
+    async def _cool(self, name: str) -> None:
+        self.cooled += 1
+        transport = httpx.AsyncHTTPTransport(uds=str(self._web_socket(name)))
+        body: dict[str, Any] = {"why": f"the pool is over its limit ({self.settings.warm_limit()} warm)"}
+        try:
+            async with httpx.AsyncClient(transport=transport, timeout=POST_TIMEOUT) as client:
+                response = await client.post("http://agent" + COOL_PATH, json=body)
+            if response.status_code != 200:
+                log.info("%s did not cool: %s", name, response.text[:200])
+        except (httpx.HTTPError, OSError) as exc:
+            log.info("could not ask %s to cool: %s", name, exc)
+
+    async def close(self) -> None:
+        tasks = list(self._cooling.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
