@@ -8,10 +8,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from hyperhive.replies import encode_reply
+
 
 class FakeHive:
-    """Records requests in `requests`; by default answers ok plus the fields `replies` holds for
-    the request's `cmd`. Override `reply` for other answers."""
+    """Records requests in `requests`; answers ok plus the fields `replies` holds for the
+    request's `cmd` (or `fields(request)` returns), passed through that verb's real reply model
+    (hyperhive.replies), so a fake reply cannot drift from what the core sends. A fixture the
+    model refuses comes back as `ok: false, code: internal` naming the problem. Override `reply`
+    for a refusal."""
 
     def __init__(self, path: Path, replies: dict[str, dict[str, Any]] | None = None) -> None:
         self.path = path
@@ -19,8 +26,14 @@ class FakeHive:
         self.requests: list[dict[str, Any]] = []
         self._server: asyncio.Server | None = None
 
+    def fields(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.replies.get(request["cmd"], {})
+
     def reply(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"version": 1, "ok": True, **self.replies.get(request["cmd"], {})}
+        try:
+            return {"version": 1, "ok": True, **encode_reply(request["cmd"], self.fields(request))}
+        except ValidationError as exc:
+            return {"version": 1, "ok": False, "code": "internal", "error": f"fake reply for {request['cmd']}: {exc}"}
 
     async def __aenter__(self) -> FakeHive:
         self._server = await asyncio.start_unix_server(self._handle, str(self.path))

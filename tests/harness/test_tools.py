@@ -18,8 +18,10 @@ from hyperhive.harness.tools import (
     build_hyperhive_tools,
 )
 
+QUESTION = {"id": 8, "asker": "bob", "target": "operator", "question": "ok?"}
+# real reply shapes: FakeHive passes each through hyperhive.replies, as the core does
 REPLIES: dict[str, dict[str, Any]] = {
-    "send": {"id": 31},
+    "send": {"id": 31, "ids": [31], "recipients": 1},
     "recv": {
         "messages": [
             {"id": 4, "sender": "iris", "recipient": "bob", "body": "hello", "sent_at": 1.0},
@@ -35,11 +37,14 @@ REPLIES: dict[str, dict[str, Any]] = {
         ],
         "unread": 2,
     },
-    "whoami": {"name": "bob", "manager": False},
-    "ask": {"id": 8},
-    "open_threads": {"asked": [{"id": 8}], "waiting": []},
-    "request_apply_commit": {"id": 3, "tag": "proposal/3"},
-    "send_refused": {},
+    "whoami": {"name": "bob", "role": "agent", "cage": "process", "hyperhive": "0.1.0"},
+    "ask": {"id": 8, "question": QUESTION},
+    "answer": {"question": {**QUESTION, "id": 2, "asker": "iris", "target": "bob", "answer": "yes"}},
+    "open_threads": {"asked": [QUESTION], "owed": [], "approvals": []},
+    "request_apply_commit": {
+        "approval": {"id": 3, "kind": "apply_commit", "agent": "iris", "status": "pending", "tag": "proposal/3"}
+    },
+    "kill": {"agent": {"name": "iris", "cage": "process", "state": "stopped"}},
 }
 
 
@@ -161,3 +166,25 @@ async def test_the_nap_description_matches_the_loop_messages_wait(hive: FakeHive
     description = tools["nap"].description
     assert "messages" in description and "wait" in description and "wakes you" not in description
     assert "wait until then" in text_of(fallback) and "wakes you" not in text_of(fallback)
+
+
+async def test_tool_schemas_are_generated_from_the_request_models() -> None:
+    """Each tool offers exactly its protocol request's fields, required ones and bounds (issue 10):
+    the schema cannot drift from what the core accepts."""
+    from hyperhive import protocol
+
+    verb_of = {"get_open_threads": "open_threads"}
+    tools = by_name(build_hyperhive_tools(HiveClient("/nonexistent"), manager=True, nap=lambda s: None))
+    models = {m.model_fields["cmd"].annotation.__args__[0]: m for m in protocol.Request.__origin__.__args__}  # type: ignore[attr-defined]
+    for name, tool in tools.items():
+        if name == "nap":
+            assert tool.input_schema["properties"]["seconds"]["maximum"] == protocol.MAX_NAP_SECONDS
+            continue
+        model = models[verb_of.get(name, name)]
+        fields = {f for f in model.model_fields if f != "cmd"}
+        required = {f for f, info in model.model_fields.items() if info.is_required() and f != "cmd"}
+        assert set(tool.input_schema["properties"]) == fields, name
+        assert set(tool.input_schema["required"]) == required, name
+        assert tool.input_schema["additionalProperties"] is False
+    assert tools["recv"].input_schema["properties"]["wait_seconds"]["maximum"] == protocol.MAX_RECV_WAIT
+    assert tools["send"].input_schema["properties"]["in_reply_to"]["minimum"] == 1

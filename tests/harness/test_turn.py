@@ -26,10 +26,13 @@ TURN_BOUND = 90  # seconds: a CLI start plus a few model round trips, with room 
 
 
 class CountingHive(FakeHive):
-    """The fake core's socket: records and says ok, each reply with the request's number as its id."""
+    """The fake core's socket: records and says ok; a send's (or approval's) id is the request's number."""
 
-    def reply(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"version": 1, "ok": True, "id": len(self.requests)}
+    def fields(self, request: dict[str, Any]) -> dict[str, Any]:
+        n = len(self.requests)
+        if request["cmd"] == "request_apply_commit":
+            return {"approval": {"id": n, "kind": "apply_commit", "agent": request["agent"], "status": "pending"}}
+        return {"id": n, "ids": [n], "recipients": 1} if request["cmd"] == "send" else super().fields(request)
 
 
 @dataclass

@@ -16,7 +16,9 @@ from typing import Any
 
 from claude_agent_sdk import SdkMcpTool, create_sdk_mcp_server
 from claude_agent_sdk.types import McpSdkServerConfig
+from pydantic import BaseModel, ConfigDict, Field
 
+from hyperhive import protocol as p
 from hyperhive.client import HiveClient
 from hyperhive.errors import HiveError
 from hyperhive.harness.prompting import REDELIVERED_BANNER
@@ -30,6 +32,7 @@ __all__ = [
     "build_hyperhive_server",
     "build_hyperhive_tools",
     "format_messages",
+    "tool_schema",
 ]
 
 logger = logging.getLogger(__name__)
@@ -92,13 +95,37 @@ def format_messages(messages: list[dict[str, Any]], pending: int | None = None) 
     return text
 
 
-def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+class NapArgs(BaseModel):
+    """The `nap` tool's input (the harness's own, not a socket verb)."""
+
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = Field(gt=0, le=p.MAX_NAP_SECONDS)
 
 
-_STR = {"type": "string"}
-_INT = {"type": "integer"}
-_NAME = {"type": "string", "description": "agent name"}
+_NAME = {"description": "agent name"}
+
+
+def _plain(prop: dict[str, Any]) -> dict[str, Any]:
+    """A property as the model reads it: no pydantic title; an optional field is its type (the
+    model omits it rather than sending null)."""
+    prop = {k: v for k, v in prop.items() if k != "title"}
+    options = prop.pop("anyOf", None)
+    if options is not None:
+        kept = [o for o in options if o != {"type": "null"}]
+        prop = {**(kept[0] if len(kept) == 1 else {"anyOf": kept}), **prop}
+        if prop.get("default") is None:
+            prop.pop("default", None)
+    return prop
+
+
+def tool_schema(model: type[BaseModel], **extra: dict[str, Any]) -> dict[str, Any]:
+    """A tool's input schema, generated from its request model in protocol.py (without `cmd`), so
+    the model is offered exactly the fields and bounds the core accepts. `extra` adds
+    descriptions to named properties."""
+    schema = model.model_json_schema()
+    props = {k: {**_plain(v), **extra.get(k, {})} for k, v in schema.get("properties", {}).items() if k != "cmd"}
+    required = [k for k in schema.get("required", []) if k != "cmd"]
+    return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 
 def build_hyperhive_tools(client: HiveClient, *, manager: bool, nap: NapCallback) -> list[SdkMcpTool[Any]]:
@@ -187,82 +214,74 @@ def build_hyperhive_tools(client: HiveClient, *, manager: bool, nap: NapCallback
         SdkMcpTool(
             "send",
             "Send a message to an agent, `manager`, `operator` (the human's inbox) or `*` (broadcast).",
-            _schema({"to": _STR, "body": _STR, "in_reply_to": _INT}, ["to", "body"]),
+            tool_schema(p.SendReq),
             send,
         ),
         SdkMcpTool(
             "recv",
             "Receive waiting messages. wait_seconds (≤180) long-polls for new work: use it instead of "
             "any shell sleep. Omit or 0 to just peek. max ≤ 32.",
-            _schema({"wait_seconds": {"type": "number"}, "max": _INT}, []),
+            tool_schema(p.RecvReq),
             recv,
         ),
-        SdkMcpTool("whoami", "Your name, role and configuration summary.", _schema({}, []), whoami),
+        SdkMcpTool("whoami", "Your name, role and configuration summary.", tool_schema(p.WhoamiReq), whoami),
         SdkMcpTool(
             "ask",
             "Ask the operator (or another agent with `to`) a question. Non-blocking: returns the "
             "question id at once; the answer arrives later as a message.",
-            _schema(
-                {
-                    "question": _STR,
-                    "options": {"type": "array", "items": _STR},
-                    "multi": {"type": "boolean"},
-                    "ttl_seconds": _INT,
-                    "to": _STR,
-                },
-                ["question"],
-            ),
+            tool_schema(p.AskReq),
             ask,
         ),
         SdkMcpTool(
             "answer",
             "Answer a question someone asked you.",
-            _schema({"id": _INT, "answer": _STR}, ["id", "answer"]),
+            tool_schema(p.AnswerReq),
             answer,
         ),
         SdkMcpTool(
             "get_open_threads",
             "Questions you asked that are still open, and questions waiting for your answer.",
-            _schema({}, []),
+            tool_schema(p.OpenThreadsReq),
             get_open_threads,
         ),
         SdkMcpTool(
             "nap",
             "Nap for `seconds` (at most 6 h) once this turn ends: until then you are not woken, new messages "
             "wait in your inbox and are delivered when you wake (the operator can end the nap early).",
-            _schema({"seconds": {"type": "number"}}, ["seconds"]),
+            tool_schema(NapArgs),
             nap_tool,
         ),
     ]
     if manager:
-        desc = {"description": _STR}
         tools += [
             SdkMcpTool(
                 "request_spawn",
                 "Ask the operator to approve creating agent `name` (from its applied config).",
-                _schema({"name": _NAME, **desc}, ["name"]),
+                tool_schema(p.RequestSpawnReq, name=_NAME),
                 verb("request_spawn", "description"),
             ),
             SdkMcpTool(
                 "request_init_config",
                 "Ask the operator to approve seeding a config repo for new agent `name`; you then "
                 "edit it and call request_apply_commit.",
-                _schema({"name": _NAME, **desc}, ["name"]),
+                tool_schema(p.RequestInitConfigReq, name=_NAME),
                 verb("request_init_config", "description"),
             ),
             SdkMcpTool(
                 "request_apply_commit",
                 "Ask the operator to approve and deploy commit `commit_ref` (a sha) of `agent`'s config.",
-                _schema({"agent": _NAME, "commit_ref": _STR, **desc}, ["agent", "commit_ref"]),
+                tool_schema(p.RequestApplyCommitReq, agent=_NAME),
                 verb("request_apply_commit", "description"),
             ),
-            SdkMcpTool("kill", "Stop agent `name`'s cage.", _schema({"name": _NAME}, ["name"]), verb("kill")),
-            SdkMcpTool("start", "Start agent `name`'s cage.", _schema({"name": _NAME}, ["name"]), verb("start")),
-            SdkMcpTool("restart", "Restart agent `name`'s cage.", _schema({"name": _NAME}, ["name"]), verb("restart")),
+            SdkMcpTool("kill", "Stop agent `name`'s cage.", tool_schema(p.KillReq, name=_NAME), verb("kill")),
+            SdkMcpTool("start", "Start agent `name`'s cage.", tool_schema(p.StartReq, name=_NAME), verb("start")),
+            SdkMcpTool(
+                "restart", "Restart agent `name`'s cage.", tool_schema(p.RestartReq, name=_NAME), verb("restart")
+            ),
             SdkMcpTool(
                 "update",
                 "Rebuild agent `name` on its current applied config.",
-                _schema({"name": _NAME}, ["name"]),
+                tool_schema(p.UpdateReq, name=_NAME),
                 verb("update"),
             ),
         ]
