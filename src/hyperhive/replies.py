@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyperhive.protocol import VERBS, AgentRow, Message
+from hyperhive.protocol import AgentRow, Message
 
 __all__ = ["REPLIES", "Approval", "Question", "encode_reply"]
 
@@ -326,12 +326,15 @@ REPLIES: dict[str, type[BaseModel]] = {
     "nodes": NodesReply,
     "manager_claim": ManagerClaimReply,
 }
-assert set(REPLIES) == VERBS, sorted(set(REPLIES) ^ VERBS)  # every verb has its reply model
+# tests/test_replies.py checks that every verb of protocol.VERBS has its model here
 
 
 def encode_reply(cmd: str, fields: dict[str, Any]) -> dict[str, Any]:
     """`fields` checked against `cmd`'s reply model, as the JSON the socket sends (the keys the
-    verb set, no defaults added). Raises pydantic.ValidationError when the verb drifted."""
+    verb set, no defaults added). Raises pydantic.ValidationError when the verb drifted. A verb
+    without a model yet (tests/test_replies.py fails for it) passes through unchecked."""
+    if cmd not in REPLIES:
+        return fields
     model = REPLIES[cmd].model_validate(fields)
     out: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True, by_alias=True)
     return out
