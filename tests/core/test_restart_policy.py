@@ -6,7 +6,6 @@ operator reads it: `hive list --json` rows and the agent's down page."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -36,7 +35,7 @@ def toml(extra: str) -> str:
 async def spawn_with(daemon: Daemon, name: str, text: str) -> None:
     s = daemon.services
     assert s is not None
-    await asyncio.to_thread(s.repos.seed, name, None, toml=text)
+    await s.repos.seed(name, None, toml=text)
     await s.lifecycle.spawn(name)
 
 
@@ -135,6 +134,12 @@ async def test_always_restarts_a_clean_exit_and_on_failure_does_not(daemon: Daem
     assert steady_down["reason"] == "exited with status 0" and steady_down["policy"] == "always"
     calm_row = row(daemon, "calm")
     assert calm_row["down"]["reason"] == "exited with status 0" and calm_row["restarts"] == 0
+    client = await logged_in(dash_of(daemon))
+    try:
+        page = await client.get("/agent/calm/", headers={"accept": "text/html"})
+    finally:
+        await client.aclose()
+    assert "restart policy: on-failure, 0 restart(s) in a row — a clean exit is not restarted" in page.text
 
 
 async def test_the_down_page_says_why_and_offers_start_and_log(daemon: Daemon) -> None:

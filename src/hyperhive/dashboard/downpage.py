@@ -58,7 +58,9 @@ def _why(row: dict[str, Any]) -> list[str]:
     if down:
         facts.append(f"last exit: {down['reason']} at {fmt_time(down['at'])}")
         policy = f"restart policy: {down['policy']}, {row.get('restarts', 0)} restart(s) in a row"
-        if down.get("gave_up"):
+        if down["policy"] == "on-failure" and down["exit_code"] == 0 and down["signal"] is None:
+            policy += " — a clean exit is not restarted"
+        elif down.get("gave_up"):
             policy += " — gave up"
         elif down.get("next_restart_at"):
             policy += f" — next restart at {fmt_time(down['next_restart_at'])}"
