@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from hyperhive.hubevents import check_event
+
 __all__ = ["Hub", "HubEvent", "Subscription"]
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,8 @@ class Hub:
         self._subs: set[Subscription] = set()
 
     def publish(self, kind: str, payload: dict[str, Any]) -> HubEvent:
+        """`kind` is a hubevents.HubKind and `payload` fits its model (a mismatch is logged)."""
+        check_event(kind, payload)
         self.seq += 1
         event = HubEvent(self.seq, time.time(), kind, payload)
         self._ring.append(event)
