@@ -28,6 +28,7 @@ ENV_VARS: dict[str, str] = {
     "HYPERHIVE_LOGIN_CMD": "in a cage: the login command the login panel runs (default: claude's own)",
     "HYPERHIVE_AGENT_STATE": "in a cage: where /state is (set by the cage backend)",
     "HYPERHIVE_AGENT_RUN": "in a cage: where /run/hive is (set by the cage backend)",
+    "HYPERHIVE_NODE": "this host's node name in a hive of several hosts (same as --node; default the short hostname)",
     "HYPERHIVE_STORE": "the store: postgresql://… (same as --store; default SQLite in the state dir)",
     "HYPERHIVE_API_BASE": "the model API upstream the gateway forwards to (same as --api-base)",
     "HYPERHIVE_API_KEY_FILE": "file (mode 0600) holding the upstream API key (same as --api-key-file)",
@@ -67,6 +68,7 @@ class HiveConfig:
     max_attempts: int = 3  # [broker] max_attempts: deliveries before a message is parked as a dead letter
     store_url: str | None = None  # [store] url / HYPERHIVE_STORE / --store: None = SQLite in the state dir
     pool: PoolSettings = field(default_factory=lambda: PoolSettings())  # [pool]: warm agents, turns at once
+    node: str = field(default_factory=lambda: default_node())  # --node / HYPERHIVE_NODE / hive.toml node
 
     @property
     def gateway(self) -> bool:
@@ -253,6 +255,7 @@ def load_config(
     api_key_file: Path | None = None,
     agent_env_files: list[Path] | tuple[Path, ...] = (),
     store: str | None = None,
+    node: str | None = None,
 ) -> HiveConfig:
     env = os.environ if environ is None else environ
     sd = Path(state_dir or env.get("HYPERHIVE_STATE_DIR") or default_state_dir()).expanduser().absolute()
@@ -283,4 +286,22 @@ def load_config(
         max_attempts=_max_attempts(toml),
         store_url=store or env.get("HYPERHIVE_STORE") or _store_url(toml),
         pool=pool_settings(toml),
+        node=validate_node(node or env.get("HYPERHIVE_NODE") or toml.get("node") or default_node()),
     )
+
+
+def default_node() -> str:
+    """The short hostname, as a node name (lower case, letters, digits and dashes)."""
+    import re
+    import socket
+
+    name = re.sub(r"[^a-z0-9-]", "-", socket.gethostname().split(".")[0].lower()).strip("-")
+    return name[:63] or "node"
+
+
+def validate_node(name: str) -> str:
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
+        raise StartupError(f"node name {str(name)[:70]!r}: use 1-63 lower-case letters, digits and dashes")
+    return name

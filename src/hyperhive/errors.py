@@ -57,6 +57,8 @@ class ErrorCode(StrEnum):
     """A git command on a config repo failed."""
     CAGE_ERROR = "cage_error"
     """A sandbox could not be built, started or entered."""
+    NODE_UNREACHABLE = "node_unreachable"
+    """The agent's node (another `hive serve --node`) has no recent heartbeat, or did not answer."""
     NOT_RUNNING = "not_running"
     """Client side: no daemon answers on the socket."""
     STARTUP = "startup"

@@ -129,6 +129,7 @@ class RequestSpawnReq(_Named):
 
 class SpawnReq(_Named):
     cmd: Literal["spawn"]
+    node: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] | None = None  # default: this node
 
     @field_validator("name")
     @classmethod
@@ -272,6 +273,15 @@ class ShellReq(_Named):
 
 class PingReq(_Req):
     cmd: Literal["ping"]
+
+
+class NodesReq(_Req):
+    cmd: Literal["nodes"]
+
+
+class ManagerClaimReq(_Req):
+    cmd: Literal["manager_claim"]
+    force: bool = False
 
 
 # ---- agent verbs --------------------------------------------------------------------------
@@ -432,7 +442,9 @@ Request = Annotated[
     | KillReq
     | UpdateReq
     | SessionsReq
-    | StatsReq,
+    | StatsReq
+    | NodesReq
+    | ManagerClaimReq,
     Field(discriminator="cmd"),
 ]
 
@@ -447,7 +459,7 @@ HOST_VERBS = frozenset(
         "ping", "list", "spawn", "start", "stop", "restart", "destroy", "revive", "send", "inbox",
         "pending", "approve", "deny", "questions", "answer", "cancel_question", "events",
         "request_spawn", "subscribe", "exec", "shell", "kept", "purge", "config_show", "config_apply",
-        "sessions", "dead_letters", "retry_dead", "discard_dead", "stats",
+        "sessions", "dead_letters", "retry_dead", "discard_dead", "stats", "nodes", "manager_claim",
     }
 )  # fmt: skip
 AGENT_VERBS = frozenset(
@@ -561,7 +573,7 @@ class Message(BaseModel):
     dead_at: float | None = None  # parked as a dead letter (issue 9)
 
 
-AgentRunState = Literal["running", "stopped", "crashed", "starting", "stopping"]
+AgentRunState = Literal["running", "stopped", "crashed", "starting", "stopping", "unreachable"]
 
 
 class AgentRow(BaseModel):
@@ -581,3 +593,5 @@ class AgentRow(BaseModel):
     down: dict[str, Any] | None = None  # the last unexpected exit (core/restarts.py Downtime.to_json)
     blocked_until: float | None = None  # the gateway's rate_limited state ends then (epoch seconds)
     warm: bool = False  # its claude CLI is kept between turns (core/pool.py)
+    node: str | None = None  # set for an agent of another node (core/nodes.py)
+    node_url: str | None = None  # that node's dashboard (its agent page is there)

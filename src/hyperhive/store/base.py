@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Literal, Protocol, TypedDict
 
+from hyperhive.store.node_base import NodeStore
+
 __all__ = [
     "AgentRecord",
     "ApprovalKind",
@@ -100,7 +102,7 @@ class StoreCheck(TypedDict):
     counts: dict[str, int]
 
 
-class Store(Protocol):
+class Store(NodeStore, Protocol):
     """What the core keeps durably. Every method commits before it returns."""
 
     backend: str

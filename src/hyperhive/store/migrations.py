@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hyperhive.store import deadletters, pg_schema, websessions
+from hyperhive.store import nodes as nodes_sql
 from hyperhive.store import stats as stats_sql
 from hyperhive.store import usage as usage_sql
 
@@ -121,3 +122,4 @@ BROKER_MIGRATIONS.append(Migration("002_delivery_attempts", deadletters.migrate,
 BROKER_MIGRATIONS.append(Migration("004_usage", usage_sql.migrate, pg_schema.M004))
 BROKER_MIGRATIONS.append(Migration("005_stats", stats_sql.migrate, pg_schema.M005))
 BROKER_MIGRATIONS.append(Migration("011_agent_ids", _m011_agent_ids, pg_schema.M011))
+BROKER_MIGRATIONS.append(Migration("006_nodes", nodes_sql.migrate, nodes_sql.M006_PG))

@@ -168,12 +168,15 @@ class PostgresStore(SqlStore):
         loop = asyncio.get_running_loop()
         if self._listener is not None:
             return
-        conn = psycopg.connect(self.url, autocommit=True)
-        conn.execute(f"LISTEN {WAKE_CHANNEL}")
-        self._listen_conn = conn
 
         def listen() -> None:
-            try:
+            try:  # connecting here, not on the caller's loop: a hint missed meanwhile costs one re-check
+                conn = psycopg.connect(self.url, autocommit=True)
+                conn.execute(f"LISTEN {WAKE_CHANNEL}")
+                self._listen_conn = conn
+                if self._closed:
+                    conn.close()
+                    return
                 for note in conn.notifies():
                     with contextlib.suppress(RuntimeError):  # the loop is gone
                         loop.call_soon_threadsafe(callback, note.payload)

@@ -17,6 +17,7 @@ from hyperhive.store.base import (
     SessionRow,
     StoreCheck,
 )
+from hyperhive.store.nodes import NodeOps
 from hyperhive.store.sqlops import Tx
 
 __all__ = ["SqlStore"]
@@ -24,7 +25,7 @@ __all__ = ["SqlStore"]
 T = TypeVar("T")
 
 
-class SqlStore:
+class SqlStore(NodeOps):
     backend: str = ""
     recheck_interval: float | None = None
 
