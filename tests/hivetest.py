@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from hyperhive.core.daemon import Daemon
 from hyperhive.core.hub import Hub
 from hyperhive.core.services import Services
 from hyperhive.offline_model.server import OfflineModelServer
+from loopwatch import LoopWatch
 
 T = TypeVar("T")
 
@@ -68,6 +70,9 @@ def make_config(tmp_path: Path, run_dir: Path, **overrides: object) -> HiveConfi
     return HiveConfig(**base)  # type: ignore[arg-type]
 
 
+_watches: weakref.WeakKeyDictionary[asyncio.Task[None], LoopWatch] = weakref.WeakKeyDictionary()
+
+
 async def start_daemon(config: HiveConfig) -> tuple[Daemon, asyncio.Task[None]]:
     ready = asyncio.Event()
 
@@ -75,7 +80,10 @@ async def start_daemon(config: HiveConfig) -> tuple[Daemon, asyncio.Task[None]]:
         ready.set()
 
     daemon = Daemon(config, on_ready=on_ready)
+    watch = LoopWatch()  # fails the test if one callback holds the loop too long (issue 10)
+    watch.start()
     task = asyncio.create_task(daemon.serve(), name="test-daemon")
+    _watches[task] = watch
     async with asyncio.timeout(60):
         waiter = asyncio.create_task(ready.wait())
         done, _ = await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
@@ -88,8 +96,14 @@ async def start_daemon(config: HiveConfig) -> tuple[Daemon, asyncio.Task[None]]:
 
 async def stop_daemon(daemon: Daemon, task: asyncio.Task[None]) -> None:
     daemon.should_exit.set()
-    async with asyncio.timeout(60):
-        await task
+    watch = _watches.pop(task, None)
+    try:
+        async with asyncio.timeout(60):
+            await task
+    finally:
+        slow = watch.stop() if watch is not None else []
+    if watch is not None and slow:
+        raise AssertionError(watch.report())
 
 
 # ---- driving a running daemon ------------------------------------------------------------------
@@ -101,9 +115,11 @@ async def wire_agent(daemon: Daemon, name: str, *, toml: str | None = None, seed
     agent gets a real applied config first (`toml`, else the default template); without one its
     allow-list fails closed to the manager only."""
     assert daemon.services is not None
-    if seed and not daemon.services.repos.has_applied(name):
-        await asyncio.to_thread(daemon.services.repos.seed, name, toml=toml)
+    if seed and not await daemon.services.repos.has_applied(name):
+        await daemon.services.repos.seed(name, toml=toml)
     await daemon.services.lifecycle._register(name, None)
+    if seed:  # what a start does: the applied config (allow-list, model, budget) is read once
+        await daemon.services.lifecycle.refresh_config(name)
     await daemon._open_agent_socket(name, None)
     return daemon.paths.agent(name).socket
 

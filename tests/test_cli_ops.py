@@ -296,4 +296,5 @@ async def test_config_edit_opens_the_instructions_too_and_applies_both(agent_d: 
     after = json.loads(ok(await cli(hive, "config", "show", "d", "--json")))
     assert after["instructions"].endswith("Be terse.\n") and after["agent_toml"] == shown["agent_toml"]
     assert hive.services is not None
-    assert hive.services.read_instructions("d", hive.services.lifecycle.agent_config("d")).endswith("Be terse.\n")
+    instructions = await hive.services.read_instructions("d", hive.services.lifecycle.agent_config("d"))
+    assert instructions.endswith("Be terse.\n")

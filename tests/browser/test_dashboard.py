@@ -5,7 +5,6 @@ Issue 6 "How it is verified"; DESIGN §9."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -155,7 +154,8 @@ async def test_compose_sends_to_an_agent_and_a_peer_reply_appears_without_reload
     live, marked as a reply. Issue 6 "MESS4GE FL0W"."""
     register_agent(dash, "delta", 910)
     s = dash.services
-    await asyncio.to_thread(s.repos.seed, "delta")  # a real config: without one delta reaches the manager only
+    await s.repos.seed("delta")  # a real config: without one delta reaches the manager only
+    await s.lifecycle.refresh_config("delta")  # read once, as a start would
     page = await open_dashboard(context, dash)
     await page.evaluate("window.__marker = 'no reload'")
     box = page.locator("#compose-input")

@@ -64,7 +64,7 @@ async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
     try:
         await s.lifecycle.spawn("alice")
         await s.lifecycle.wait_healthy("alice", 60)
-        await asyncio.to_thread(s.repos.seed, "crashy", None, toml=CRASHY)
+        await s.repos.seed("crashy", None, toml=CRASHY)
         await s.lifecycle.spawn("crashy")
         await until(s.hub, "crashy's crash", lambda: s.lifecycle.agents["crashy"].down, 60,
                     explain=lambda: str(s.lifecycle.row("crashy")))  # fmt: skip

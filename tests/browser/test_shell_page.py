@@ -87,7 +87,7 @@ async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
         try:
             s = daemon.services
             assert s is not None and daemon.dashboard_url is not None
-            s.repos.seed(AGENT, toml=default_agent_toml(AGENT))
+            await s.repos.seed(AGENT, toml=default_agent_toml(AGENT))
             await s.lifecycle.spawn(AGENT)
             await s.lifecycle.wait_healthy(AGENT, 60)
             (daemon.paths.agent(AGENT).state / MARKER).write_text("here\n")

@@ -14,7 +14,6 @@ the tests skip locally and fail under CI=true.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -85,7 +84,7 @@ class Rig(HiveRig):
     async def spawn(self, name: str, *, bash: list[str], allowed: list[str] | None = None) -> None:
         """Seed the agent's config (so spawn skips its own seeding), spawn it in a bwrap cage and
         wait until its harness reports in."""
-        await asyncio.to_thread(self.s.repos.seed, name, toml=toml_for(name, bash=bash, allowed=allowed))
+        await self.s.repos.seed(name, toml=toml_for(name, bash=bash, allowed=allowed))
         await self.s.lifecycle.spawn(name)
         await self.s.lifecycle.wait_healthy(name)
 
@@ -163,7 +162,7 @@ async def _rig(tmp_path: Path, run_dir: Path, model: OfflineModelServer, *, mana
     env = {"ANTHROPIC_BASE_URL": model.url, "ANTHROPIC_API_KEY": "offline-model-stand-in"}
     config = make_config(tmp_path, run_dir, cage="bwrap", manager=manager, agent_env=env)
     if manager:  # the manager probes with every command too; its cage is what limits it
-        ConfigRepos(config.paths).seed(MANAGER, toml=toml_for(MANAGER, bash=["*"]))
+        await ConfigRepos(config.paths).seed(MANAGER, toml=toml_for(MANAGER, bash=["*"]))
     daemon, task = await start_daemon(config)
     try:
         rig = Rig(daemon, model)

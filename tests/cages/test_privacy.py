@@ -53,7 +53,7 @@ def world_or_group_readable(root: Path) -> list[str]:
 async def test_after_a_real_start_the_state_databases_and_agent_dirs_are_private(rig: Rig) -> None:
     toml = toml_for("alpha", bash=["*"]).replace("\n[env]", f'\n[env]\nAPP_MARKER = "{MARKER}"', 1)
     s = rig.s
-    await asyncio.to_thread(s.repos.seed, "alpha", toml=toml)
+    await s.repos.seed("alpha", toml=toml)
     await s.lifecycle.spawn("alpha")
     await s.lifecycle.wait_healthy("alpha")
     result = await rig.bash("alpha", 'echo "marker=$APP_MARKER"; umask')
@@ -189,7 +189,7 @@ async def test_the_instructions_reach_the_model_but_no_command_line_in_a_caged_t
     its real claude CLI runs a turn in its bwrap cage; the same /proc a local user reads."""
     marker = "PRIVATE-INSTRUCTIONS-c41b"
     s = rig.s
-    await asyncio.to_thread(s.repos.seed, "alpha", marker, toml=toml_for("alpha", bash=["*"]))
+    await s.repos.seed("alpha", marker, toml=toml_for("alpha", bash=["*"]))
     await s.lifecycle.spawn("alpha")
     await s.lifecycle.wait_healthy("alpha")
     ap = rig.ap("alpha")

@@ -50,8 +50,8 @@ class Hive(HiveRig):
         return subprocess.run([*GIT, "-C", repo, "rev-parse", "HEAD"], check=True, timeout=30,
                               capture_output=True, text=True).stdout.strip()  # fmt: skip
 
-    def tags(self, name: str) -> list[str]:
-        return self.s.repos.tags(name)
+    async def tags(self, name: str) -> list[str]:
+        return await self.s.repos.tags(name)
 
     def resolved(self) -> list[dict[str, Any]]:
         return self.system_events(MANAGER, "approval_resolved")
@@ -125,11 +125,11 @@ async def test_bad_commit_refs_and_agent_names_are_refused_and_leave_nothing_pen
         err = await refused(ahive.manager, "request_apply_commit", **fields)
         assert (err.code, words in err.message) == (code, True), (fields, err.code, err.message)
         assert ahive.s.approvals.pending() == []
-        assert ahive.tags("scout") == []
+        assert await ahive.tags("scout") == []
     assert ahive.resolved()[-1]["kind"] == "init_config"  # no approval_resolved for a refused request
     ok = (await ahive.manager.call("request_apply_commit", agent="scout", commit_ref=good[:12]))["approval"]
     assert (ok["status"], ok["sha"]) == ("pending", good)  # a short sha resolves to the full one
-    assert ahive.tags("scout") == [f"proposal/{ok['id']}"]
+    assert await ahive.tags("scout") == [f"proposal/{ok['id']}"]
 
 
 async def test_an_invalid_agent_toml_never_becomes_pending_and_the_manager_gets_the_error(ahive: Hive) -> None:
@@ -143,10 +143,10 @@ async def test_an_invalid_agent_toml_never_becomes_pending_and_the_manager_gets_
     (row,) = [a for a in ahive.s.approvals.recent() if a["kind"] == "apply_commit"]
     assert (row["status"], row["commit_ref"], row["tag"]) == ("failed", sha, None)
     assert "`network`" in row["note"]
-    assert ahive.tags("scout") == []
+    assert await ahive.tags("scout") == []
     assert [e["kind"] for e in ahive.resolved()] == ["init_config"]
     fixed = await ahive.propose("scout", 'network = "none"')
-    assert ahive.tags("scout") == [f"proposal/{fixed['id']}"]
+    assert await ahive.tags("scout") == [f"proposal/{fixed['id']}"]
 
 
 async def test_a_proposal_is_frozen_whatever_the_manager_does_to_its_repo(ahive: Hive) -> None:
@@ -189,13 +189,13 @@ async def test_resolving_an_unknown_or_already_resolved_approval_is_refused(ahiv
     approval = await ahive.propose("scout", 'model = "haiku"')
     aid = approval["id"]
     assert (await ahive.host.call("deny", id=aid, note="no"))["approval"]["status"] == "denied"
-    row, tags = ahive.s.approvals.get(aid), ahive.tags("scout")
+    row, tags = ahive.s.approvals.get(aid), await ahive.tags("scout")
     for cmd, fields in (("approve", {}), ("deny", {"note": "again"})):
         err = await refused(ahive.host, cmd, id=aid, **fields)
         assert err.code == "conflict" and "already denied" in err.message
     assert (await refused(ahive.host, "approve", id=aid + 1000)).code == "not_found"
     assert (await refused(ahive.host, "approve", id=0)).code == "bad_request"
-    assert ahive.s.approvals.get(aid) == row and ahive.tags("scout") == tags == [f"proposal/{aid}", f"denied/{aid}"]
+    assert ahive.s.approvals.get(aid) == row and await ahive.tags("scout") == tags == [f"proposal/{aid}", f"denied/{aid}"]
     assert [(e["id"], e["status"]) for e in ahive.resolved()][-1] == (aid, "denied")
     assert len([e for e in ahive.resolved() if e["id"] == aid]) == 1
 
@@ -215,8 +215,8 @@ async def test_two_racing_approvals_of_one_request_deploy_it_once(ahive: Hive) -
     assert losses[0].code == "conflict" and "already approving" in losses[0].message
     assert wins[0]["approval"]["status"] == "deployed", wins[0]
     assert ahive.s.approvals.get(aid)["status"] == "deployed"
-    assert ahive.tags("scout") == [f"proposal/{aid}", f"approved/{aid}", f"deployed/{aid}"]
-    assert ahive.s.repos.applied_sha("scout") == approval["sha"]
+    assert await ahive.tags("scout") == [f"proposal/{aid}", f"approved/{aid}", f"deployed/{aid}"]
+    assert await ahive.s.repos.applied_sha("scout") == approval["sha"]
     assert ahive.s.lifecycle.agents["scout"].state == "running"
     assert [(e["id"], e["status"]) for e in ahive.resolved() if e["id"] == aid] == [(aid, "deployed")]
 
@@ -238,13 +238,13 @@ async def test_an_approve_racing_a_deny_resolves_the_request_one_way_only(ahive:
     (status,) = wins
     assert ahive.s.approvals.get(aid)["status"] == status
     if status == "denied":
-        assert ahive.tags("scout")[-2:] == [f"proposal/{aid}", f"denied/{aid}"]
-        assert ahive.s.repos.applied_sha("scout") == first["sha"]
+        assert (await ahive.tags("scout"))[-2:] == [f"proposal/{aid}", f"denied/{aid}"]
+        assert await ahive.s.repos.applied_sha("scout") == first["sha"]
         assert ahive.s.lifecycle.agents["scout"].handle.pid == pid  # type: ignore[union-attr]
     else:
         assert status == "deployed"
-        assert ahive.tags("scout")[-3:] == [f"proposal/{aid}", f"approved/{aid}", f"deployed/{aid}"]
-        assert ahive.s.repos.applied_sha("scout") == second["sha"]
+        assert (await ahive.tags("scout"))[-3:] == [f"proposal/{aid}", f"approved/{aid}", f"deployed/{aid}"]
+        assert await ahive.s.repos.applied_sha("scout") == second["sha"]
     assert len([e for e in ahive.resolved() if e["id"] == aid]) == 1
 
 
@@ -297,7 +297,7 @@ async def test_a_proposed_repo_linking_to_a_root_only_repo_is_refused_over_the_s
         answers.append((err.code, err.message))
     assert answers[0] == answers[1] and answers[0][0] == "forbidden", answers
     assert ahive.s.approvals.pending() == []
-    assert ahive.tags("scout") == []
+    assert await ahive.tags("scout") == []
     applied = ahive.daemon.paths.agent("scout").applied
     if applied.exists():
         found = subprocess.run(["git", "-C", str(applied), "cat-file", "-e", sha], capture_output=True, timeout=30)

@@ -5,7 +5,6 @@ api.sock, `recv` and `report_state` on mcp.sock). Covers what the e2e does not: 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ class Agent:
 async def budgeted(daemon: Daemon, name: str, budget: str) -> Agent:
     assert daemon.services is not None
     toml = default_agent_toml(name) + f"\n[budget]\n{budget}\n"
-    await asyncio.to_thread(daemon.services.repos.seed, name, toml=toml)
+    await daemon.services.repos.seed(name, toml=toml)
     await wire_agent(daemon, name)
     return Agent(daemon, name)
 

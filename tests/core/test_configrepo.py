@@ -5,10 +5,13 @@ Real git on tmp dirs. `manager_git` plays the manager committing in its proposed
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +28,22 @@ from hyperhive.fsutil import UnsafePath
 from hyperhive.paths import HivePaths
 
 MANAGER_UID = 61001
+
+
+class BlockingRepos:
+    """The daemon's async `ConfigRepos`, driven from plain test code: each call runs to the end on
+    a loop of its own, so the thread-race tests can call it from several threads at once."""
+
+    def __init__(self, repos: ConfigRepos) -> None:
+        self.repos = repos
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.repos, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run(method(*args, **kwargs))
+
+        return call
 
 
 def manager_git(repo: Path, *args: str, check: bool = True) -> str:
@@ -66,12 +85,12 @@ def paths(tmp_path: Path) -> HivePaths:
 
 
 @pytest.fixture
-def repos(paths: HivePaths) -> ConfigRepos:
-    return ConfigRepos(paths)
+def repos(paths: HivePaths) -> BlockingRepos:
+    return BlockingRepos(ConfigRepos(paths))
 
 
 @pytest.fixture
-def iris(repos: ConfigRepos, paths: HivePaths) -> Path:
+def iris(repos: BlockingRepos, paths: HivePaths) -> Path:
     """A seeded agent 'iris'; returns its proposed repo."""
     repos.seed("iris", "frontend")
     return paths.agent("iris").config
@@ -88,7 +107,7 @@ def main_sha(paths: HivePaths, name: str = "iris") -> str:
 # ---- seeding ---------------------------------------------------------------------------
 
 
-def test_seed_commits_the_template_as_core_and_tags_deployed_0(repos: ConfigRepos, paths: HivePaths) -> None:
+def test_seed_commits_the_template_as_core_and_tags_deployed_0(repos: BlockingRepos, paths: HivePaths) -> None:
     """Seeding makes the proposed repo (template committed by hyperhive-core) and the applied repo
     with main checked out and `deployed/0` (DESIGN §7)."""
     sha = repos.seed("iris", "frontend: owns the dashboard")
@@ -108,7 +127,7 @@ def test_seed_commits_the_template_as_core_and_tags_deployed_0(repos: ConfigRepo
     assert not [p for p in paths.applied_root.iterdir() if p.name.startswith(".")], "scratch dir left behind"
 
 
-def test_seed_of_the_manager_uses_the_manager_template(repos: ConfigRepos) -> None:
+def test_seed_of_the_manager_uses_the_manager_template(repos: BlockingRepos) -> None:
     """The manager's seed allows the git commands it needs to edit config repos (DESIGN §7)."""
     repos.seed("manager", "the manager: coordinates the swarm")
     cfg = repos.applied_config("manager")
@@ -116,7 +135,7 @@ def test_seed_of_the_manager_uses_the_manager_template(repos: ConfigRepos) -> No
     assert "request_apply_commit" in repos.read_file_at("manager", "main", "instructions.md")
 
 
-def test_seed_refuses_when_either_repo_exists(repos: ConfigRepos, paths: HivePaths, iris: Path) -> None:
+def test_seed_refuses_when_either_repo_exists(repos: BlockingRepos, paths: HivePaths, iris: Path) -> None:
     """A second seed is a Conflict, whether the proposed or the applied repo is the one left."""
     with pytest.raises(Conflict, match="proposed"):
         repos.seed("iris")
@@ -126,7 +145,7 @@ def test_seed_refuses_when_either_repo_exists(repos: ConfigRepos, paths: HivePat
     assert not paths.agent("ada").config.exists()
 
 
-def test_seed_with_an_invalid_toml_creates_nothing(repos: ConfigRepos, paths: HivePaths) -> None:
+def test_seed_with_an_invalid_toml_creates_nothing(repos: BlockingRepos, paths: HivePaths) -> None:
     """A custom seed that does not validate raises ConfigInvalid before anything is made."""
     with pytest.raises(ConfigInvalid, match="network"):
         repos.seed("iris", toml='network = "bridge"')
@@ -136,7 +155,7 @@ def test_seed_with_an_invalid_toml_creates_nothing(repos: ConfigRepos, paths: Hi
     assert repos.config_at("iris", sha).model == "haiku"
 
 
-def test_init_proposed_creates_only_the_proposed_repo(repos: ConfigRepos, paths: HivePaths) -> None:
+def test_init_proposed_creates_only_the_proposed_repo(repos: BlockingRepos, paths: HivePaths) -> None:
     """Two-step spawn, step one: a template in the proposed repo, no applied config yet; a repeat
     is a Conflict (DESIGN §7)."""
     sha = repos.init_proposed("iris", "frontend")
@@ -154,7 +173,7 @@ def test_init_proposed_creates_only_the_proposed_repo(repos: ConfigRepos, paths:
 
 
 def test_proposal_approve_deploy_moves_main_and_leaves_the_tags(
-    repos: ConfigRepos, paths: HivePaths, iris: Path
+    repos: BlockingRepos, paths: HivePaths, iris: Path
 ) -> None:
     """The whole flow: propose tags `proposal/<id>`, approve tags `approved/<id>`, begin_deploy checks
     the proposal out without moving main, finish_deploy tags `deployed/<id>` and fast-forwards main."""
@@ -188,7 +207,7 @@ def test_proposal_approve_deploy_moves_main_and_leaves_the_tags(
     assert repos.diff("iris", 7) == ""  # against the current main
 
 
-def test_first_apply_after_init_creates_the_applied_repo(repos: ConfigRepos, paths: HivePaths) -> None:
+def test_first_apply_after_init_creates_the_applied_repo(repos: BlockingRepos, paths: HivePaths) -> None:
     """After init_proposed, the first propose creates the applied repo; the diff is against the empty
     tree; main appears only when the deploy finishes (DESIGN §7, two-step spawn)."""
     repos.init_proposed("iris", "frontend")
@@ -207,7 +226,7 @@ def test_first_apply_after_init_creates_the_applied_repo(repos: ConfigRepos, pat
 
 
 def test_a_proposal_survives_the_manager_amending_and_force_resetting(
-    repos: ConfigRepos, paths: HivePaths, iris: Path
+    repos: BlockingRepos, paths: HivePaths, iris: Path
 ) -> None:
     """Once tagged, a proposal is immutable: amending, resetting, deleting the branch and pruning the
     objects in the proposed repo change nothing about what gets deployed (DESIGN §7)."""
@@ -233,7 +252,7 @@ def test_a_proposal_survives_the_manager_amending_and_force_resetting(
     assert repos.applied_config("iris").model == "haiku"
 
 
-def test_proposing_the_same_id_and_commit_again_is_idempotent(repos: ConfigRepos, iris: Path) -> None:
+def test_proposing_the_same_id_and_commit_again_is_idempotent(repos: BlockingRepos, iris: Path) -> None:
     """A retried propose returns the same proposal; another commit under that id is a Conflict."""
     a = commit(iris, edit_toml(iris, 'model = "sonnet"', 'model = "haiku"'))
     b = commit(iris, edit_toml(iris, 'model = "haiku"', 'model = "opus"'))
@@ -244,7 +263,7 @@ def test_proposing_the_same_id_and_commit_again_is_idempotent(repos: ConfigRepos
     assert repos.tags("iris") == ["deployed/0", "proposal/1"]
 
 
-def test_concurrent_proposals_for_one_agent_are_serialised(repos: ConfigRepos, iris: Path) -> None:
+def test_concurrent_proposals_for_one_agent_are_serialised(repos: BlockingRepos, iris: Path) -> None:
     """Calls arrive from several asyncio.to_thread workers; proposals released together by a barrier
     all end up tagged, each at its own commit."""
     shas = {aid: commit(iris, {f"n{aid}.txt": str(aid)}) for aid in range(1, 5)}
@@ -276,7 +295,7 @@ BAD_REFS = ["main", "HEAD", "refs/heads/main", "deployed/0", "abc123", "a" * 41,
 
 
 @pytest.mark.parametrize("ref", BAD_REFS)
-def test_branch_names_and_malformed_refs_are_refused_before_git(repos: ConfigRepos, iris: Path, ref: str) -> None:
+def test_branch_names_and_malformed_refs_are_refused_before_git(repos: BlockingRepos, iris: Path, ref: str) -> None:
     """commit_ref must be 7-40 hex digits: branch and tag names, short, long and non-hex refs are
     refused with a clear error and leave no tag (DESIGN §7)."""
     with pytest.raises(InvalidRef, match="7-40 hex"):
@@ -284,7 +303,7 @@ def test_branch_names_and_malformed_refs_are_refused_before_git(repos: ConfigRep
     assert repos.tags("iris") == ["deployed/0"]
 
 
-def test_an_unknown_sha_is_refused(repos: ConfigRepos, iris: Path) -> None:
+def test_an_unknown_sha_is_refused(repos: BlockingRepos, iris: Path) -> None:
     """A well-formed sha that is in neither repo is refused; no tag."""
     with pytest.raises(InvalidRef, match="is not a commit"):
         repos.propose("iris", "deadbeef" * 5, 1)
@@ -293,7 +312,7 @@ def test_an_unknown_sha_is_refused(repos: ConfigRepos, iris: Path) -> None:
     assert repos.tags("iris") == ["deployed/0"]
 
 
-def test_a_tree_or_blob_sha_is_refused(repos: ConfigRepos, iris: Path) -> None:
+def test_a_tree_or_blob_sha_is_refused(repos: BlockingRepos, iris: Path) -> None:
     """Only a commit can be proposed; a tree or blob sha names its type in the refusal."""
     tree = manager_git(iris, "rev-parse", "HEAD^{tree}")
     blob = manager_git(iris, "rev-parse", "HEAD:agent.toml")
@@ -305,7 +324,7 @@ def test_a_tree_or_blob_sha_is_refused(repos: ConfigRepos, iris: Path) -> None:
 
 
 @pytest.mark.parametrize("aid", [0, -1, True, "1", 1.0, None, 10**18])
-def test_approval_ids_must_be_positive_integers(repos: ConfigRepos, iris: Path, aid: object) -> None:
+def test_approval_ids_must_be_positive_integers(repos: BlockingRepos, iris: Path, aid: object) -> None:
     """Approval ids name tags, so only positive integers pass (0 is the seed's)."""
     sha = manager_git(iris, "rev-parse", "HEAD")
     with pytest.raises(InvalidRef, match="approval id"):
@@ -324,7 +343,7 @@ INVALID_COMMITS: list[tuple[dict[str, str | None], str]] = [
 
 @pytest.mark.parametrize(("files", "needle"), INVALID_COMMITS)
 def test_an_invalid_config_is_never_tagged(
-    repos: ConfigRepos, iris: Path, files: dict[str, str | None], needle: str
+    repos: BlockingRepos, iris: Path, files: dict[str, str | None], needle: str
 ) -> None:
     """A commit whose agent.toml does not validate, or names a missing instructions file, raises
     ConfigInvalid and leaves no `proposal/<id>` (DESIGN §7)."""
@@ -337,7 +356,7 @@ def test_an_invalid_config_is_never_tagged(
         repos.diff("iris", 1)
 
 
-def test_symlinks_in_a_config_commit_are_refused(repos: ConfigRepos, iris: Path) -> None:
+def test_symlinks_in_a_config_commit_are_refused(repos: BlockingRepos, iris: Path) -> None:
     """instructions.md as a symlink to /etc/shadow is refused: a config repo holds plain files only."""
     (iris / "instructions.md").unlink()
     (iris / "instructions.md").symlink_to("/etc/shadow")
@@ -350,7 +369,7 @@ def test_symlinks_in_a_config_commit_are_refused(repos: ConfigRepos, iris: Path)
 # ---- deny / fail ------------------------------------------------------------------------
 
 
-def test_deny_annotates_the_reason(repos: ConfigRepos, paths: HivePaths, iris: Path) -> None:
+def test_deny_annotates_the_reason(repos: BlockingRepos, paths: HivePaths, iris: Path) -> None:
     """Deny tags `denied/<id>` annotated with the operator's reason, or "denied" without one; a denied
     proposal cannot be approved (DESIGN §7)."""
     a = commit(iris, edit_toml(iris, 'model = "sonnet"', 'model = "haiku"'))
@@ -374,7 +393,7 @@ def test_deny_annotates_the_reason(repos: ConfigRepos, paths: HivePaths, iris: P
     assert main_sha(paths) != a
 
 
-def test_deny_after_approve_is_a_conflict(repos: ConfigRepos, iris: Path) -> None:
+def test_deny_after_approve_is_a_conflict(repos: BlockingRepos, iris: Path) -> None:
     """An approved proposal is past denial."""
     repos.propose("iris", commit(iris, {"notes.txt": "x"}), 1)
     repos.tag_approved("iris", 1)
@@ -382,7 +401,7 @@ def test_deny_after_approve_is_a_conflict(repos: ConfigRepos, iris: Path) -> Non
         repos.deny("iris", 1, "changed my mind")
 
 
-def test_fail_deploy_tags_the_error_and_restores_main(repos: ConfigRepos, paths: HivePaths, iris: Path) -> None:
+def test_fail_deploy_tags_the_error_and_restores_main(repos: BlockingRepos, paths: HivePaths, iris: Path) -> None:
     """A failed deploy tags `failed/<id>` with the error, puts the working tree back to main, and
     keeps the old config running (DESIGN §7)."""
     seed = main_sha(paths)
@@ -405,7 +424,7 @@ def test_fail_deploy_tags_the_error_and_restores_main(repos: ConfigRepos, paths:
     repos.fail_deploy("iris", 4, "again")  # repeat: harmless
 
 
-def test_fail_deploy_of_a_first_apply_empties_the_working_tree(repos: ConfigRepos, paths: HivePaths) -> None:
+def test_fail_deploy_of_a_first_apply_empties_the_working_tree(repos: BlockingRepos, paths: HivePaths) -> None:
     """With no main yet, failing the first deploy leaves no config checked out and no main."""
     repos.init_proposed("iris")
     sha = manager_git(paths.agent("iris").config, "rev-parse", "HEAD")
@@ -418,7 +437,7 @@ def test_fail_deploy_of_a_first_apply_empties_the_working_tree(repos: ConfigRepo
 
 
 def test_finish_deploy_moves_main_even_when_it_is_not_an_ancestor(
-    repos: ConfigRepos, paths: HivePaths, iris: Path
+    repos: BlockingRepos, paths: HivePaths, iris: Path
 ) -> None:
     """If main is not an ancestor of the deployed commit (the manager rewrote history), main still
     moves to the deployed sha and the result says it was not a fast-forward."""
@@ -440,7 +459,7 @@ def test_finish_deploy_moves_main_even_when_it_is_not_an_ancestor(
     assert manager_git(applied(paths), "rev-parse", "deployed/1") == one  # the old deploy stays reachable
 
 
-def test_deploy_steps_are_safe_to_repeat(repos: ConfigRepos, paths: HivePaths, iris: Path) -> None:
+def test_deploy_steps_are_safe_to_repeat(repos: BlockingRepos, paths: HivePaths, iris: Path) -> None:
     """Each step can be retried after a crash or a retry without changing the outcome."""
     sha = commit(iris, {"notes.txt": "x"})
     repos.propose("iris", sha, 1)
@@ -456,7 +475,7 @@ def test_deploy_steps_are_safe_to_repeat(repos: ConfigRepos, paths: HivePaths, i
         repos.fail_deploy("iris", 1, "late failure")
 
 
-def test_deploy_needs_an_approved_proposal(repos: ConfigRepos, iris: Path) -> None:
+def test_deploy_needs_an_approved_proposal(repos: BlockingRepos, iris: Path) -> None:
     """begin_deploy and finish_deploy refuse a proposal that was not approved; an unknown id is not found."""
     repos.propose("iris", commit(iris, {"notes.txt": "x"}), 1)
     with pytest.raises(Conflict, match="not approved"):
@@ -467,7 +486,7 @@ def test_deploy_needs_an_approved_proposal(repos: ConfigRepos, iris: Path) -> No
         repos.tag_approved("iris", 99)
 
 
-def test_a_second_deploy_waits_for_the_first(repos: ConfigRepos, iris: Path) -> None:
+def test_a_second_deploy_waits_for_the_first(repos: BlockingRepos, iris: Path) -> None:
     """Only one deploy per agent is in flight; `deploying` names it so a restarted daemon can end it."""
     for aid in (1, 2):
         repos.propose("iris", commit(iris, {f"n{aid}.txt": "x"}), aid)
@@ -485,13 +504,13 @@ def test_a_second_deploy_waits_for_the_first(repos: ConfigRepos, iris: Path) -> 
 
 
 @pytest.mark.parametrize("path", ["../x", "/etc/passwd", ".git/config", "a/../../b", "", "a\x00b", "./agent.toml"])
-def test_read_file_at_refuses_paths_escaping_the_repo(repos: ConfigRepos, iris: Path, path: str) -> None:
+def test_read_file_at_refuses_paths_escaping_the_repo(repos: BlockingRepos, iris: Path, path: str) -> None:
     """Only relative paths inside the repo are read (DESIGN §7: instructions stay in the repo)."""
     with pytest.raises(InvalidRef, match="path"):
         repos.read_file_at("iris", "main", path)
 
 
-def test_refs_and_files_that_do_not_exist_are_not_found(repos: ConfigRepos, iris: Path) -> None:
+def test_refs_and_files_that_do_not_exist_are_not_found(repos: BlockingRepos, iris: Path) -> None:
     """Unknown refs and files are RefNotFound; malformed refs are InvalidRef."""
     with pytest.raises(RefNotFound):
         repos.read_file_at("iris", "main", "nope.md")
@@ -512,7 +531,7 @@ def test_refs_and_files_that_do_not_exist_are_not_found(repos: ConfigRepos, iris
 
 
 @pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"), reason="chown needs root")
-def test_a_proposed_repo_owned_by_another_uid_works_from_root(repos: ConfigRepos, paths: HivePaths, iris: Path) -> None:
+def test_a_proposed_repo_owned_by_another_uid_works_from_root(repos: BlockingRepos, paths: HivePaths, iris: Path) -> None:
     """The proposed repo belongs to the manager's uid while the core runs as root; proposing still
     works (DESIGN §2, §7)."""
     sha = commit(iris, edit_toml(iris, 'model = "sonnet"', 'model = "haiku"'))
@@ -529,7 +548,7 @@ def test_a_proposed_repo_owned_by_another_uid_works_from_root(repos: ConfigRepos
 
 
 def test_the_proposed_repos_git_config_and_hooks_never_run(
-    repos: ConfigRepos, paths: HivePaths, iris: Path, tmp_path: Path
+    repos: BlockingRepos, paths: HivePaths, iris: Path, tmp_path: Path
 ) -> None:
     """The manager controls the proposed repo's .git: its config commands (fsmonitor, a promisor
     remote's upload-pack) and hooks must never run as root. The core reads only its objects."""
@@ -555,7 +574,7 @@ def test_the_proposed_repos_git_config_and_hooks_never_run(
 
 
 def test_a_symlinked_or_borrowing_proposed_repo_is_refused(
-    repos: ConfigRepos, paths: HivePaths, iris: Path, tmp_path: Path
+    repos: BlockingRepos, paths: HivePaths, iris: Path, tmp_path: Path
 ) -> None:
     """The manager could replace its repo with a symlink to a root-only repo, or point its object dir
     at one with alternates; either is refused rather than read as root."""
@@ -586,7 +605,7 @@ HOSTILE = ["../etc", "a/b", "..", "", "Iris", "x" * 40, "operator", "*", "iris\n
 
 
 @pytest.mark.parametrize("name", HOSTILE)
-def test_hostile_names_are_refused_before_any_path_is_built(repos: ConfigRepos, paths: HivePaths, name: str) -> None:
+def test_hostile_names_are_refused_before_any_path_is_built(repos: BlockingRepos, paths: HivePaths, name: str) -> None:
     """Every entry point validates the agent name first: nothing is created or read (DESIGN §2)."""
     calls = [
         lambda: repos.seed(name),
@@ -614,7 +633,7 @@ def test_hostile_names_are_refused_before_any_path_is_built(repos: ConfigRepos, 
 
 
 def test_remove_deletes_both_repos_without_following_symlinks(
-    repos: ConfigRepos, paths: HivePaths, iris: Path, tmp_path: Path
+    repos: BlockingRepos, paths: HivePaths, iris: Path, tmp_path: Path
 ) -> None:
     """Purge deletes the proposed and applied repos; a symlink the manager planted is unlinked and
     its target survives (DESIGN §7)."""
@@ -633,7 +652,7 @@ def test_remove_deletes_both_repos_without_following_symlinks(
 
 
 def test_remove_refuses_a_repo_path_that_is_a_symlink(
-    repos: ConfigRepos, paths: HivePaths, iris: Path, tmp_path: Path
+    repos: BlockingRepos, paths: HivePaths, iris: Path, tmp_path: Path
 ) -> None:
     """If the agent's proposed dir was swapped for a symlink, purge refuses instead of following it."""
     outside = tmp_path / "outside"
@@ -649,7 +668,7 @@ def test_remove_refuses_a_repo_path_that_is_a_symlink(
     assert (outside / "precious").exists()
 
 
-def test_git_failures_surface_as_git_errors(repos: ConfigRepos, paths: HivePaths, iris: Path) -> None:
+def test_git_failures_surface_as_git_errors(repos: BlockingRepos, paths: HivePaths, iris: Path) -> None:
     """A broken applied repo gives a GitError naming the repo, not a crash or a hang."""
     head = applied(paths) / ".git" / "HEAD"
     head.write_text("garbage\n", encoding="utf-8")
@@ -657,7 +676,7 @@ def test_git_failures_surface_as_git_errors(repos: ConfigRepos, paths: HivePaths
         repos.config_at("iris", "main")
 
 
-def test_templates_in_a_seed_are_valid_configs(repos: ConfigRepos) -> None:
+def test_templates_in_a_seed_are_valid_configs(repos: BlockingRepos) -> None:
     """A custom seed toml (one-step spawn) is committed and deployed as given."""
     toml = default_agent_toml("ada", "backend").replace('network = "host"', 'network = "none"')
     repos.seed("ada", "backend", toml=toml)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_configrepo import MANAGER_UID, commit, manager_git
+from test_configrepo import MANAGER_UID, BlockingRepos, commit, manager_git
 
 from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.errors import HiveError
@@ -31,12 +31,12 @@ def paths(tmp_path: Path) -> HivePaths:
 
 
 @pytest.fixture
-def repos(paths: HivePaths) -> ConfigRepos:
-    return ConfigRepos(paths)
+def repos(paths: HivePaths) -> BlockingRepos:
+    return BlockingRepos(ConfigRepos(paths))
 
 
 @pytest.fixture
-def iris(repos: ConfigRepos, paths: HivePaths) -> Path:
+def iris(repos: BlockingRepos, paths: HivePaths) -> Path:
     repos.seed("iris", "frontend")
     return paths.agent("iris").config
 
@@ -62,14 +62,14 @@ def in_applied(paths: HivePaths, sha: str) -> bool:
     return manager_git(repo, "cat-file", "-t", sha, check=False) != ""
 
 
-def refusal(repos: ConfigRepos, ref: str, aid: int) -> tuple[type[BaseException], str]:
+def refusal(repos: BlockingRepos, ref: str, aid: int) -> tuple[type[BaseException], str]:
     with pytest.raises(HiveError) as info:
         repos.propose("iris", ref, aid)
     return type(info.value), str(info.value)
 
 
 def test_a_symlinked_pack_dir_is_refused_and_is_no_oracle(
-    repos: ConfigRepos, paths: HivePaths, iris: Path, secret: tuple[Path, str]
+    repos: BlockingRepos, paths: HivePaths, iris: Path, secret: tuple[Path, str]
 ) -> None:
     repo, sha = secret
     pack = iris / ".git" / "objects" / "pack"
@@ -83,7 +83,7 @@ def test_a_symlinked_pack_dir_is_refused_and_is_no_oracle(
 
 
 def test_a_symlinked_loose_object_dir_is_refused(
-    repos: ConfigRepos, paths: HivePaths, iris: Path, secret: tuple[Path, str], tmp_path: Path
+    repos: BlockingRepos, paths: HivePaths, iris: Path, secret: tuple[Path, str], tmp_path: Path
 ) -> None:
     _, sha = secret
     fanout = iris / ".git" / "objects" / sha[:2]
@@ -95,7 +95,7 @@ def test_a_symlinked_loose_object_dir_is_refused(
 
 
 @pytest.mark.parametrize("where", ["refs/heads/stolen", "config", "info/exclude", "objects/info/packs"])
-def test_a_link_anywhere_below_git_is_refused(repos: ConfigRepos, iris: Path, where: str) -> None:
+def test_a_link_anywhere_below_git_is_refused(repos: BlockingRepos, iris: Path, where: str) -> None:
     own = manager_git(iris, "rev-parse", "HEAD")
     target = iris / ".git" / where
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ def test_a_link_anywhere_below_git_is_refused(repos: ConfigRepos, iris: Path, wh
 
 @pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"), reason="chown and hard links need root")
 def test_a_hard_link_to_a_foreign_object_is_refused(
-    repos: ConfigRepos, paths: HivePaths, iris: Path, secret: tuple[Path, str], tmp_path: Path
+    repos: BlockingRepos, paths: HivePaths, iris: Path, secret: tuple[Path, str], tmp_path: Path
 ) -> None:
     """The manager's repo belongs to its uid; an object file owned by anyone else (a hard link to
     a root-only object) is not copied."""
@@ -127,7 +127,7 @@ def test_a_hard_link_to_a_foreign_object_is_refused(
     assert not in_applied(paths, sha)
 
 
-def test_planted_alternates_are_refused(repos: ConfigRepos, iris: Path, secret: tuple[Path, str]) -> None:
+def test_planted_alternates_are_refused(repos: BlockingRepos, iris: Path, secret: tuple[Path, str]) -> None:
     repo, sha = secret
     alternates = iris / ".git" / "objects" / "info" / "alternates"
     alternates.parent.mkdir(exist_ok=True)
@@ -171,7 +171,7 @@ ROUNDS = 40
 
 @pytest.mark.parametrize("swap", sorted(SWAPS))
 def test_a_swap_racing_the_proposal_never_imports_a_foreign_object(
-    repos: ConfigRepos, paths: HivePaths, iris: Path, secret: tuple[Path, str], swap: str
+    repos: BlockingRepos, paths: HivePaths, iris: Path, secret: tuple[Path, str], swap: str
 ) -> None:
     """Each round, a thread plants the link (or alternates) at the moment the core starts
     proposing the foreign sha, so it lands anywhere between the core's first look and git's read;

@@ -62,7 +62,7 @@ class Rig(HiveRig):
     RECHECK = 0.2
 
     async def spawn(self, name: str) -> None:
-        await asyncio.to_thread(self.s.repos.seed, name, toml=default_agent_toml(name))
+        await self.s.repos.seed(name, toml=default_agent_toml(name))
         await self.s.lifecycle.spawn(name)
         await self.s.lifecycle.wait_healthy(name)
 

@@ -145,7 +145,8 @@ async def test_approvals_resolve_by_api_and_errors_map_to_status(dash: Dash, cli
 async def test_questions_are_answered_overridden_and_cancelled(dash: Dash, client: httpx.AsyncClient) -> None:
     """The operator answers operator questions, overrides peer ones and cancels. Issue 6."""
     q = dash.services.questions
-    await asyncio.to_thread(dash.services.repos.seed, "alpha")  # a peer question needs alpha's allow-list
+    await dash.services.repos.seed("alpha")  # a peer question needs alpha's allow-list
+    await dash.services.lifecycle.refresh_config("alpha")  # read once, as a start would
     mine = await q.ask("alpha", "which?", options=["a", "b"])
     peer = await q.ask("alpha", "review this?", to="gamma")
     other = await q.ask("alpha", "still there?")

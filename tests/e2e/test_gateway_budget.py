@@ -6,7 +6,6 @@ the agent and the queued message is handled."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -58,7 +57,7 @@ async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
 async def test_an_agent_over_its_budget_pauses_queues_asks_and_resumes_when_raised(rig: Rig) -> None:
     await wire_agent(rig.daemon, "manager")  # a manager inbox, no manager harness
     toml = default_agent_toml("a") + '\n[budget]\nusd_per_day = 0.000001\nwindow = "calendar"\n'
-    await asyncio.to_thread(rig.s.repos.seed, "a", toml=toml)
+    await rig.s.repos.seed("a", toml=toml)
     await rig.hive("spawn", "a")
     first = json.loads((await rig.hive("send", "a", "echo one", "--json")).stdout)
     # its first turn spends more than the whole budget (the spawn kick runs none of its own)

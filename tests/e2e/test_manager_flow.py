@@ -112,7 +112,7 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
     # 4. The operator approves; the first applied commit creates and starts scout.
     out = await rig.hive("approve", str(first["id"]), bound=DEPLOY_BOUND)
     assert out.stdout.strip() == f"#{first['id']} deployed (deployed/{first['id']})"
-    assert rig.s.repos.applied_sha("scout") == first["sha"]
+    assert await rig.s.repos.applied_sha("scout") == first["sha"]
     assert rig.s.lifecycle.agent_config("scout").description == "scout: looks ahead for the swarm"
     await rig.until("scout to report idle", lambda: rig.idle("scout"))
 
@@ -132,7 +132,7 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
     assert out.stdout.startswith(f"#{broken['id']} failed (failed/{broken['id']}): ")
     assert "/nonexistent/server" in out.stdout
     assert rig.s.approvals.get(broken["id"])["status"] == "failed"
-    assert rig.s.repos.applied_sha("scout") == first["sha"]  # main never moved
+    assert await rig.s.repos.applied_sha("scout") == first["sha"]  # main never moved
     assert rig.s.lifecycle.agent_config("scout").mcp_servers == {}
     await rig.until("scout to come back on its old config", lambda: rig.idle("scout"))
     assert rig.s.lifecycle.agents["scout"].handle.pid != old_pid  # restarted, not left alone

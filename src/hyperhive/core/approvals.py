@@ -7,7 +7,6 @@ The pending → approving step is one conditional UPDATE, so two racing approval
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import time
@@ -65,8 +64,8 @@ class Approvals:
             a = _row(row)
             if a["kind"] == "apply_commit":
                 try:
-                    if self.repos.deploying(a["agent"]) == a["id"]:
-                        await asyncio.to_thread(self.repos.fail_deploy, a["agent"], a["id"], "interrupted")
+                    if await self.repos.deploying(a["agent"]) == a["id"]:
+                        await self.repos.fail_deploy(a["agent"], a["id"], "interrupted")
                 except HiveError as exc:
                     log.warning("recovering approval #%d: %s", a["id"], exc.message)
             await self._finish(a["id"], "failed", note="interrupted by a daemon restart; request it again")
@@ -99,7 +98,7 @@ class Approvals:
         a = self.get(aid)
         if a["kind"] != "apply_commit":
             return ""
-        return await asyncio.to_thread(self.repos.diff, a["agent"], aid)
+        return await self.repos.diff(a["agent"], aid)
 
     # ---- requests ----------------------------------------------------------------------
 
@@ -153,7 +152,7 @@ class Approvals:
             "apply_commit", agent, description, requested_by, status="proposing", commit_ref=commit_ref
         )
         try:
-            proposal = await asyncio.to_thread(self.repos.propose, agent, commit_ref, aid)
+            proposal = await self.repos.propose(agent, commit_ref, aid)
         except HiveError as exc:
             await self._finish(aid, "failed", note=exc.message)
             raise
@@ -175,7 +174,7 @@ class Approvals:
         aid = await self._insert("apply_commit", agent, "operator edit (hive config edit)", requested_by,
                                  status="proposing")  # fmt: skip
         try:
-            proposal = await asyncio.to_thread(self.repos.commit_operator_edit, agent, files, base_sha, aid)
+            proposal = await self.repos.commit_operator_edit(agent, files, base_sha, aid)
         except HiveError as exc:
             await self._finish(aid, "failed", note=exc.message)
             raise
@@ -234,7 +233,7 @@ class Approvals:
         a = await self._claim(aid, "denying")
         tag = None
         if a["kind"] == "apply_commit":
-            await asyncio.to_thread(self.repos.deny, a["agent"], aid, note or "")
+            await self.repos.deny(a["agent"], aid, note or "")
             tag = f"denied/{aid}"
         return await self._finish(aid, "denied", note=note or "denied by the operator", tag=tag)
 
@@ -258,9 +257,9 @@ class Approvals:
 
     async def _deploy(self, a: dict[str, Any]) -> dict[str, Any]:
         aid, agent = a["id"], a["agent"]
-        await asyncio.to_thread(self.repos.tag_approved, agent, aid)
+        await self.repos.tag_approved(agent, aid)
         first = agent not in self.lifecycle.agents
-        await asyncio.to_thread(self.repos.begin_deploy, agent, aid)
+        await self.repos.begin_deploy(agent, aid)
         self.lifecycle.deploying.add(agent)
         try:
             return await self._deploy_and_check(a, first)
@@ -276,12 +275,12 @@ class Approvals:
                 await self.lifecycle.restart(agent, reason=f"restarted on approved config #{aid}")
             await self.lifecycle.wait_healthy(agent, self.health_timeout)
         except HiveError as exc:
-            await asyncio.to_thread(self.repos.fail_deploy, agent, aid, exc.message)
+            await self.repos.fail_deploy(agent, aid, exc.message)
             if first:
                 if agent in self.lifecycle.agents:
                     await self.lifecycle.destroy(agent)
             else:
                 await self.lifecycle.restart(agent, reason=f"restored after failed config #{aid}")
             return await self._finish(aid, "failed", note=exc.message, tag=f"failed/{aid}")
-        await asyncio.to_thread(self.repos.finish_deploy, agent, aid)
+        await self.repos.finish_deploy(agent, aid)
         return await self._finish(aid, "deployed", tag=f"deployed/{aid}")

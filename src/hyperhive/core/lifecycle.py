@@ -117,10 +117,19 @@ class Lifecycle:
         return runtime
 
     def agent_config(self, name: str) -> AgentConfig:
-        """The applied config (cached; refreshed on every start)."""
-        if name not in self._configs:
-            self._configs[name] = self.repos.applied_config(name)
-        return self._configs[name]
+        """The applied config the agent was last started on, from memory: nothing on the send path
+        or a page render touches git. `refresh_config` reloads it (every start, so every deploy)."""
+        cfg = self._configs.get(name)
+        if cfg is None:
+            raise HiveError(f"{name}'s applied config is not loaded (it could not be read at its last start)")
+        return cfg
+
+    async def refresh_config(self, name: str) -> AgentConfig:
+        """Read the agent's applied config from git (off the loop) into the cache."""
+        self._configs.pop(name, None)
+        cfg = await self.repos.applied_config(name)
+        self._configs[name] = cfg
+        return cfg
 
     def allow_list(self, name: str) -> list[str]:
         try:
@@ -193,13 +202,13 @@ class Lifecycle:
         if name in self.agents:
             raise Conflict(f"agent {name!r} already exists")
         ap = self.paths.agent(name)
-        if seed and not self.repos.has_applied(name):
+        if seed and not await self.repos.has_applied(name):
             if ap.config.exists():
                 raise Conflict(f"agent {name!r} has a proposed config awaiting its first approved commit")
-            await asyncio.to_thread(self.repos.seed, name, description)
+            await self.repos.seed(name, description)
         runtime = await self._register(name, description)
-        self._prepare_dirs(runtime, ap)
-        self._grant_manager_repos()  # a repo seeded just now is root's until the manager gets it
+        await asyncio.to_thread(self._prepare_dirs, runtime, ap)
+        await asyncio.to_thread(self._grant_manager_repos)  # a repo seeded just now is root's until the manager gets it
         self.hub.publish("agent_added", {"name": name})
         await self.start(name, reason="spawned")
         if name != MANAGER:
@@ -278,8 +287,8 @@ class Lifecycle:
         name = validate_agent_name(name, allow_manager=False)
         if name in self.agents:
             raise Conflict(f"agent {name!r} already exists")
-        sha = await asyncio.to_thread(self.repos.init_proposed, name, description)
-        self._grant_manager_repos()
+        sha = await self.repos.init_proposed(name, description)
+        await asyncio.to_thread(self._grant_manager_repos)
         return sha
 
     async def destroy(self, name: str, *, purge: bool = False) -> None:
@@ -302,7 +311,7 @@ class Lifecycle:
                     )
                 )
         if purge:
-            await asyncio.to_thread(self._purge_files, name)
+            await self._purge_files(name)
         kept = None if purge else next((k for k in self.kept_state() if k["name"] == name), None)
         self.hub.publish("agent_removed", {"name": name, "purged": purge, "kept": kept})
         await self.broker.system_event(MANAGER, "destroyed", agent=name, purged=purge)
@@ -316,14 +325,15 @@ class Lifecycle:
         if row is None:
             raise AgentNotFound(f"no kept state for {name!r}")
         await self.db.write(lambda c: c.execute("DELETE FROM agents WHERE name = ?", (name,)))
-        await asyncio.to_thread(self._purge_files, name)
+        await self._purge_files(name)
         self.hub.publish("agent_removed", {"name": name, "purged": True})
 
-    def _purge_files(self, name: str) -> None:
+    async def _purge_files(self, name: str) -> None:
         ap = self.paths.agent(name)
         for path in (ap.root, ap.run, ap.config.parent):
-            safe_rmtree(path, within=self.paths.state_dir if path != ap.run else self.paths.run_dir)
-        self.repos.remove(name)
+            within = self.paths.state_dir if path != ap.run else self.paths.run_dir
+            await asyncio.to_thread(safe_rmtree, path, within=within)
+        await self.repos.remove(name)
 
     # ---- start / stop ------------------------------------------------------------------
 
@@ -363,10 +373,9 @@ class Lifecycle:
             await self._start_locked(rt, reason)
 
     async def _start_locked(self, rt: AgentRuntime, reason: str) -> None:
-        self._configs.pop(rt.name, None)
-        cfg = self.agent_config(rt.name)
+        cfg = await self.refresh_config(rt.name)
         ap = self.paths.agent(rt.name)
-        self._prepare_dirs(rt, ap)
+        await asyncio.to_thread(self._prepare_dirs, rt, ap)  # the chown walk: off the loop
         if self.open_socket:
             await self.open_socket(rt.name, rt.uid)
         rt.set_state("starting")
@@ -538,12 +547,14 @@ class Lifecycle:
     async def start_all(self) -> None:
         """At daemon start: ensure the manager exists, then start every agent meant to run."""
         if self.config.manager and MANAGER not in self.agents:
-            if not self.repos.has_applied(MANAGER):
-                await asyncio.to_thread(self.repos.seed, MANAGER, "the manager: coordinates the swarm")
+            if not await self.repos.has_applied(MANAGER):
+                await self.repos.seed(MANAGER, "the manager: coordinates the swarm")
             rt = await self._register(MANAGER, "the manager")
-            self._prepare_dirs(rt, self.paths.agent(MANAGER))
+            await asyncio.to_thread(self._prepare_dirs, rt, self.paths.agent(MANAGER))
         for name in self.agents:  # stopped ones too: an old install had them world-readable
-            _private_modes(self.paths.agent(name))
+            await asyncio.to_thread(_private_modes, self.paths.agent(name))
+            with contextlib.suppress(HiveError, OSError):  # a stopped agent's row shows its model
+                await self.refresh_config(name)
         desired = dict(self.db.read(lambda c: c.execute("SELECT name, desired FROM agents").fetchall()))
         order = sorted(self.agents, key=lambda n: (n != MANAGER, n))  # the manager first
         for name in order:

@@ -7,7 +7,6 @@ as an approved commit of the manager's, tagged `operator/<id>` in the applied re
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from hyperhive.agentconfig import AGENT_TOML, ConfigInvalid, parse_agent_toml
@@ -24,18 +23,18 @@ async def show(s: Services, name: str) -> dict[str, Any]:
     """agent.toml and the instructions file it names, as applied main has them, with main's sha
     (the base of an edit)."""
     s.lifecycle.get(name)
-    sha = await asyncio.to_thread(s.repos.applied_sha, name)
+    sha = await s.repos.applied_sha(name)
     if sha is None:
         raise AgentNotFound(f"{name!r} has no applied config yet")
-    text = await asyncio.to_thread(s.repos.read_file_at, name, sha, AGENT_TOML)
+    text = await s.repos.read_file_at(name, sha, AGENT_TOML)
     path = text_of = None
     try:
         path = parse_agent_toml(text).instructions
         if path is not None:
-            text_of = await asyncio.to_thread(s.repos.read_file_at, name, sha, path)
+            text_of = await s.repos.read_file_at(name, sha, path)
     except HiveError:
         path = text_of = None  # unreadable instructions: agent.toml alone can still be edited
-    tags = await asyncio.to_thread(s.repos.tags, name)
+    tags = await s.repos.tags(name)
     return {"name": name, "sha": sha, "agent_toml": text, "instructions_path": path, "instructions": text_of,
             "tags": tags}  # fmt: skip
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from hyperhive.poolsettings import PoolSettings
+from hyperhive.udshttp import uds_transport
 
 if TYPE_CHECKING:
     from hyperhive.core.lifecycle import AgentRuntime
@@ -77,7 +78,7 @@ class Pool:
 
     async def _cool(self, name: str) -> None:
         self.cooled += 1
-        transport = httpx.AsyncHTTPTransport(uds=str(self._web_socket(name)))
+        transport = uds_transport(self._web_socket(name))
         body: dict[str, Any] = {"why": f"the pool is over its limit ({self.settings.warm_limit()} warm)"}
         try:
             async with httpx.AsyncClient(transport=transport, timeout=POST_TIMEOUT) as client:

@@ -46,11 +46,11 @@ class Services:
     telemetry: Telemetry | None = None  # the stats series (core/telemetry.py)
     shells: Shells | None = None  # the operator's shells into cages (core.shell), set by the daemon
 
-    def read_instructions(self, name: str, cfg: AgentConfig) -> str:
+    async def read_instructions(self, name: str, cfg: AgentConfig) -> str:
         if not cfg.instructions:
             return ""
         try:
-            text = self.repos.read_file_at(name, "current", cfg.instructions)
+            text = await self.repos.read_file_at(name, "current", cfg.instructions)
         except HiveError:
             return ""
         return text[:INSTRUCTIONS_CAP]

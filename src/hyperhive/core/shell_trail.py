@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from hyperhive.paths import HivePaths
+from hyperhive.udshttp import uds_transport
 
 __all__ = ["TRAIL_PATH", "TrailRecorder"]
 
@@ -41,7 +42,7 @@ class TrailRecorder:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await previous
         sock = self.paths.agent(agent).web_socket
-        transport = httpx.AsyncHTTPTransport(uds=str(sock))
+        transport = uds_transport(sock)
         try:
             async with httpx.AsyncClient(transport=transport, timeout=POST_TIMEOUT) as client:
                 response = await client.post("http://agent" + TRAIL_PATH, json=body)

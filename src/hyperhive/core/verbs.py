@@ -6,6 +6,7 @@ actions (approve, deny, answering the operator's questions) have no agent entry 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -167,7 +168,7 @@ class Verbs:
         return {"message": (await self.s.broker.discard_dead(req.id)).model_dump()}
 
     async def v_events(self, who: Identity, req: p.EventsReq) -> dict[str, Any]:
-        events = self.s.read_agent_events(req.name, after=req.after, limit=req.limit)
+        events = await asyncio.to_thread(self.s.read_agent_events, req.name, after=req.after, limit=req.limit)
         return {"events": events}
 
     async def v_subscribe(self, who: Identity, req: p.SubscribeReq) -> StreamReply:
@@ -249,7 +250,7 @@ class Verbs:
 
     async def v_agent_config(self, who: Identity, req: p.AgentConfigReq) -> dict[str, Any]:
         cfg = self.s.lifecycle.agent_config(who.name)
-        instructions = self.s.read_instructions(who.name, cfg)
+        instructions = await self.s.read_instructions(who.name, cfg)
         return {"config": cfg.model_dump(mode="json"), "instructions_text": instructions}
 
     async def v_recent(self, who: Identity, req: p.RecentReq) -> dict[str, Any]:

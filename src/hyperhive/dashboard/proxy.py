@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import ssl
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
@@ -39,6 +38,7 @@ from hyperhive.dashboard.downpage import DownPage
 from hyperhive.dashboard.shellweb import ShellWeb
 from hyperhive.errors import InvalidName
 from hyperhive.names import validate_agent_name
+from hyperhive.udshttp import uds_transport
 
 __all__ = ["AgentProxy", "HARNESS_STATIC"]
 
@@ -61,15 +61,6 @@ RESPONSE_ALLOW: Final = frozenset(
 )  # fmt: skip
 _LOCATION_OK: Final = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@?#%-]*")
 WS_MAX: Final = 4 * 1024 * 1024
-_ssl_ctx: ssl.SSLContext | None = None
-
-
-def _ssl() -> ssl.SSLContext:
-    # unused on a unix socket, but httpx builds one per transport unless given one
-    global _ssl_ctx
-    if _ssl_ctx is None:
-        _ssl_ctx = ssl.create_default_context()
-    return _ssl_ctx
 
 
 def _strip_cookies(value: str) -> str:
@@ -216,7 +207,7 @@ class AgentProxy:
         if not sock.exists():
             await self.down.page(scope, send, name, "no web socket")
             return
-        transport = httpx.AsyncHTTPTransport(uds=str(sock), verify=_ssl())
+        transport = uds_transport(sock)
         timeout = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=5.0)
         async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
             request = client.build_request(

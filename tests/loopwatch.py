@@ -1,0 +1,120 @@
+"""Fail a test in which one callback holds the event loop too long (issue 10: nothing blocks it).
+
+asyncio's own detector (`loop.set_debug(True)` + `slow_callback_duration`) only logs the handle
+after the fact, and debug mode changes the loop's behaviour. This watch times every handle the
+loop runs (a wrapper around `asyncio.events.Handle._run`, the one place `_run_once` calls) and a
+watchdog thread grabs the loop thread's stack the moment a callback passes the threshold, so the
+failure names the line that blocked, not just the task. Only the daemon is judged: a stall
+whose stack holds no frame of the `hyperhive` package is the test's own code and is let pass.
+
+`start_daemon`/`stop_daemon` in `hivetest` switch it on for every daemon a test starts; the
+threshold is `SLOW_CALLBACK_MS` (100 ms), or `HYPERHIVE_TEST_SLOW_CALLBACK_MS` where a loaded CI
+machine needs more headroom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+__all__ = ["LoopWatch", "SLOW_CALLBACK_MS"]
+
+SLOW_CALLBACK_MS = float(os.environ.get("HYPERHIVE_TEST_SLOW_CALLBACK_MS", "100"))
+
+_OURS = f"{os.sep}src{os.sep}hyperhive{os.sep}"  # a frame of the package under test
+_original_run = asyncio.events.Handle._run
+_active: list[LoopWatch] = []
+_patch_lock = threading.Lock()
+
+
+@dataclass
+class Slow:
+    handle: str
+    seconds: float
+    stack: str
+
+
+@dataclass(eq=False)
+class LoopWatch:
+    """Watches the loop running in the thread that creates it, until `stop()`."""
+
+    threshold: float = SLOW_CALLBACK_MS / 1000
+    thread_id: int = field(default_factory=threading.get_ident)
+    slow: list[Slow] = field(default_factory=list)
+    _current: tuple[int, float] | None = None  # (serial, started) of the running handle
+    _serial: int = 0
+    _stacks: dict[int, tuple[bool, str]] = field(default_factory=dict)  # serial -> (ours, stack)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _depth: int = 0
+
+    def start(self) -> None:
+        with _patch_lock:
+            if not _active:
+                asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign,assignment]
+            _active.append(self)
+        threading.Thread(target=self._watchdog, name="loopwatch", daemon=True).start()
+
+    def stop(self) -> list[Slow]:
+        self._stop.set()
+        with _patch_lock:
+            if self in _active:
+                _active.remove(self)
+            if not _active:
+                asyncio.events.Handle._run = _original_run  # type: ignore[method-assign]
+        return self.slow
+
+    def report(self) -> str:
+        parts = [f"{len(self.slow)} callback(s) held the event loop longer than {self.threshold * 1000:.0f} ms:"]
+        for s in self.slow[:5]:
+            parts.append(f"--- {s.seconds * 1000:.0f} ms in {s.handle[:300]}\n{s.stack}")
+        return "\n".join(parts)
+
+    def _begin(self) -> int:
+        self._serial += 1
+        self._current = (self._serial, time.perf_counter())
+        return self._serial
+
+    def _end(self, serial: int, handle: asyncio.Handle) -> None:
+        current = self._current
+        self._current = None
+        if current is None or current[0] != serial:
+            return
+        took = time.perf_counter() - current[1]
+        stack = self._stacks.pop(serial, None)
+        if took < self.threshold:
+            return
+        if stack is not None and not stack[0]:
+            return  # the test's own code blocked (e.g. building an httpx client), not the daemon
+        self.slow.append(Slow(repr(handle), took, stack[1] if stack else "(no stack captured)"))
+
+    def _watchdog(self) -> None:
+        tick = min(self.threshold / 4, 0.02)
+        while not self._stop.wait(tick):
+            current = self._current
+            if current is None or current[0] in self._stacks:
+                continue
+            if time.perf_counter() - current[1] < self.threshold:
+                continue
+            frame = sys._current_frames().get(self.thread_id)
+            summary = traceback.extract_stack(frame) if frame is not None else traceback.StackSummary()
+            ours = any(_OURS in f.filename for f in summary)
+            self._stacks[current[0]] = (ours, "".join(summary.format()[-16:]))
+
+
+def _timed_run(handle: asyncio.Handle) -> None:
+    watch = next((w for w in _active if w.thread_id == threading.get_ident()), None)
+    if watch is None or watch._depth:
+        _original_run(handle)
+        return
+    watch._depth += 1
+    serial = watch._begin()
+    try:
+        _original_run(handle)
+    finally:
+        watch._depth -= 1
+        watch._end(serial, handle)
