@@ -34,7 +34,7 @@ _ANSI_RE: Final = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
 class LoginError(Conflict):
-    code = "conflict"
+    """The login panel cannot do that now (code `conflict`, from Conflict)."""
 
 
 def _bundled_claude() -> str | None:
