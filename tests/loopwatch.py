@@ -51,16 +51,20 @@ class LoopWatch:
     _stacks: dict[int, tuple[bool, str]] = field(default_factory=dict)  # serial -> (ours, stack)
     _stop: threading.Event = field(default_factory=threading.Event)
     _depth: int = 0
+    _thread: threading.Thread | None = None
 
     def start(self) -> None:
         with _patch_lock:
             if not _active:
                 asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign,assignment]
             _active.append(self)
-        threading.Thread(target=self._watchdog, name="loopwatch", daemon=True).start()
+        self._thread = threading.Thread(target=self._watchdog, name="loopwatch", daemon=True)
+        self._thread.start()
 
     def stop(self) -> list[Slow]:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)  # gone before a leak test counts threads
         with _patch_lock:
             if self in _active:
                 _active.remove(self)
