@@ -209,6 +209,7 @@ def test_hive_serve_prints_the_login_url_and_stops_cleanly_on_sigterm(tmp_path: 
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # blocks until ready; the Popen timeout below bounds the test
+        assert proc.stderr is not None
         assert line.startswith("login URL: http://127.0.0.1:"), line + (proc.stderr.read() if proc.poll() else "")
         assert "token=" in line or "/login" in line, line
         host = run_dir / "host.sock"

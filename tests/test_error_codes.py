@@ -24,8 +24,8 @@ def _sources() -> list[Path]:
     return sorted(p for p in SRC.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def _all_subclasses(cls: type) -> list[type]:
-    out = []
+def _all_subclasses(cls: type[HiveError]) -> list[type[HiveError]]:
+    out: list[type[HiveError]] = []
     for sub in cls.__subclasses__():
         out += [sub, *_all_subclasses(sub)]
     return out
@@ -51,7 +51,7 @@ def test_every_hive_error_class_carries_an_error_code_member() -> None:
     for info in pkgutil.walk_packages(hyperhive.__path__, "hyperhive."):
         if not info.name.endswith("__main__"):
             importlib.import_module(info.name)
-    classes = [HiveError, *_all_subclasses(HiveError)]
+    classes: list[type[HiveError]] = [HiveError, *_all_subclasses(HiveError)]
     assert len(classes) > 10
     bad = [f"{c.__module__}.{c.__qualname__}: {c.code!r}" for c in classes if c.code not in CODES]
     assert not bad, f"HiveError classes with a code outside ErrorCode: {bad}"

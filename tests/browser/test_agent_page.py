@@ -75,6 +75,7 @@ async def open_hive(tmp_path: Path, run_dir: Path, *, api_key: bool = True, env:
         agent_env["ANTHROPIC_API_KEY"] = "offline"
     daemon, task = await start_daemon(make_config(tmp_path, run_dir, agent_env=agent_env))
     try:
+        assert daemon.services is not None
         await daemon.services.lifecycle.spawn(AGENT)
         await daemon.services.lifecycle.wait_healthy(AGENT, 60)
         assert daemon.dashboard_url is not None
@@ -288,6 +289,7 @@ async def test_nap_countdown_shows_and_the_end_nap_button_ends_it(hive: Hive) ->
 
 async def test_offline_badge_when_the_agent_stops(hive: Hive) -> None:
     """The badge is driven by the stream: when the agent's harness goes away it says offline."""
+    assert hive.daemon.services is not None
     await hive.daemon.services.lifecycle.stop(AGENT)
     await expect(hive.page.locator("#state-badge")).to_have_attribute("data-state", "offline", timeout=T)
 

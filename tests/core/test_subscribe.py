@@ -70,7 +70,8 @@ async def test_subscribe_after_a_seq_replays_the_gap_once_and_in_order(hive: Dae
     try:
         assert ack["seq"] >= start + 5
         await services.broker.send("system", "operator", "live")
-        bodies, seqs = [], []
+        bodies: list[str] = []
+        seqs: list[int] = []
         while len(bodies) < 6:
             event = (await _line(reader))["event"]
             bodies.append(event["data"]["body"])
