@@ -1,4 +1,4 @@
-"""agent.toml: the typed schema, its one-sentence errors, and the templates (DESIGN §7)."""
+"""agent.toml: the typed schema, its one-sentence errors, and the templates (architecture §7)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ pids = 256
 
 
 def test_a_full_agent_toml_parses_into_typed_fields() -> None:
-    """Every documented field parses; limits become bytes/int; recipients are de-duplicated (DESIGN §7)."""
+    """Every documented field parses; limits become bytes/int; recipients are de-duplicated (architecture §7)."""
     cfg = parse_agent_toml(FULL)
     assert cfg.description == "frontend: owns the dashboard"
     assert cfg.model == "haiku"
@@ -75,7 +75,7 @@ def test_an_empty_agent_toml_gets_the_defaults() -> None:
     ],
 )
 def test_memory_sizes_are_parsed_to_bytes(memory: object, expected: int) -> None:
-    """`limits.memory` takes binary-unit sizes or a byte count (DESIGN §7)."""
+    """`limits.memory` takes binary-unit sizes or a byte count (architecture §7)."""
     value = f'"{memory}"' if isinstance(memory, str) else str(memory)
     assert parse_agent_toml(f"limits = {{ memory = {value} }}").limits.memory == expected
 
@@ -141,7 +141,7 @@ BAD = [
 
 @pytest.mark.parametrize(("text", "needle"), BAD, ids=[t for t, _ in BAD])
 def test_bad_values_are_refused_with_the_field_named(text: str, needle: str) -> None:
-    """Each unsafe or malformed value is refused and the sentence says which field and why (DESIGN §7)."""
+    """Each unsafe or malformed value is refused and the sentence says which field and why (architecture §7)."""
     with pytest.raises(ConfigInvalid) as info:
         parse_agent_toml(text)
     assert info.value.message.startswith("agent.toml: ")

@@ -1,4 +1,4 @@
-"""The `hive` command line as a contract (DESIGN §12, STYLE §9, issue 2): click's CliRunner
+"""The `hive` command line as a contract (architecture §12, STYLE §9, issue 2): click's CliRunner
 against a real in-process daemon, and the same contract end to end as subprocesses.
 
 The in-process daemon shares the test's event loop, so every CliRunner call (a blocking socket
@@ -60,7 +60,7 @@ async def agents(daemon: Daemon) -> dict[str, dict[str, Any]]:
 
 
 async def test_list_json_is_exactly_one_json_document(hive: Daemon) -> None:
-    """`list --json` prints one JSON document with the agents and the cage (DESIGN §12)."""
+    """`list --json` prints one JSON document with the agents and the cage (architecture §12)."""
     doc = json.loads(ok(await hive_cli(hive, "list", "--json")))
     assert doc["agents"] == [] and doc["cage"] == "process"
 
@@ -75,7 +75,7 @@ async def test_dashboard_url_prints_the_login_url_again_and_only_to_the_operator
 
 
 async def test_send_then_inbox_json_shows_the_message(hive: Daemon) -> None:
-    """The operator's send lands in the inbox, newest first, as one JSON document (DESIGN §12)."""
+    """The operator's send lands in the inbox, newest first, as one JSON document (architecture §12)."""
     assert ok(await hive_cli(hive, "send", "operator", "first note")).startswith("sent #")
     sent = json.loads(ok(await hive_cli(hive, "send", "operator", "second note", "--json")))
     inbox = json.loads(ok(await hive_cli(hive, "inbox", "--json")))
@@ -85,7 +85,7 @@ async def test_send_then_inbox_json_shows_the_message(hive: Daemon) -> None:
 
 
 async def test_send_body_dash_reads_stdin(hive: Daemon) -> None:
-    """`send TO -` takes the body from stdin, verbatim (DESIGN §12)."""
+    """`send TO -` takes the body from stdin, verbatim (architecture §12)."""
     body = "line one\nline two ✓\n"
     ok(await hive_cli(hive, "send", "operator", "-", input=body))
     inbox = json.loads(ok(await hive_cli(hive, "inbox", "--json")))
@@ -93,7 +93,7 @@ async def test_send_body_dash_reads_stdin(hive: Daemon) -> None:
 
 
 async def test_a_body_over_the_cap_is_a_one_line_error(hive: Daemon) -> None:
-    """An oversized body is refused with a one-line reason and non-zero exit (DESIGN §4, §12)."""
+    """An oversized body is refused with a one-line reason and non-zero exit (architecture §4, §12)."""
     line = failed(await hive_cli(hive, "send", "operator", "-", input="x" * (MAX_BODY_BYTES + 1)))
     assert "byte cap" in line
     assert json.loads(ok(await hive_cli(hive, "inbox", "--json")))["messages"] == []
@@ -101,7 +101,7 @@ async def test_a_body_over_the_cap_is_a_one_line_error(hive: Daemon) -> None:
 
 @pytest.mark.parametrize("name", ["..", "a/b", "-x", "a" * 500, "ünï", "Alice"])
 async def test_a_bad_name_is_a_one_line_error(hive: Daemon, name: str) -> None:
-    """A hostile name never reaches the daemon's paths: one line on stderr, exit 1 (DESIGN §2, §12)."""
+    """A hostile name never reaches the daemon's paths: one line on stderr, exit 1 (architecture §2, §12)."""
     before = sorted(p.name for p in hive.paths.agents_root.iterdir())
     for args in (["spawn", "--", name], ["destroy", "--purge", "--", name], ["send", "--", name, "hi"]):
         line = failed(await hive_cli(hive, *args))
@@ -110,12 +110,12 @@ async def test_a_bad_name_is_a_one_line_error(hive: Daemon, name: str) -> None:
 
 
 async def test_spawning_the_manager_is_refused(hive: Daemon) -> None:
-    """`manager` is reserved: the core makes it (DESIGN §2)."""
+    """`manager` is reserved: the core makes it (architecture §2)."""
     assert "reserved" in failed(await hive_cli(hive, "spawn", "manager"))
 
 
 async def test_client_verbs_without_a_daemon_say_hive_serve_is_not_running(short_dir: Path) -> None:
-    """No socket: exit non-zero, "hive serve is not running (no socket at …)" (DESIGN §12, issue 2)."""
+    """No socket: exit non-zero, "hive serve is not running (no socket at …)" (architecture §12, issue 2)."""
     for args in (["list"], ["list", "--json"], ["inbox", "--json"], ["send", "operator", "hi"], ["spawn", "a"]):
         line = failed(await hive_cli(short_dir, *args))
         assert line == (f"hive: hive serve is not running (no socket at {short_dir / 'host.sock'}); start it, or "
@@ -134,7 +134,7 @@ async def _wait_state(daemon: Daemon, name: str, state: str) -> dict[str, Any]:
 
 async def test_lifecycle_verbs_drive_a_real_agent_and_exit_zero(hive: Daemon) -> None:
     """spawn, stop, start, restart, destroy and destroy --purge each exit 0 and `list` follows;
-    destroy keeps state unless --purge (DESIGN §12, issue 2)."""
+    destroy keeps state unless --purge (architecture §12, issue 2)."""
     assert ok(await hive_cli(hive, "spawn", "a")) == "a: running\n"
     row = await _wait_state(hive, "a", "running")
     assert row["pid"] and row["cage"] == "process"
@@ -157,7 +157,7 @@ async def test_lifecycle_verbs_drive_a_real_agent_and_exit_zero(hive: Daemon) ->
 
 @pytest.mark.parametrize("verb", ["start", "stop", "restart", "destroy"])
 async def test_lifecycle_verbs_on_an_unknown_agent_fail_with_one_line(hive: Daemon, verb: str) -> None:
-    """A verb on an agent that does not exist exits 1 with the reason (DESIGN §12)."""
+    """A verb on an agent that does not exist exits 1 with the reason (architecture §12)."""
     assert "no agent named 'ghost'" in failed(await hive_cli(hive, verb, "ghost"))
 
 
@@ -177,7 +177,7 @@ async def run(*argv: str, input: bytes | None = None, env: dict[str, str] | None
 
 async def test_the_installed_hive_script_and_python_m_hyperhive_speak_the_contract(hive: Daemon) -> None:
     """`.venv/bin/hive` and `python -m hyperhive` work as a user runs them, finding the daemon
-    through --run-dir or HYPERHIVE_RUN_DIR (DESIGN §12)."""
+    through --run-dir or HYPERHIVE_RUN_DIR (architecture §12)."""
     run_dir = str(hive.paths.run_dir)
     code, out, err = await run(HIVE, "send", "operator", "-", "--run-dir", run_dir, input=b"piped body")
     assert code == 0 and out.startswith("sent #"), err
@@ -191,7 +191,7 @@ async def test_the_installed_hive_script_and_python_m_hyperhive_speak_the_contra
 
 
 async def test_the_subprocess_cli_without_a_daemon_fails_with_one_line(short_dir: Path) -> None:
-    """As a real process: exit 1, one line on stderr naming the missing socket (DESIGN §12)."""
+    """As a real process: exit 1, one line on stderr naming the missing socket (architecture §12)."""
     code, out, err = await run(HIVE, "inbox", "--json", "--run-dir", str(short_dir))
     assert code == 1 and out == ""
     assert err.startswith(f"hive: hive serve is not running (no socket at {short_dir / 'host.sock'}); ")
@@ -200,7 +200,7 @@ async def test_the_subprocess_cli_without_a_daemon_fails_with_one_line(short_dir
 
 def test_hive_serve_prints_the_login_url_and_stops_cleanly_on_sigterm(tmp_path: Path, short_dir: Path) -> None:
     """`hive serve` on tmp dirs answers on host.sock, prints the login URL, and on SIGTERM stops
-    its agents, removes its sockets and exits 0 (DESIGN §9, §12, STYLE §4)."""
+    its agents, removes its sockets and exits 0 (architecture §9, §12, STYLE §4)."""
     state, run_dir = tmp_path / "state", short_dir / "run"
     proc = subprocess.Popen(
         [HIVE, "serve", "--state-dir", str(state), "--run-dir", str(run_dir), "--port", "0", "--cage", "process"],

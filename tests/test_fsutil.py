@@ -1,4 +1,4 @@
-"""safe_rmtree: deleting agent-written trees without following planted symlinks (DESIGN §2, §7)."""
+"""safe_rmtree: deleting agent-written trees without following planted symlinks (architecture §2, §7)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _tree(tmp_path: Path) -> Path:
 
 def test_symlink_to_a_directory_inside_the_tree_is_unlinked_not_followed(tmp_path: Path, outside: Path) -> None:
     """A symlink an agent planted inside the tree is removed; the directory it points at and its
-    files survive (DESIGN §7, purge)."""
+    files survive (architecture §7, purge)."""
     root = _tree(tmp_path)
     (root / "a" / "escape").symlink_to(outside)
     safe_rmtree(root)

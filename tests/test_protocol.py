@@ -1,5 +1,5 @@
 """protocol.decode_request: one line in, one typed request out, or a ProtocolFailure with a
-named code and a one-sentence reason (DESIGN §3, STYLE §3, issue 2)."""
+named code and a one-sentence reason (architecture §3, STYLE §3, issue 2)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def fails(line: bytes | str, code: str) -> str:
 
 
 def test_a_good_line_decodes_to_its_typed_model() -> None:
-    """Each verb decodes to its own frozen model, defaults filled in (DESIGN §3)."""
+    """Each verb decodes to its own frozen model, defaults filled in (architecture §3)."""
     req = decode_request(b'{"cmd":"send","to":"b","body":"hi"}')
     assert isinstance(req, p.SendReq) and (req.to, req.body, req.in_reply_to) == ("b", "hi", None)
     recv = decode_request('{"cmd":"recv"}')
@@ -29,7 +29,7 @@ def test_a_good_line_decodes_to_its_typed_model() -> None:
 
 
 def test_every_verb_in_the_socket_tables_is_a_known_verb() -> None:
-    """The per-socket verb tables only name verbs the protocol defines (DESIGN §3)."""
+    """The per-socket verb tables only name verbs the protocol defines (architecture §3)."""
     assert p.HOST_VERBS | p.AGENT_VERBS | p.MANAGER_VERBS <= p.VERBS
     assert {"approve", "deny", "spawn", "destroy", "inbox"}.isdisjoint(p.AGENT_VERBS)
     assert {"approve", "deny", "spawn", "destroy"}.isdisjoint(p.MANAGER_VERBS)
@@ -44,13 +44,13 @@ def test_malformed_json_is_bad_json(line: bytes) -> None:
 
 @pytest.mark.parametrize("line", ["[]", "[1]", '"ping"', "1", "null", "true"])
 def test_json_that_is_not_an_object_is_bad_json(line: str) -> None:
-    """A request must be a JSON object (DESIGN §3)."""
+    """A request must be a JSON object (architecture §3)."""
     assert "object" in fails(line, ErrorCode.BAD_JSON)
 
 
 @pytest.mark.parametrize("line", ["{}", '{"cmd":5}', '{"cmd":null}', '{"cmd":["ping"]}'])
 def test_a_missing_or_non_string_cmd_is_a_bad_request(line: str) -> None:
-    """`cmd` is required and a string (DESIGN §3)."""
+    """`cmd` is required and a string (architecture §3)."""
     assert "cmd" in fails(line, ErrorCode.BAD_REQUEST)
 
 
@@ -90,26 +90,26 @@ def test_missing_wrong_typed_or_extra_fields_are_bad_requests_naming_the_field(
 
 @pytest.mark.parametrize("name", ["..", "a/b", "-x", "a" * 500, "ünï", "", "A", "a b", "operator", "system", "*"])
 def test_hostile_names_are_invalid_names(name: str) -> None:
-    """Names that could reach a path or impersonate a role are refused with invalid_name (DESIGN §2)."""
+    """Names that could reach a path or impersonate a role are refused with invalid_name (architecture §2)."""
     fails(json.dumps({"cmd": "start", "name": name}), ErrorCode.INVALID_NAME)
     fails(json.dumps({"cmd": "request_apply_commit", "agent": name, "commit_ref": "HEAD"}), ErrorCode.INVALID_NAME)
 
 
 def test_spawning_the_manager_is_refused_but_starting_it_is_not() -> None:
-    """`manager` is made by the core, never spawned; it can be started (DESIGN §2)."""
+    """`manager` is made by the core, never spawned; it can be started (architecture §2)."""
     assert "reserved" in fails('{"cmd":"spawn","name":"manager"}', ErrorCode.INVALID_NAME)
     assert decode_request('{"cmd":"start","name":"manager"}').name == "manager"
 
 
 @pytest.mark.parametrize("to", ["operator", "manager", "*", "b"])
 def test_recipients_include_the_roles(to: str) -> None:
-    """send accepts an agent, `manager`, `operator` and `*` (DESIGN §4)."""
+    """send accepts an agent, `manager`, `operator` and `*` (architecture §4)."""
     assert decode_request(json.dumps({"cmd": "send", "to": to, "body": "x"})).to == to
 
 
 def test_the_body_cap_counts_utf8_bytes_and_is_inclusive() -> None:
     """MAX_BODY_BYTES bytes pass; one more byte, or the same count of two-byte characters, is
-    too_large (DESIGN §4)."""
+    too_large (architecture §4)."""
     decode_request(json.dumps({"cmd": "send", "to": "b", "body": "x" * MAX_BODY_BYTES}))
     fails(json.dumps({"cmd": "send", "to": "b", "body": "x" * (MAX_BODY_BYTES + 1)}), ErrorCode.TOO_LARGE)
     fails(json.dumps({"cmd": "send", "to": "b", "body": "é" * (MAX_BODY_BYTES // 2 + 1)}), ErrorCode.TOO_LARGE)
@@ -131,7 +131,7 @@ def test_json_nested_too_deeply_is_bad_json(line: bytes) -> None:
 
 
 def test_error_reply_is_the_canonical_envelope() -> None:
-    """error_reply builds exactly {version, ok:false, error, code} (DESIGN §3)."""
+    """error_reply builds exactly {version, ok:false, error, code} (architecture §3)."""
     assert p.error_reply("nope", ErrorCode.BAD_REQUEST) == {
         "version": p.PROTOCOL_VERSION, "ok": False, "error": "nope", "code": "bad_request",
     }  # fmt: skip

@@ -1,4 +1,4 @@
-"""The typed schema of an agent's `agent.toml` (DESIGN §7), its parser and its templates.
+"""The typed schema of an agent's `agent.toml` (architecture §7), its parser and its templates.
 
 `parse_agent_toml` is strict: unknown fields, wrong types and unsafe values are refused with
 one sentence naming the field ("agent.toml: `network`: must be 'host' or 'none'"). The config
@@ -200,7 +200,7 @@ class Budget(_Strict):
 
 
 class AgentConfig(_Strict):
-    """An agent's `agent.toml` (DESIGN §7), validated."""
+    """An agent's `agent.toml` (architecture §7), validated."""
 
     description: str = Field(default="", max_length=2000, description="What the agent is for (shown to the operator).")
     model: str = Field(default=DEFAULT_MODEL, description="The claude model alias or id its turns use.")
@@ -384,7 +384,7 @@ def default_agent_toml(name: str, description: str | None = None, *, network: st
     name = validate_agent_name(name)
     desc = description or f"{name}: a hyperhive agent"
     return f"""\
-# {name}'s configuration (hyperhive, DESIGN §7). The manager edits this file, commits, and calls
+# {name}'s configuration (hyperhive: docs/agent-config.md). The manager edits this file, commits, and calls
 # request_apply_commit; the operator approves the diff before it takes effect.
 description = {_toml_str(desc)}
 model = {_toml_str(DEFAULT_MODEL)}                    # the default model; the operator may override it
@@ -410,7 +410,7 @@ def manager_agent_toml(description: str | None = None, *, network: str = "host")
     """The manager's own configuration at first start."""
     desc = description or "the manager: coordinates the swarm"
     return f"""\
-# The manager's configuration (hyperhive, DESIGN §7). Changes go through request_apply_commit
+# The manager's configuration (hyperhive: docs/agent-config.md). Changes go through request_apply_commit
 # like any agent's, and the operator approves them.
 description = {_toml_str(desc)}
 model = {_toml_str(DEFAULT_MODEL)}

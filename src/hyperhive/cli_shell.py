@@ -1,5 +1,5 @@
 """`hive exec NAME -- CMD [ARGS...]` and `hive shell NAME`: a command or a login shell inside an
-agent's cage, as its uid, over host.sock only (DESIGN §14). Registered on `hive` by cli.py."""
+agent's cage, as its uid, over host.sock only (architecture §14). Registered on `hive` by cli.py."""
 
 from __future__ import annotations
 

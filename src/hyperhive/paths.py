@@ -33,7 +33,7 @@ def default_run_dir() -> Path:
 
 @dataclass(frozen=True)
 class AgentPaths:
-    """Where one agent's things live on the host (DESIGN §2)."""
+    """Where one agent's things live on the host (architecture §2)."""
 
     name: str
     root: Path  # state/agents/<name>

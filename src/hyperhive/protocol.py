@@ -245,7 +245,7 @@ class SubscribeReq(_Req):
 
 
 class ExecReq(_Named):
-    """Run `argv` inside the agent's cage as its uid (host.sock only, DESIGN §14). After the
+    """Run `argv` inside the agent's cage as its uid (host.sock only, architecture §14). After the
     reply the connection carries `hyperhive.shellwire` frames: stdin in; stdout, stderr and
     the exit status out."""
 

@@ -1,4 +1,4 @@
-"""The byte stream of `exec` and `shell` on host.sock (DESIGN §14), after the JSON reply.
+"""The byte stream of `exec` and `shell` on host.sock (architecture §14), after the JSON reply.
 
 The client sends one request line (`{"cmd": "exec" | "shell", ...}`) and reads one reply line,
 as on every socket. On `ok: true` the connection carries frames from then on, both ways, until

@@ -400,7 +400,7 @@ async def test_the_notes_chip_shows_the_size_and_the_button_compacts_them(hive: 
 
 async def test_the_terminal_is_min_70vh_60em_tall_and_the_dashboard_link_goes_home(hive: Hive) -> None:
     """The event log's height is min(70vh, 60em) in a short and in a tall window, and
-    `↑ DASHB04RD` leads to the dashboard (issue 14 §3; DESIGN §9)."""
+    `↑ DASHB04RD` leads to the dashboard (issue 14 §3; architecture §9)."""
     page = hive.page
     measure = ("() => { const t = document.getElementById('term'); const em = parseFloat(getComputedStyle(t).fontSize);"
                " return {h: t.getBoundingClientRect().height, vh: innerHeight * 0.7, em60: em * 60}; }")  # fmt: skip

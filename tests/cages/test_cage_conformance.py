@@ -1,4 +1,4 @@
-"""Every cage backend honours one contract (DESIGN §8, STYLE §6): exit codes, a bounded
+"""Every cage backend honours one contract (architecture §8, STYLE §6): exit codes, a bounded
 SIGTERM→SIGKILL stop, crashes with their last lines, env and binds; and the isolated backends
 (bwrap, nspawn) also hide the host, map the agent to its own unprivileged host uid, and run the
 venv's interpreter. A fresh backend instance per test; under CI=true an unavailable backend
@@ -135,7 +135,7 @@ def out(info: Any) -> str:
 
 
 async def test_the_exit_code_of_the_command_is_reported(cage, make_spec, started) -> None:
-    """wait() returns the command's own exit code (DESIGN §8: the core sees every exit)."""
+    """wait() returns the command's own exit code (architecture §8: the core sees every exit)."""
     info = await finish(await run(cage, make_spec(["/bin/sh", "-c", "echo bye; exit 7"]), started))
     assert (info.exit_code, info.signal) == (7, None)
     assert "bye" in info.last_lines
@@ -217,7 +217,7 @@ async def test_env_reaches_the_process(cage, make_spec, dirs, started) -> None:
 
 async def test_binds_appear_at_their_dests(cage, make_spec, dirs, started) -> None:
     """Each spec.binds entry is reachable through its env variable; a writable one is written
-    through to the host (DESIGN §2: the manager's /agents and /applied)."""
+    through to the host (architecture §2: the manager's /agents and /applied)."""
     shared = dirs.root / "shared"
     outdir = dirs.root / "out"
     shared.mkdir()
@@ -303,7 +303,7 @@ async def test_limits_are_enforced_or_reported_as_not_applied(cage, make_spec, s
 @isolated_only
 async def test_state_is_writable_as_the_agents_unprivileged_host_uid(cage, make_spec, dirs, started) -> None:
     """/state is writable, and what the cage writes belongs on the host to spec.uid, never root:
-    the uid inside (1000 for bwrap, 0 for nspawn) is an ordinary user outside (DESIGN §8)."""
+    the uid inside (1000 for bwrap, 0 for nspawn) is an ordinary user outside (architecture §8)."""
     code = "import os\nopen('/state/made', 'w').write('x')\nos.mkdir('/home/agent/sub')\nprint(f'uid={os.getuid()}')\n"
     spec = make_spec(py(code))
     info = await finish(await run(cage, spec, started))

@@ -1,4 +1,4 @@
-"""Config as git (DESIGN §7): seeding, proposals frozen by tag, the deploy tags, purge.
+"""Config as git (architecture §7): seeding, proposals frozen by tag, the deploy tags, purge.
 
 Real git on tmp dirs. `manager_git` plays the manager committing in its proposed repo.
 """
@@ -109,7 +109,7 @@ def main_sha(paths: HivePaths, name: str = "iris") -> str:
 
 def test_seed_commits_the_template_as_core_and_tags_deployed_0(repos: BlockingRepos, paths: HivePaths) -> None:
     """Seeding makes the proposed repo (template committed by hyperhive-core) and the applied repo
-    with main checked out and `deployed/0` (DESIGN §7)."""
+    with main checked out and `deployed/0` (architecture §7)."""
     sha = repos.seed("iris", "frontend: owns the dashboard")
     proposed = paths.agent("iris").config
     assert manager_git(proposed, "log", "-1", "--format=%an|%cn") == f"{CORE_NAME}|{CORE_NAME}"
@@ -128,7 +128,7 @@ def test_seed_commits_the_template_as_core_and_tags_deployed_0(repos: BlockingRe
 
 
 def test_seed_of_the_manager_uses_the_manager_template(repos: BlockingRepos) -> None:
-    """The manager's seed allows the git commands it needs to edit config repos (DESIGN §7)."""
+    """The manager's seed allows the git commands it needs to edit config repos (architecture §7)."""
     repos.seed("manager", "the manager: coordinates the swarm")
     cfg = repos.applied_config("manager")
     assert {"git *", "cd *"} <= set(cfg.bash)
@@ -157,7 +157,7 @@ def test_seed_with_an_invalid_toml_creates_nothing(repos: BlockingRepos, paths: 
 
 def test_init_proposed_creates_only_the_proposed_repo(repos: BlockingRepos, paths: HivePaths) -> None:
     """Two-step spawn, step one: a template in the proposed repo, no applied config yet; a repeat
-    is a Conflict (DESIGN §7)."""
+    is a Conflict (architecture §7)."""
     sha = repos.init_proposed("iris", "frontend")
     assert manager_git(paths.agent("iris").config, "rev-parse", "HEAD") == sha
     assert not repos.has_applied("iris")
@@ -209,7 +209,7 @@ def test_proposal_approve_deploy_moves_main_and_leaves_the_tags(
 
 def test_first_apply_after_init_creates_the_applied_repo(repos: BlockingRepos, paths: HivePaths) -> None:
     """After init_proposed, the first propose creates the applied repo; the diff is against the empty
-    tree; main appears only when the deploy finishes (DESIGN §7, two-step spawn)."""
+    tree; main appears only when the deploy finishes (architecture §7, two-step spawn)."""
     repos.init_proposed("iris", "frontend")
     repo = paths.agent("iris").config
     sha = commit(repo, edit_toml(repo, 'model = "sonnet"', 'model = "haiku"'))
@@ -229,7 +229,7 @@ def test_a_proposal_survives_the_manager_amending_and_force_resetting(
     repos: BlockingRepos, paths: HivePaths, iris: Path
 ) -> None:
     """Once tagged, a proposal is immutable: amending, resetting, deleting the branch and pruning the
-    objects in the proposed repo change nothing about what gets deployed (DESIGN §7)."""
+    objects in the proposed repo change nothing about what gets deployed (architecture §7)."""
     seed = main_sha(paths)
     sha = commit(iris, edit_toml(iris, 'model = "sonnet"', 'model = "haiku"'))
     repos.propose("iris", sha, 1)
@@ -297,7 +297,7 @@ BAD_REFS = ["main", "HEAD", "refs/heads/main", "deployed/0", "abc123", "a" * 41,
 @pytest.mark.parametrize("ref", BAD_REFS)
 def test_branch_names_and_malformed_refs_are_refused_before_git(repos: BlockingRepos, iris: Path, ref: str) -> None:
     """commit_ref must be 7-40 hex digits: branch and tag names, short, long and non-hex refs are
-    refused with a clear error and leave no tag (DESIGN §7)."""
+    refused with a clear error and leave no tag (architecture §7)."""
     with pytest.raises(InvalidRef, match="7-40 hex"):
         repos.propose("iris", ref, 1)
     assert repos.tags("iris") == ["deployed/0"]
@@ -346,7 +346,7 @@ def test_an_invalid_config_is_never_tagged(
     repos: BlockingRepos, iris: Path, files: dict[str, str | None], needle: str
 ) -> None:
     """A commit whose agent.toml does not validate, or names a missing instructions file, raises
-    ConfigInvalid and leaves no `proposal/<id>` (DESIGN §7)."""
+    ConfigInvalid and leaves no `proposal/<id>` (architecture §7)."""
     sha = commit(iris, files)
     with pytest.raises(ConfigInvalid) as info:
         repos.propose("iris", sha, 1)
@@ -371,7 +371,7 @@ def test_symlinks_in_a_config_commit_are_refused(repos: BlockingRepos, iris: Pat
 
 def test_deny_annotates_the_reason(repos: BlockingRepos, paths: HivePaths, iris: Path) -> None:
     """Deny tags `denied/<id>` annotated with the operator's reason, or "denied" without one; a denied
-    proposal cannot be approved (DESIGN §7)."""
+    proposal cannot be approved (architecture §7)."""
     a = commit(iris, edit_toml(iris, 'model = "sonnet"', 'model = "haiku"'))
     b = commit(iris, edit_toml(iris, 'model = "haiku"', 'model = "opus"'))
     repos.propose("iris", a, 1)
@@ -403,7 +403,7 @@ def test_deny_after_approve_is_a_conflict(repos: BlockingRepos, iris: Path) -> N
 
 def test_fail_deploy_tags_the_error_and_restores_main(repos: BlockingRepos, paths: HivePaths, iris: Path) -> None:
     """A failed deploy tags `failed/<id>` with the error, puts the working tree back to main, and
-    keeps the old config running (DESIGN §7)."""
+    keeps the old config running (architecture §7)."""
     seed = main_sha(paths)
     sha = commit(iris, {**edit_toml(iris, 'model = "sonnet"', 'model = "haiku"'), "extra/new.md": "hi"})
     repos.propose("iris", sha, 4)
@@ -505,7 +505,7 @@ def test_a_second_deploy_waits_for_the_first(repos: BlockingRepos, iris: Path) -
 
 @pytest.mark.parametrize("path", ["../x", "/etc/passwd", ".git/config", "a/../../b", "", "a\x00b", "./agent.toml"])
 def test_read_file_at_refuses_paths_escaping_the_repo(repos: BlockingRepos, iris: Path, path: str) -> None:
-    """Only relative paths inside the repo are read (DESIGN §7: instructions stay in the repo)."""
+    """Only relative paths inside the repo are read (architecture §7: instructions stay in the repo)."""
     with pytest.raises(InvalidRef, match="path"):
         repos.read_file_at("iris", "main", path)
 
@@ -533,7 +533,7 @@ def test_refs_and_files_that_do_not_exist_are_not_found(repos: BlockingRepos, ir
 @pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"), reason="chown needs root")
 def test_a_proposed_repo_owned_by_another_uid_works_from_root(repos: BlockingRepos, paths: HivePaths, iris: Path) -> None:
     """The proposed repo belongs to the manager's uid while the core runs as root; proposing still
-    works (DESIGN §2, §7)."""
+    works (architecture §2, §7)."""
     sha = commit(iris, edit_toml(iris, 'model = "sonnet"', 'model = "haiku"'))
     for entry in [paths.proposed_root, *paths.proposed_root.rglob("*")]:
         os.lchown(entry, MANAGER_UID, MANAGER_UID)
@@ -606,7 +606,7 @@ HOSTILE = ["../etc", "a/b", "..", "", "Iris", "x" * 40, "operator", "*", "iris\n
 
 @pytest.mark.parametrize("name", HOSTILE)
 def test_hostile_names_are_refused_before_any_path_is_built(repos: BlockingRepos, paths: HivePaths, name: str) -> None:
-    """Every entry point validates the agent name first: nothing is created or read (DESIGN §2)."""
+    """Every entry point validates the agent name first: nothing is created or read (architecture §2)."""
     calls = [
         lambda: repos.seed(name),
         lambda: repos.init_proposed(name, "x"),
@@ -636,7 +636,7 @@ def test_remove_deletes_both_repos_without_following_symlinks(
     repos: BlockingRepos, paths: HivePaths, iris: Path, tmp_path: Path
 ) -> None:
     """Purge deletes the proposed and applied repos; a symlink the manager planted is unlinked and
-    its target survives (DESIGN §7)."""
+    its target survives (architecture §7)."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "precious").write_text("keep", encoding="utf-8")

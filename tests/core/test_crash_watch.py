@@ -1,4 +1,4 @@
-"""The crash watch and lifecycle events (issue 4 "Lifecycle events"; DESIGN §4): an exit the core
+"""The crash watch and lifecycle events (issue 4 "Lifecycle events"; architecture §4): an exit the core
 did not ask for sends exactly one `container_crash {agent, exit_code, signal, last_lines}` to the
 manager; a stop it asked for sends none; spawned / killed / destroyed reach the manager too.
 
@@ -91,7 +91,7 @@ async def test_killing_a_cage_from_outside_sends_exactly_one_container_crash(chi
 
 async def test_stops_the_core_asks_for_send_no_container_crash(chive: Hive) -> None:
     """`hive stop`, `hive restart`, the manager's kill and destroy are exits the core asked for:
-    no container_crash; killed and destroyed reach the manager (issue 4; DESIGN §4)."""
+    no container_crash; killed and destroyed reach the manager (issue 4; architecture §4)."""
     await chive.s.lifecycle.spawn("bob")
     await chive.until("bob's harness to report in", lambda: chive.reported_in("bob"))
     await chive.hive("stop", "bob")

@@ -1,4 +1,4 @@
-"""A send answered `ok` is durable (DESIGN §4, issue 2 "How it is verified"): `hive serve` runs
+"""A send answered `ok` is durable (architecture §4, issue 2 "How it is verified"): `hive serve` runs
 as a real subprocess, several clients fire a burst of 1,000 sends at the operator's inbox, the
 daemon is SIGKILLed mid-burst and restarted on the same dirs, and every send that was answered
 ok is in broker.sqlite exactly once, while no send answered ok:false left a row.
@@ -98,7 +98,7 @@ def killpg(pid: int) -> None:
 
 async def test_every_send_answered_ok_survives_a_sigkill_exactly_once(tmp_path: Path, short_dir: Path) -> None:
     """SIGKILL during a 1,000-send burst from several clients: after a restart every ok send is
-    stored once, no refused send is stored (DESIGN §4 "acknowledged only after commit", issue 2)."""
+    stored once, no refused send is stored (architecture §4 "acknowledged only after commit", issue 2)."""
     state, run_dir = tmp_path / "state", short_dir / "run"
     host = run_dir / "host.sock"
     proc = await start_serve(state, run_dir)

@@ -1,4 +1,4 @@
-"""The model API gateway (issue 12, DESIGN §13) with the real daemon, real agent sockets and the
+"""The model API gateway (issue 12, architecture §13) with the real daemon, real agent sockets and the
 offline model as the upstream: the agent's token is good on its own api.sock only, the upstream
 sees the real key, streaming passes through as it comes, HEAD/count_tokens/errors are forwarded
 as they are, and bad input or a broken upstream gives a readable error, never a hang."""

@@ -1,4 +1,4 @@
-"""Fuzz the real sockets with random and adversarial JSON lines (DESIGN §3, issue 2): for every
+"""Fuzz the real sockets with random and adversarial JSON lines (architecture §3, issue 2): for every
 line the daemon answers with a well-formed reply (or closes that one connection cleanly), and a
 bystander connection opened before the fuzzing is still served afterwards.
 

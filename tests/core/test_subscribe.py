@@ -1,4 +1,4 @@
-"""`subscribe` on host.sock (DESIGN §3): the connection becomes a live stream of the core's
+"""`subscribe` on host.sock (architecture §3): the connection becomes a live stream of the core's
 events; it resumes after a seq without gaps or duplicates, filters by kind, ends cleanly when
 the client leaves, and is offered only to the operator."""
 

@@ -1,4 +1,4 @@
-"""The per-agent events Bus (DESIGN §6): SQLite trail, vacuum, no-store mode, live subscribers."""
+"""The per-agent events Bus (architecture §6): SQLite trail, vacuum, no-store mode, live subscribers."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def row_count(path: Path) -> int:
 
 
 def test_history_returns_emitted_events_oldest_first_with_increasing_ids(bus: Bus) -> None:
-    """emit() stores each event and history() reads them back in order (DESIGN §6)."""
+    """emit() stores each event and history() reads them back in order (architecture §6)."""
     emitted = [
         bus.emit(TURN_START, {"from": "operator", "body": "hi", "unread": 0}),
         bus.emit(STREAM, {"type": "assistant", "content": [{"type": "text", "text": "hello"}]}),
@@ -81,7 +81,7 @@ def test_history_returns_emitted_events_oldest_first_with_increasing_ids(bus: Bu
 
 
 def test_every_documented_kind_is_accepted_and_nothing_else(bus: Bus) -> None:
-    """The kinds are DESIGN §6's six plus issue 14's two notes-compaction events; an unknown
+    """The kinds are architecture §6's six plus issue 14's two notes-compaction events; an unknown
     kind is refused and stores nothing."""
     assert {TURN_START, STREAM, NOTE, TURN_END, STATE_CHANGED, MODEL_CHANGED, "notes_compacted",
             "notes_compaction_failed"} == KINDS  # fmt: skip
@@ -91,7 +91,7 @@ def test_every_documented_kind_is_accepted_and_nothing_else(bus: Bus) -> None:
 
 
 def test_history_is_capped_at_the_newest_2000_events(bus: Bus) -> None:
-    """history() reads back the most recent 2000 events, oldest first (DESIGN §6)."""
+    """history() reads back the most recent 2000 events, oldest first (architecture §6)."""
     for i in range(2005):
         bus.emit(NOTE, {"text": str(i)})
     events = bus.history()
@@ -101,7 +101,7 @@ def test_history_is_capped_at_the_newest_2000_events(bus: Bus) -> None:
 
 
 def test_history_after_an_id_returns_only_newer_events(bus: Bus) -> None:
-    """history(after=n) is what an SSE resume reads (DESIGN §6, Last-Event-ID)."""
+    """history(after=n) is what an SSE resume reads (architecture §6, Last-Event-ID)."""
     for i in range(10):
         bus.emit(NOTE, {"text": str(i)})
     assert [e.id for e in bus.history(after=7)] == [8, 9, 10]
@@ -109,7 +109,7 @@ def test_history_after_an_id_returns_only_newer_events(bus: Bus) -> None:
 
 
 def test_payloads_round_trip_through_the_store(db: Path) -> None:
-    """What history() returns after a restart equals what emit() returned (DESIGN §6)."""
+    """What history() returns after a restart equals what emit() returned (architecture §6)."""
     payload = {"type": "result", "usage": {"input_tokens": 10, "output_tokens": 2}, "text": "ünïcode ✓"}
     with Bus(db) as first:
         emitted = first.emit(STREAM, payload)
@@ -129,7 +129,7 @@ def test_a_payload_that_is_not_json_is_stored_as_text(db: Path) -> None:
 
 
 def test_the_trail_and_its_ids_survive_a_restart(db: Path) -> None:
-    """A new Bus on the same file sees the old events and continues their ids (DESIGN §6)."""
+    """A new Bus on the same file sees the old events and continues their ids (architecture §6)."""
     with Bus(db) as first:
         before = [first.emit(NOTE, {"text": str(i)}) for i in range(3)]
     with Bus(db) as second:
@@ -139,7 +139,7 @@ def test_the_trail_and_its_ids_survive_a_restart(db: Path) -> None:
 
 
 def test_ids_are_never_reused_even_when_vacuum_empties_the_table(db: Path) -> None:
-    """An SSE client holding an old id must never skip new events: ids keep growing (DESIGN §6)."""
+    """An SSE client holding an old id must never skip new events: ids keep growing (architecture §6)."""
     clock = Clock()
     with Bus(db, clock=clock) as first:
         for i in range(5):
@@ -174,7 +174,7 @@ def test_last_of_a_kind_is_known_during_a_run_and_after_a_restart(db: Path) -> N
 
 
 def test_vacuum_drops_rows_older_than_seven_days_and_keeps_the_boundary(db: Path) -> None:
-    """Stage 1 drops rows *older* than 7 days: a row exactly 7 days old stays (DESIGN §6)."""
+    """Stage 1 drops rows *older* than 7 days: a row exactly 7 days old stays (architecture §6)."""
     clock = Clock()
     with Bus(db, clock=clock) as bus:
         clock.now = T0 - WEEK - 0.001
@@ -190,7 +190,7 @@ def test_vacuum_drops_rows_older_than_seven_days_and_keeps_the_boundary(db: Path
 
 
 def test_vacuum_trims_to_the_2000_newest_and_not_one_more(db: Path) -> None:
-    """Stage 2 keeps the 2000 newest rows: 2000 stay whole, 2001 lose the oldest (DESIGN §6)."""
+    """Stage 2 keeps the 2000 newest rows: 2000 stay whole, 2001 lose the oldest (architecture §6)."""
     with Bus(db) as bus:
         for i in range(2000):
             bus.emit(NOTE, {"text": str(i)})
@@ -203,7 +203,7 @@ def test_vacuum_trims_to_the_2000_newest_and_not_one_more(db: Path) -> None:
 
 
 def test_vacuum_runs_age_first_so_a_quiet_agent_keeps_its_tail(db: Path) -> None:
-    """Age goes first, then the count cap: old rows leave, recent ones stay under the cap (DESIGN §6)."""
+    """Age goes first, then the count cap: old rows leave, recent ones stay under the cap (architecture §6)."""
     clock = Clock(T0 - 10 * DAY)
     with Bus(db, clock=clock, keep=5) as bus:
         for i in range(4):
@@ -215,7 +215,7 @@ def test_vacuum_runs_age_first_so_a_quiet_agent_keeps_its_tail(db: Path) -> None
 
 
 async def test_run_vacuum_sweeps_at_once_and_stops_when_cancelled(db: Path) -> None:
-    """The first sweep runs immediately, not an hour later; the task is cancellable (DESIGN §6)."""
+    """The first sweep runs immediately, not an hour later; the task is cancellable (architecture §6)."""
     swept = asyncio.Event()
 
     class WatchedBus(Bus):
@@ -239,7 +239,7 @@ async def test_run_vacuum_sweeps_at_once_and_stops_when_cancelled(db: Path) -> N
 
 
 def test_default_events_path_is_in_state_unless_overridden() -> None:
-    """/state/hyperhive-events.sqlite, or $HYPERHIVE_EVENTS_DB when set (DESIGN §2, §6)."""
+    """/state/hyperhive-events.sqlite, or $HYPERHIVE_EVENTS_DB when set (architecture §2, §6)."""
     state = Path("/state")
     assert default_events_path(state, {}) == Path("/state/hyperhive-events.sqlite")
     assert default_events_path(state, {"HYPERHIVE_EVENTS_DB": ""}) == Path("/state/hyperhive-events.sqlite")
@@ -279,7 +279,7 @@ def _unopenable_paths(tmp_path: Path) -> dict[str, Path]:
 async def test_an_unopenable_store_means_no_store_mode_with_live_events(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str
 ) -> None:
-    """If the db cannot be opened the Bus still broadcasts, says so once, persists nothing (DESIGN §6)."""
+    """If the db cannot be opened the Bus still broadcasts, says so once, persists nothing (architecture §6)."""
     path = _unopenable_paths(tmp_path)[case]
     caplog.set_level(logging.WARNING, logger="hyperhive.harness.bus")
     with Bus(path) as bus:
@@ -298,7 +298,7 @@ async def test_an_unopenable_store_means_no_store_mode_with_live_events(
 
 
 def test_no_path_means_no_store_mode(caplog: pytest.LogCaptureFixture) -> None:
-    """A dev run without /state: Bus(None) works in memory and says why (DESIGN §6)."""
+    """A dev run without /state: Bus(None) works in memory and says why (architecture §6)."""
     caplog.set_level(logging.WARNING, logger="hyperhive.harness.bus")
     with Bus(None) as bus:
         assert bus.emit(NOTE, {"text": "x"}).id == 1
@@ -321,7 +321,7 @@ async def test_a_store_that_fails_mid_run_switches_to_no_store_once(
     db: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A full disk while running: the event is still broadcast with the next id, the page keeps
-    its tail, and the log says so once (DESIGN §6)."""
+    its tail, and the log says so once (architecture §6)."""
     caplog.set_level(logging.WARNING, logger="hyperhive.harness.bus")
     with Bus(db) as bus:
         stored = [bus.emit(NOTE, {"text": str(i)}) for i in range(3)]
@@ -347,7 +347,7 @@ async def test_a_store_that_fails_mid_run_switches_to_no_store_once(
 
 
 async def test_subscribers_receive_each_live_event_in_order(bus: Bus) -> None:
-    """emit() broadcasts to every live subscriber (DESIGN §6)."""
+    """emit() broadcasts to every live subscriber (architecture §6)."""
     first, second = bus.subscribe(), bus.subscribe()
     emitted = [bus.emit(NOTE, {"text": str(i)}) for i in range(3)]
     async with asyncio.timeout(5):
@@ -373,7 +373,7 @@ async def test_a_waiting_subscriber_wakes_on_emit(bus: Bus) -> None:
 
 async def test_a_slow_subscriber_is_dropped_without_blocking_emit(db: Path) -> None:
     """A subscriber whose queue is full is dropped; emit() never waits, others keep receiving, and
-    the dropped one still yields what it had queued, then ends (DESIGN §6, STYLE §4)."""
+    the dropped one still yields what it had queued, then ends (architecture §6, STYLE §4)."""
     with Bus(db, subscriber_queue=3) as bus:
         slow, fast = bus.subscribe(), bus.subscribe()
         received: list[LiveEvent] = []

@@ -1,4 +1,4 @@
-"""The hyperhive MCP tools (DESIGN §5, §12): each one HiveClient call, refusals as tool errors."""
+"""The hyperhive MCP tools (architecture §5, §12): each one HiveClient call, refusals as tool errors."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ async def test_each_tool_is_one_socket_call_with_its_arguments(hive: FakeHive) -
 
 
 async def test_recv_formats_messages_with_broadcast_and_redelivery_marks(hive: FakeHive) -> None:
-    """recv shows each message readably; broadcasts and redeliveries are marked (DESIGN §4)."""
+    """recv shows each message readably; broadcasts and redeliveries are marked (architecture §4)."""
     async with HiveClient(hive.path) as client:
         tools = by_name(build_hyperhive_tools(client, manager=False, nap=lambda s: None))
         result = await tools["recv"].handler({"wait_seconds": 5, "max": 4})

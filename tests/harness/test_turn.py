@@ -1,5 +1,5 @@
 """One claude turn through the Agent SDK and the REAL bundled claude CLI, against the offline
-model (DESIGN §5, §10). Runs as root: permissions are explicit allow rules + dontAsk."""
+model (architecture §5, §10). Runs as root: permissions are explicit allow rules + dontAsk."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ async def test_bash_inside_the_pattern_runs_and_outside_is_denied(rig: Rig) -> N
 async def test_the_managers_configure_script_commits_and_requests_the_apply(
     rig: Rig, short_dir: Path, tmp_path: Path
 ) -> None:
-    """The manager flow (DESIGN §7) through the real CLI: Bash under `git *`/`python3 *` edits and
+    """The manager flow (architecture §7) through the real CLI: Bash under `git *`/`python3 *` edits and
     commits agent.toml, then mcp__hyperhive__request_apply_commit carries the new sha."""
     repo = tmp_path / "agents" / "iris" / "config"
     repo.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""The offline model's script (DESIGN §10): pure request → answer, tested without HTTP."""
+"""The offline model's script (architecture §10): pure request → answer, tested without HTTP."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def final_text(decisions: list[Any]) -> str:
 
 
 def test_wake_prompt_has_the_documented_format() -> None:
-    """The wake prompt's exact text, with the pending hint and the redelivery banner (DESIGN §4–5)."""
+    """The wake prompt's exact text, with the pending hint and the redelivery banner (architecture §4–5)."""
     assert format_wake_prompt(12, "operator", "hi", unread=3, redelivered=True) == (
         "[hyperhive] message 12 from operator (3 more pending: drain them with mcp__hyperhive__recv)\n"
         "[redelivered after harness restart — may already be handled]\n---\nhi"

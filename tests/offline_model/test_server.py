@@ -1,4 +1,4 @@
-"""The offline model's HTTP surface (DESIGN §10), served by a real uvicorn on a port."""
+"""The offline model's HTTP surface (architecture §10), served by a real uvicorn on a port."""
 
 from __future__ import annotations
 

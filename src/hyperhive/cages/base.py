@@ -42,7 +42,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Inside-the-cage locations (DESIGN §2). A backend that cannot remap paths (process) points the
+# Inside-the-cage locations (architecture §2). A backend that cannot remap paths (process) points the
 # matching environment variables at the host paths instead.
 CAGE_STATE = "/state"
 CAGE_RUN = "/run/hive"
@@ -141,7 +141,7 @@ class Launch:
 
 @dataclass
 class Entry:
-    """How the core runs a command inside a running cage (DESIGN §14): `prefix` goes before the
+    """How the core runs a command inside a running cage (architecture §14): `prefix` goes before the
     command (e.g. nsenter into the cage's namespaces), `env` is the cage's environment,
     `preexec` runs in the child before exec (drop supplementary groups, no new privileges, join
     the cage's cgroup). `isolated` False means the command runs on the host (process cage)."""

@@ -1,6 +1,6 @@
 """The `bwrap` backend: bubblewrap namespaces, run as the agent's own unprivileged host uid.
 
-What the cage gets (DESIGN §8):
+What the cage gets (architecture §8):
 
 - user, pid, ipc, uts and cgroup namespaces (net too when `spec.network == "none"`, else the
   host's network via `--share-net`); `--die-with-parent`; never `--new-session` (it breaks job

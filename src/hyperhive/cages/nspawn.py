@@ -9,7 +9,7 @@
   scaffold per start lets two cages run at once (nspawn refuses two on one directory).
 - `--private-users=U:1 --private-users-ownership=off`: a one-uid user namespace in which the
   cage's uid 0 *is* host uid U (`spec.uid`). Files the agent writes belong to U; no other host
-  uid exists inside. DESIGN §8 names `--private-users=pick --private-users-ownership=chown`:
+  uid exists inside. architecture §8 names `--private-users=pick --private-users-ownership=chown`:
   measured here, `pick` maps the cage into a random 64K range, so the agent's own state dir
   (owned by U) shows up as `nobody` and is not writable, and `chown` refuses any range that is
   not 65536-aligned with 65536 ids ("Automatic UID/GID adjusting is only supported for UID/GID

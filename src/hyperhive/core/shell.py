@@ -1,4 +1,4 @@
-"""The operator's shell into a cage (DESIGN §14): PTY sessions and one-off commands, run by the
+"""The operator's shell into a cage (architecture §14): PTY sessions and one-off commands, run by the
 core through the cage backend (`Cage.entry`), never through the harness, so no agent-reachable
 path opens one.
 

@@ -1,6 +1,6 @@
 """Shell sessions in the agent's own trail: the core posts `shell_started` / `shell_ended` to the
 harness's `/_core/trail` on its web.sock, and the harness emits them as `note` events (the Bus
-kinds of DESIGN §6 stay as they are). The dashboard proxy never forwards `/_core/`, so only the
+kinds of architecture §6 stay as they are). The dashboard proxy never forwards `/_core/`, so only the
 core (and the agent itself, which owns its trail anyway) reaches that route. The authoritative
 record is the core's: its log and the hub's `shell_*` events."""
 

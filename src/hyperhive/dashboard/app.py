@@ -1,4 +1,4 @@
-"""The operator's dashboard: one authenticated origin for the hive (DESIGN §9, issue 6).
+"""The operator's dashboard: one authenticated origin for the hive (architecture §9, issue 6).
 
 `create_app(services)` → the ASGI app `hive serve` runs under uvicorn:
 

@@ -4,7 +4,7 @@
 the model choice last changed (`switched_at`) and by whom (`source`: `operator` for `/model`,
 `config` for a deploy that changed `model` in agent.toml), and the config's model seen at the
 last start (`config_model`), so a restart on a new config can tell that a deploy switched it.
-The operator's override itself stays in `/state/hyperhive-model` (DESIGN §5). A failed write is
+The operator's override itself stays in `/state/hyperhive-model` (architecture §5). A failed write is
 a warning for the caller to show, never a crash.
 """
 

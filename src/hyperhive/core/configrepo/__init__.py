@@ -1,4 +1,4 @@
-"""Agent config as git (DESIGN §7): proposed repos, applied repos, proposals, deploy tags.
+"""Agent config as git (architecture §7): proposed repos, applied repos, proposals, deploy tags.
 
 Two repos per agent. The *proposed* repo (`state/proposed/<name>/config`) belongs to the manager,
 which edits and commits there. The *applied* repo (`state/applied/<name>`) belongs to the core:
@@ -118,7 +118,7 @@ class ConfigRepos:
     # ---- proposals ----
 
     async def propose(self, name: str, commit_ref: str, approval_id: int) -> Proposal:
-        """Freeze a commit of the proposed repo as `proposal/<id>` in the applied repo (DESIGN §7).
+        """Freeze a commit of the proposed repo as `proposal/<id>` in the applied repo (architecture §7).
 
         `commit_ref` must be 7-40 hex digits naming a commit. The commit is copied into the
         applied repo (created now for a first apply) and validated; if it is invalid, ConfigInvalid

@@ -1,4 +1,4 @@
-"""The deploy-tag state machine of an applied repo (DESIGN §7).
+"""The deploy-tag state machine of an applied repo (architecture §7).
 
 `proposal/<id>` → `approved/<id>` → (`refs/hyperhive/deploying/<id>` while the agent restarts on
 it) → `deployed/<id>` with `main` moved, or `failed/<id>` annotated with the error; or

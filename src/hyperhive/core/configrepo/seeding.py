@@ -26,7 +26,7 @@ from hyperhive.paths import HivePaths
 
 __all__ = ["MANAGER_APPLIED_MOUNT", "ensure_applied", "init_proposed", "seed"]
 
-MANAGER_APPLIED_MOUNT = "/applied"  # where the manager's cage sees the applied repos (DESIGN §2)
+MANAGER_APPLIED_MOUNT = "/applied"  # where the manager's cage sees the applied repos (architecture §2)
 
 
 def seed(paths: HivePaths, name: str, description: str | None, toml: str | None, network: str) -> str:

@@ -1,5 +1,5 @@
 /* hyperhive — the agent page's shell: an xterm.js terminal onto a login shell inside the agent's
- * cage, as its uid (DESIGN §14). The core serves it, not the harness:
+ * cage, as its uid (architecture §14). The core serves it, not the harness:
  *
  *   POST _shell/ticket   (session + CSRF)  → {ticket, ws}: single use, short-lived
  *   WS   _shell/ws?ticket=…                 binary = terminal bytes both ways;
