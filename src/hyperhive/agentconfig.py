@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hyperhive.errors import HiveError, InvalidName
+from hyperhive.errors import ErrorCode, HiveError, InvalidName
 from hyperhive.names import BROADCAST, MANAGER, validate_agent_name, validate_recipient
 
 __all__ = [
@@ -61,7 +61,7 @@ class ConfigInvalid(HiveError):
     """An agent config that does not validate. `field` names the first offending field (dotted,
     e.g. `limits.memory`), `problems` lists every problem found."""
 
-    code = "config_invalid"
+    code = ErrorCode.CONFIG_INVALID
 
     def __init__(self, message: str, *, field: str | None = None, problems: list[str] | None = None) -> None:
         super().__init__(message)

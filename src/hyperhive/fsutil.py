@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from hyperhive.errors import HiveError
+from hyperhive.errors import ErrorCode, HiveError
 
 __all__ = ["UnsafePath", "is_within", "make_private", "safe_rmtree"]
 
@@ -22,7 +22,7 @@ class UnsafePath(HiveError):
     """A path the core refuses to act on: a symlink where a real directory must be, or a path
     outside the directory it must stay in."""
 
-    code = "forbidden"  # ErrorCode.FORBIDDEN on the wire
+    code = ErrorCode.FORBIDDEN
 
     def __init__(self, message: str, *, path: Path | str | None = None) -> None:
         super().__init__(message)

@@ -19,7 +19,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from hyperhive.errors import Conflict
+from hyperhive.errors import Conflict, ErrorCode
 from hyperhive.fsutil import UnsafePath
 
 __all__ = ["MAX_SNAPSHOT_BYTES", "MAX_SNAPSHOT_ENTRIES", "SnapshotTooLarge", "snapshot_objects"]
@@ -35,7 +35,7 @@ _PACK = re.compile(r"pack-(?:[0-9a-f]{40}|[0-9a-f]{64})\.(?:pack|idx)")
 
 
 class SnapshotTooLarge(UnsafePath):
-    code = "bad_request"
+    code = ErrorCode.BAD_REQUEST
 
 
 def _open_dir(name: str, dir_fd: int | None, shown: str) -> int:

@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from hyperhive.errors import HiveError
+from hyperhive.errors import ErrorCode, HiveError
 
 __all__ = [
     "CORE_EMAIL",
@@ -69,7 +69,7 @@ _GIT_ENV = {
 class GitError(HiveError):
     """A git command failed or timed out where it should not have. `stderr` is its tail."""
 
-    code = "git_error"
+    code = ErrorCode.GIT_ERROR
 
     def __init__(self, message: str, *, stderr: str = "", returncode: int | None = None) -> None:
         super().__init__(message)

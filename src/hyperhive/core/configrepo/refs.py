@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from hyperhive.errors import HiveError
+from hyperhive.errors import ErrorCode, HiveError
 
 __all__ = ["HEX_RE", "STAGES", "TAG_RE", "InvalidRef", "RefNotFound", "approval_id", "commit_ref", "note"]
 
@@ -18,13 +18,13 @@ TAG_RE = re.compile(r"(proposal|approved|deployed|failed|denied)/(0|[1-9][0-9]{0
 class InvalidRef(HiveError):
     """A commit ref, approval id or path that is refused before it reaches git."""
 
-    code = "bad_request"
+    code = ErrorCode.BAD_REQUEST
 
 
 class RefNotFound(HiveError):
     """A well-formed ref, tag or file that does not exist in the repo."""
 
-    code = "not_found"
+    code = ErrorCode.NOT_FOUND
 
 
 def approval_id(value: object) -> int:
