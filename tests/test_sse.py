@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hyperhive.core.hub import Hub
 from hyperhive.harness.bus import NOTE, Bus, LiveEvent, Subscription
 from hyperhive.sse import (
     KEEPALIVE,
@@ -455,3 +456,55 @@ async def test_any_source_with_subscribe_and_history_can_be_streamed() -> None:
             for sub in list(hub.subs):  # the hub's sentinel: this subscription is over
                 sub.queue.put_nowait(None)
             assert await reader.rest() == []
+
+
+# -- epochs and gaps (issue 10) --------------------------------------------------------------
+
+
+async def control_frames(reader: Reader) -> list[Frame]:
+    """Every frame until the stream ends."""
+    out = []
+    while (frame := await reader.frame()) is not None:
+        out.append(frame)
+    return out
+
+
+async def test_a_client_from_an_earlier_daemon_run_is_told_to_reload() -> None:
+    """After a restart the hub's seq begins again at 1; a client naming the old run's epoch gets
+    one `reset` naming the new epoch and the stream ends, instead of silence until the new seq
+    passes its Last-Event-ID (issue 10). The current epoch resumes as before."""
+    before, after = Hub(), Hub()
+    assert before.epoch != after.epoch
+    for _ in range(3):
+        after.publish("agent_added", {"name": "a"})
+    async with serve(app_for(after, event_name=lambda e: e.kind)) as client:
+        url = f"/events?last_event_id=40&epoch={before.epoch}"
+        async with stream(client, url=url) as reader, asyncio.timeout(5):
+            frames = await control_frames(reader)
+        [reset] = [f for f in frames if f.event is not None]
+        assert reset.event == "reset" and reset.id is None
+        assert json.loads("".join(reset.data)) == {"epoch": after.epoch}
+        assert not [f for f in frames if f.id is not None]
+        async with stream(client, url=f"/events?last_event_id=1&epoch={after.epoch}") as reader, asyncio.timeout(5):
+            assert await reader.ids(2) == [2, 3]
+
+
+async def test_a_client_further_behind_than_the_history_is_told_what_it_missed(tmp_path: Path) -> None:
+    """The agent page's Bus replays at most its newest 2,000 events; a client resuming from an id
+    older than that gets `missed` with the count before the events it can still have (issue 10)."""
+    with Bus(tmp_path / "events.sqlite") as bus:
+        emit(bus, 2_100)
+        async with serve(app_for(bus)) as client:
+            async with stream(client, last_id=50) as reader, asyncio.timeout(10):
+                first = await reader.frame()
+                while first is not None and first.event is None and first.id is None:
+                    first = await reader.frame()
+                following = await reader.ids(1)
+            assert first is not None and first.event == "missed" and first.id is None
+            assert json.loads("".join(first.data)) == {"after": 50, "next": 101, "missed": 50}
+            assert following == [101]
+            async with stream(client, last_id=2_000) as reader, asyncio.timeout(5):
+                frame = await reader.frame()
+                while frame is not None and frame.id is None and frame.event is None:
+                    frame = await reader.frame()
+            assert frame is not None and frame.id == 2_001 and frame.event is None  # no gap: no notice

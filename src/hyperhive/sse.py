@@ -9,8 +9,16 @@ fan-out; field notes "Web"). Idle streams get a comment keepalive; the stream st
 reconnects with `Last-Event-ID` and resumes from history).
 
 Any source works that has `subscribe()` (an async-iterable subscription with `drain()`,
-`dropped` and `close()`) and `history(after=...)` returning events with an `id` and a
-`to_json()`: `harness.bus.Bus` and `core.hub.Hub` both do.
+`dropped` and `close()`), `history(after=...)` returning events with an `id` and a `to_json()`,
+and an `epoch`: `harness.bus.Bus` and `core.hub.Hub` both do.
+
+Two control events carry no `id` (so the client's Last-Event-ID stays put) (issue 10):
+- `reset` `{"epoch"}`: the client named an epoch (`?epoch=`) that is not the source's, e.g. the
+  daemon restarted and its seq began again at 1; the stream ends, and the client reloads its
+  snapshot and reconnects with the new epoch.
+- `missed` `{"after", "next", "missed"}`: the client resumes after an id the history no longer
+  reaches (it fell too far behind); the events from `next` on follow, and it is told how many
+  it will never see.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ __all__ = [
     "format_comment",
     "format_event",
     "last_event_id",
+    "missed_event",
     "parse_event_id",
     "sse_response",
 ]
@@ -70,6 +79,9 @@ class SSESubscription(Protocol[E_co]):
 
 
 class EventSource(Protocol[E_co]):
+    @property
+    def epoch(self) -> str: ...
+
     def subscribe(self) -> SSESubscription[E_co]: ...
 
     def history(self, *, after: int) -> Iterable[E_co] | Awaitable[Iterable[E_co]]: ...
@@ -147,8 +159,10 @@ class SSEResponse(Response):
         replay: bool = True,
         retry_ms: int | None = None,
         headers: Mapping[str, str] | None = None,
+        epoch: str | None = None,
     ) -> None:
         self.source = source
+        self.epoch = epoch  # the client's: a different one from the source's means "reload"
         self.last_id = last_id
         self.keepalive = keepalive
         self.encode: Callable[[Any], str] = encode
@@ -179,12 +193,18 @@ class SSEResponse(Response):
             preamble = [format_comment("stream")]
             if self.retry_ms is not None:
                 preamble.append(f"retry: {int(self.retry_ms)}\n\n".encode())
+            if self.epoch is not None and self.epoch != self.source.epoch:
+                reset = json.dumps({"epoch": self.source.epoch})
+                await _write(send, b"".join([*preamble, format_event(None, "reset", reset)]))
+                return
             if self.last_id is not None or self.replay:
                 found = self.source.history(after=sent)
                 if inspect.isawaitable(found):
                     found = await found
                 for event in found:
                     if event.id > sent:
+                        if sent > 0 and event.id > sent + 1:
+                            preamble.append(missed_event(sent, event.id))
                         preamble.append(self._frame(event))
                         sent = event.id
             if not await _write(send, b"".join(preamble)):
@@ -234,8 +254,18 @@ class SSEResponse(Response):
 
 
 def sse_response(request: Request, source: EventSource[E], **options: Any) -> SSEResponse:
-    """`SSEResponse` resuming from the request's `Last-Event-ID` header or `?last_event_id=`."""
-    return SSEResponse(source, last_id=last_event_id(request.headers, request.query_params), **options)
+    """`SSEResponse` resuming from the request's `Last-Event-ID` header or `?last_event_id=`, in
+    the epoch `?epoch=` names (if any)."""
+    epoch = request.query_params.get("epoch") or None
+    return SSEResponse(
+        source, last_id=last_event_id(request.headers, request.query_params), epoch=epoch, **options
+    )
+
+
+def missed_event(after: int, next_id: int) -> bytes:
+    """The `missed` control event: ids after `after` and before `next_id` are gone for good."""
+    body = json.dumps({"after": after, "next": next_id, "missed": next_id - after - 1})
+    return format_event(None, "missed", body)
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

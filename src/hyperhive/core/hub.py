@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -66,6 +67,9 @@ class Subscription:
 class Hub:
     def __init__(self, ring: int = 5000) -> None:
         self.seq = 0
+        # seq starts again at 1 with every daemon run: the epoch tells a client that its
+        # Last-Event-ID belongs to an earlier run, so it reloads the snapshot (issue 10)
+        self.epoch = secrets.token_hex(8)
         self._ring: deque[HubEvent] = deque(maxlen=ring)
         self._subs: set[Subscription] = set()
 

@@ -206,6 +206,7 @@ def routes(services: Any, auth: Auth) -> list[Route]:
         up = sum(1 for r in rows if r["state"] == "running")
         return _ok(
             seq=seq,
+            epoch=s.hub.epoch,  # a stream in another epoch is told to reload this snapshot
             agents=rows,
             manager="manager" in s.lifecycle.agents,
             kept=kept,

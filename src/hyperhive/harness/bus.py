@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import sqlite3
 import time
 from collections import deque
@@ -206,6 +207,9 @@ class Bus:
             self._go_storeless("no events database path was given")
         else:
             self._open(path)
+        # Stored ids survive restarts, so one epoch serves them all; without a store ids begin
+        # again at 1 each run, and a page holding an older id must reload (see `sse`).
+        self.epoch = "stored" if self._conn is not None else secrets.token_hex(8)
 
     # -- storage -------------------------------------------------------------------------------
 

@@ -154,7 +154,9 @@ def create_agent_app(harness: Harness, *, environ: dict[str, str] | None = None)
             "events_persistent": harness.bus.persistent,
             "events_store_error": harness.bus.store_error,
             "last_event_id": harness.bus.last_id,
+            "events_epoch": harness.bus.epoch,
             "login": login.snapshot(),
+            "pool": harness.pool_state(),
         }
 
     async def index(request: Request) -> HTMLResponse:
@@ -172,7 +174,7 @@ def create_agent_app(harness: Harness, *, environ: dict[str, str] | None = None)
         except ValueError:
             return JSONResponse({"error": "after must be an integer"}, status_code=400)
         events = [e.to_json() for e in harness.bus.history(after=after)]
-        return JSONResponse({"events": events, "last_event_id": harness.bus.last_id})
+        return JSONResponse({"events": events, "last_event_id": harness.bus.last_id, "epoch": harness.bus.epoch})
 
     async def stream(request: Request) -> Response:
         return sse_response(request, harness.bus)

@@ -39,6 +39,7 @@
   let online = false;
   let offlineSince = Date.now() / 1000;
   let lastId = 0; // the newest event id rendered: history and stream never repeat one
+  let epoch = ""; // the Bus's: ids began again (a harness without a store restarted) when it changes
   let live = null;
   let reconnectTimer = null;
   let loginPoll = null;
@@ -369,6 +370,7 @@
 
   async function loadHistory() {
     const h = await hive.getJSON("events/history?after=" + lastId);
+    epoch = h.epoch || "";
     const fresh = (h.events || []).filter((e) => e.id > lastId);
     if (fresh.length) {
       term.appendMany(fresh);
@@ -381,7 +383,17 @@
     if (live) live.close();
     live = hive.stream("events/stream", {
       after: lastId,
+      epoch,
       onEvent,
+      onReset() { // the trail's ids began again: start the page's copy over
+        lastId = 0;
+        term.clear();
+        loadHistory().then(connect, () => setOnline(false));
+      },
+      onMissed(m) {
+        term.appendMany([{ id: 0, ts: Date.now() / 1000, kind: "note",
+          payload: { text: "missed " + m.missed + " events: this page fell too far behind the live trail" } }]);
+      },
       onOpen() { setOnline(true); refreshState(); },
       onError(_e, readyState) {
         setOnline(false);

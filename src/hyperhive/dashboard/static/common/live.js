@@ -10,9 +10,13 @@
  *   busy(button, fn)               spinner in the button while `await fn()` runs; error → toast
  *   el(tag, props?, ...children)   build DOM; string children become TEXT nodes (never HTML)
  *   fmtAge(seconds) fmtClock(ts) fmtDate(ts) fmtBytes(n) fmtMMSS(seconds)
- *   stream(url, {onEvent, onOpen, onError, after})
+ *   stream(url, {onEvent, onOpen, onError, after, epoch, onReset, onMissed})
  *                                  EventSource that drops events with seq <= the last one seen
- *                                  (snapshot seq passed as `after`); resumes via Last-Event-ID
+ *                                  (snapshot seq passed as `after`); resumes via Last-Event-ID.
+ *                                  `epoch` (the snapshot's) makes the server answer `reset` once
+ *                                  its ids began again (a restart): onReset closes the stream and
+ *                                  the page reloads its snapshot. onMissed({missed}) says the
+ *                                  server's history no longer reached back to `after`.
  *
  * Agent-provided text must go through el()/textContent — never innerHTML.
  */
@@ -161,8 +165,12 @@
     const sep = url.includes("?") ? "&" : "?";
     // always name the resume point (0 included): a reconnect before any event then still
     // replays what was published in between; later reconnects send Last-Event-ID, which wins
-    const full = o.after !== undefined && o.after !== null ? url + sep + "last_event_id=" + encodeURIComponent(last) : url;
+    let full = o.after !== undefined && o.after !== null ? url + sep + "last_event_id=" + encodeURIComponent(last) : url;
+    if (o.epoch) full += (full.includes("?") ? "&" : "?") + "epoch=" + encodeURIComponent(o.epoch);
     const es = new EventSource(full, { withCredentials: false });
+    const control = (msg) => { try { return JSON.parse(msg.data); } catch (_e) { return {}; } };
+    es.addEventListener("reset", (msg) => { es.close(); if (o.onReset) o.onReset(control(msg)); });
+    es.addEventListener("missed", (msg) => { if (o.onMissed) o.onMissed(control(msg)); });
     const handle = (msg) => {
       const seq = Number(msg.lastEventId);
       if (!Number.isFinite(seq) || seq <= last) return; // snapshot already covers it, or a dupe

@@ -17,6 +17,7 @@
 
   const S = {
     seq: 0,
+    epoch: "", // the daemon run the snapshot came from; the stream says `reset` when it changed
     agents: new Map(),
     kept: new Map(),
     dead: new Map(), // message id -> dead letter (parked after its last delivery attempt failed)
@@ -730,6 +731,7 @@
 
   function applySnapshot(snap) {
     S.seq = snap.seq;
+    S.epoch = snap.epoch || "";
     S.cage = snap.cage; S.cageReason = snap.cage_reason; S.isolated = snap.isolated; S.hasManager = snap.manager;
     S.agents = new Map(snap.agents.map((a) => [a.name, a]));
     S.kept = new Map(snap.kept.map((k) => [k.name, k]));
@@ -752,7 +754,10 @@
     let last = after;
     const stream = h.stream("/api/stream", {
       after,
+      epoch: S.epoch,
       kinds: KINDS,
+      onReset: () => resync(), // the daemon restarted: its seq began again, reload the snapshot
+      onMissed: () => resync(), // the hub's ring no longer reaches back to us
       onOpen: () => { S.live = true; setConn("live", "● live"); },
       onError: (_e, state) => {
         S.live = false;
