@@ -373,7 +373,8 @@ async def test_the_compact_button_shows_while_idle_and_compacts_the_session(hive
     await hive.idle()
     await expect(button).to_be_visible()
     await button.click()
-    await expect(page.locator(".state-line", has_text="compacting")).to_be_visible(timeout=T)
+    # the harness's own state line (a warm CLI also streams a `system status` line saying compacting)
+    await expect(page.locator(".state-line", has_text="· compacting")).to_be_visible(timeout=T)
     await expect(page.locator(".ui-note", has_text=re.compile(r"^compacted$"))).to_be_visible(timeout=T)
     await hive.idle()
 

@@ -57,7 +57,8 @@ async def test_a_turn_that_always_fails_is_parked_after_three_deliveries(rig: Ri
     assert row["attempts"] == 3 and row["acked_at"] is None
     asked = [r for r in rig.model.requests if any("always fail" in t for t in r["user_texts"])]
     assert len(asked) >= 3, f"each of the three turns asked the model: {len(asked)}"
-    [event] = rig.system_events("operator", "dead_letter")
+    # the event follows the park's commit: wait for it rather than race it
+    [event] = await rig.until("the operator's dead_letter event", lambda: rig.system_events("operator", "dead_letter"))
     assert (event["id"], event["recipient"], event["attempts"]) == (sent["id"], "a", 3)
     listed = json.loads((await rig.hive("dead-letters", "--json")).stdout)["dead_letters"]
     assert [m["id"] for m in listed] == [sent["id"]]

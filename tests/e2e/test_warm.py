@@ -48,6 +48,12 @@ class Rig(HiveRig):
         ends = await self.until(f"{name}'s turn on {body!r}", lambda: self.events(name, "turn_end")[before:])
         return ends[0]
 
+    async def pool(self, name: str) -> dict[str, Any]:
+        transport = httpx.AsyncHTTPTransport(uds=str(self.daemon.paths.agent(name).web_socket))
+        async with httpx.AsyncClient(transport=transport, base_url="http://agent", timeout=TURN_BOUND) as web:
+            state: dict[str, Any] = (await web.get("/api/state")).json()["pool"]
+        return state
+
     async def post(self, name: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         transport = httpx.AsyncHTTPTransport(uds=str(self.daemon.paths.agent(name).web_socket))
         async with httpx.AsyncClient(transport=transport, base_url="http://agent", timeout=TURN_BOUND) as web:
@@ -89,6 +95,9 @@ async def test_one_cli_serves_two_turns_and_a_model_switch_runs_on_it(rig: Rig) 
     first = await rig.turn("a", "echo one")
     assert first["ok"] and first["warm"] is False and first["cli_pid"]
     await rig.until("a to report warm", lambda: rig.s.lifecycle.row("a").warm)
+    pool = await rig.pool("a")
+    assert pool["warm"] and pool["cli_pid"] == first["cli_pid"] and alive(pool["worker_pid"])
+    assert pool["sdk_loaded"] is False, "the turn ran in the worker, not in the harness"
     second = await rig.turn("a", "echo two")
     assert second["ok"] and second["warm"] is True and second["cli_pid"] == first["cli_pid"]
 
@@ -148,11 +157,16 @@ async def test_an_idle_warm_cli_is_cooled_and_the_next_turn_starts_cold(idle_rig
     rig = idle_rig
     await rig.hive("spawn", "a")
     await rig.until("a to be idle", lambda: rig.idle("a"))
+    before = await rig.pool("a")
+    assert before["worker_pid"] is None and before["sdk_loaded"] is False, "a waiting harness holds no SDK"
     first = await rig.turn("a", "echo one")
     [cooled] = await rig.until("a to cool when idle", lambda: rig.cooled("a"))
     assert cooled["pid"] == first["cli_pid"]
     await rig.until("a to report cold", lambda: not rig.s.lifecycle.row("a").warm)
     assert not alive(first["cli_pid"])
+    after = await rig.pool("a")
+    assert after["worker_pid"] is None and after["sdk_loaded"] is False and after["cooled"] == 1
+    assert after["warm"] is False
     second = await rig.turn("a", "echo two")
     assert second["ok"] and second["warm"] is False
 

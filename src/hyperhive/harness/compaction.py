@@ -21,9 +21,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hyperhive.harness.turn import MessageCallback, NoteCallback, TurnResult, TurnRunner, TurnSpec
+from hyperhive.harness.turnspec import MessageCallback, NoteCallback, TurnResult, TurnSpec
+
+if TYPE_CHECKING:  # the SDK is imported only where a turn runs (issue 13)
+    from hyperhive.harness.turn import TurnRunner
+    from hyperhive.harness.workerclient import WorkerRunner
 
 __all__ = [
     "DEFAULT_COMPACT_BYTES",
@@ -118,7 +122,7 @@ class NotesCompactor:
 
     async def compact(
         self,
-        runner: TurnRunner,
+        runner: TurnRunner | WorkerRunner,
         *,
         model: str | None,
         env: dict[str, str],

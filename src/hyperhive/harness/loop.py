@@ -10,11 +10,12 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hyperhive.client import HiveClient
 from hyperhive.errors import HiveError
@@ -23,10 +24,13 @@ from hyperhive.harness.bus import NOTES_COMPACTED, NOTES_COMPACTION_FAILED, Bus
 from hyperhive.harness.compaction import DEFAULT_COMPACT_BYTES, NotesCompactor
 from hyperhive.harness.modelchoice import ModelRecord, load_record, save_record
 from hyperhive.harness.prompting import format_wake_prompt, load_system_prompt
-from hyperhive.harness.tools import allowed_tool_names, build_hyperhive_server
-from hyperhive.harness.turn import TurnResult, TurnRunner, TurnSpec
+from hyperhive.harness.turnspec import TurnResult, TurnSpec
 from hyperhive.protocol import HARNESS_STATES as STATES
 from hyperhive.protocol import MAX_NAP_SECONDS, MAX_RECV_WAIT
+
+if TYPE_CHECKING:  # the SDK is imported only where a turn runs: the worker (issue 13)
+    from hyperhive.harness.turn import TurnRunner
+    from hyperhive.harness.workerclient import WorkerRunner
 
 __all__ = ["Harness", "HarnessPaths", "Refused"]
 
@@ -77,7 +81,7 @@ class Harness:
         client: HiveClient,
         poll_client: HiveClient,
         bus: Bus,
-        runner: TurnRunner,
+        runner: TurnRunner | WorkerRunner,
         config: dict[str, Any],
         instructions: str = "",
         agents_dir: str = "/agents",
@@ -110,7 +114,13 @@ class Harness:
         self.system_prompt = load_system_prompt(
             name, manager=manager, notes_path=str(paths.notes), agents_dir=agents_dir, instructions=instructions
         )
-        self.server = build_hyperhive_server(client, manager=manager, nap=self.request_nap)
+        self.server: Any = None
+        self.tool_names: list[str] = []
+        if not getattr(runner, "remote", False):  # in-process turns (tests): the tools live here
+            from hyperhive.harness.tools import allowed_tool_names, build_hyperhive_server
+
+            self.server = build_hyperhive_server(client, manager=manager, nap=self.request_nap)
+            self.tool_names = allowed_tool_names(manager=manager)
         self.notes = NotesCompactor(paths.notes)
         self._notes_failed_at: int | None = None  # the size a compaction last failed at
         self.held = HeldEvents(paths.state / "hyperhive-held.json")
@@ -256,8 +266,9 @@ class Harness:
             model=self.model(),
             bash_patterns=list(cfg.get("bash") or []),
             mcp_server=self.server,
-            mcp_tools=allowed_tool_names(manager=self.manager),
-            extra_mcp_servers=extra,  # type: ignore[arg-type]
+            mcp_tools=list(self.tool_names),
+            hyperhive=None if self.server is not None else ("manager" if self.manager else "agent"),
+            extra_mcp_servers=extra,
             env=env,
             resume_session=self.session_id(),
             keep_warm=self.keep_warm,
@@ -406,6 +417,18 @@ class Harness:
         await asyncio.sleep(self.warm_idle)
         if not self._turn_lock.locked():
             await self.cool(f"idle for {self.warm_idle:g} s")
+
+    def pool_state(self) -> dict[str, Any]:
+        """Warm or cold, the turn worker's pid, and whether this process holds the SDK (it
+        should not: only the worker imports it)."""
+        worker = getattr(self.runner, "worker_pid", None)
+        return {
+            "warm": self.runner.warm,
+            "cli_pid": self.runner.warm_pid(),
+            "worker_pid": worker() if worker is not None else None,
+            "sdk_loaded": "claude_agent_sdk" in sys.modules,
+            "cooled": self.runner.cooled,
+        }
 
     async def cool(self, why: str) -> str:
         """End the kept claude CLI (idle, or the core's pool needs the room); the session stays

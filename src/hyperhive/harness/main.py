@@ -17,8 +17,8 @@ from hyperhive.errors import HiveError, StartupError
 from hyperhive.harness.apishim import ApiShim
 from hyperhive.harness.bus import Bus, default_events_path
 from hyperhive.harness.loop import Harness, HarnessPaths
-from hyperhive.harness.turn import TurnRunner
 from hyperhive.harness.web import create_agent_app
+from hyperhive.harness.workerclient import WorkerRunner
 from hyperhive.webserver import EmbeddedServer
 
 __all__ = ["run_harness"]
@@ -57,12 +57,13 @@ async def run_harness() -> None:
         client=client,
         poll_client=poll,
         bus=bus,
-        runner=TurnRunner(),
+        runner=(runner := WorkerRunner()),
         config=config,
         instructions=reply.get("instructions_text") or "",
         agents_dir=environ.get("HYPERHIVE_AGENTS_DIR", "/agents"),
         environ=environ,
     )
+    runner.nap = harness.request_nap  # the worker's nap tool parks this loop
     web_sock = paths.run / "web.sock"
     with contextlib.suppress(FileNotFoundError):
         web_sock.unlink()

@@ -17,7 +17,6 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from claude_agent_sdk.types import McpServerConfig, ServerToolResultBlock, Serve
 
 from hyperhive.harness.cancel import StopOutcome, TrackedChild, find_claude_cli, stop_child
 from hyperhive.harness.prompting import PromptFile, config_env
+from hyperhive.harness.turnspec import DEFAULT_BUILTINS, TurnResult, TurnSpec
 
 __all__ = [
     "DEFAULT_BUILTINS",
@@ -53,7 +53,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BUILTINS: tuple[str, ...] = ("Read", "Edit", "Write", "Glob", "Grep")
 FORBIDDEN_BUILTINS: tuple[str, ...] = (
     "WebFetch", "WebSearch", "Task", "Agent", "TodoWrite", "NotebookEdit", "KillShell", "BashOutput",
     "ExitPlanMode", "Skill", "SlashCommand",
@@ -65,54 +64,6 @@ _TOO_LONG_RE = re.compile(r"prompt is too long", re.I)
 
 MessageCallback = Callable[[dict[str, Any]], None]
 NoteCallback = Callable[[str], None]
-
-
-@dataclass
-class TurnSpec:
-    """Everything one turn needs. `bash_patterns` like `"git *"` become `Bash(git *)` rules."""
-
-    prompt: str
-    cwd: Path
-    system_prompt: str = ""
-    model: str | None = None
-    allowed_builtins: list[str] = field(default_factory=lambda: list(DEFAULT_BUILTINS))
-    bash_patterns: list[str] = field(default_factory=list)
-    mcp_server: McpServerConfig | None = None
-    """The in-process `hyperhive` server (tools.build_hyperhive_server)."""
-    mcp_tools: list[str] = field(default_factory=list)
-    """Full names of the hyperhive tools to allow (tools.allowed_tool_names)."""
-    extra_mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
-    """Config-declared servers; all their tools are allowed (`mcp__<key>`)."""
-    env: dict[str, str] = field(default_factory=dict)
-    resume_session: str | None = None
-    max_turns: int = 40
-    cli_path: str | Path | None = None
-    """The claude CLI (default: the one bundled in the SDK); always passed explicitly, so the
-    runner knows which child of the harness to signal on cancel."""
-    allow_rules: list[str] | None = None
-    """Replaces the built-in tools' allow rules (e.g. `Edit(//state/x/notes.md)`); the tools
-    offered stay `allowed_builtins`."""
-    keep_warm: bool = False
-    """Keep the CLI connected after a good turn (issue 13): the next turn with the same options
-    on the same session reuses it (the model is switched over the connection)."""
-
-
-@dataclass
-class TurnResult:
-    ok: bool
-    note: str
-    session_id: str | None = None
-    duration_ms: int = 0
-    usage: dict[str, Any] | None = None
-    cost_usd: float | None = None
-    auth_failed: bool = False
-    prompt_too_long: bool = False
-    cancelled: bool = False
-    text: str = ""
-    """The assistant's text of this turn, joined (for the UI and tests)."""
-    warm: bool = False
-    """The turn ran on a CLI kept from an earlier turn (no start-up)."""
-    cli_pid: int | None = None
 
 
 # ---- options -------------------------------------------------------------------------------
