@@ -129,9 +129,20 @@ class Gateway:
         self.refuse = refuse
         self.on_rate = on_rate
         self.agents: dict[str, _Agent] = {}
-        timeout = httpx.Timeout(settings.timeout, connect=min(30.0, settings.timeout))
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        self._client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
+        self._client: httpx.AsyncClient | None = None
+        self._client_lock = asyncio.Lock()
+
+    async def http(self) -> httpx.AsyncClient:
+        """The upstream client, built in a thread: loading the CA bundle takes ~0.1 s."""
+        async with self._client_lock:
+            if self._client is None:
+                s = self.settings
+                timeout = httpx.Timeout(s.timeout, connect=min(30.0, s.timeout))
+                limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+                self._client = await asyncio.to_thread(
+                    httpx.AsyncClient, timeout=timeout, limits=limits, follow_redirects=False, trust_env=False
+                )
+            return self._client
 
     # ---- sockets -----------------------------------------------------------------------
 
@@ -172,7 +183,8 @@ class Gateway:
     async def aclose(self) -> None:
         for name in list(self.agents):
             await self.close(name)
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     def rate_limited_until(self, name: str) -> float | None:
         agent = self.agents.get(name)
@@ -232,9 +244,10 @@ class Gateway:
         started = time.monotonic()
         for round_ in range(MAX_RATE_ROUNDS + 1):
             await self._wait_rate(agent)
-            request = self._client.build_request(method, url, headers=fwd, content=body)
+            client = await self.http()
+            request = client.build_request(method, url, headers=fwd, content=body)
             try:
-                response = await self._client.send(request, stream=True)
+                response = await client.send(request, stream=True)
             except httpx.TimeoutException:
                 await _reply(
                     send, *api_error(504, "api_error", f"the upstream {self.settings.upstream} did not answer in time")

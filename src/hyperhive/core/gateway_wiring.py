@@ -52,6 +52,7 @@ class GatewayService:
 
     async def _watch(self) -> None:
         """Budget answers and turn ends, from the core's live events."""
+        await self.gateway.http()  # warm: the first model call does not wait for the CA bundle
         while True:
             sub = self.hub.subscribe()
             try:
