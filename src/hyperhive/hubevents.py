@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hyperhive.protocol import AgentRow
-from hyperhive.replies import Approval, Question
+from hyperhive.replies import Approval, KeptState, Question
 
 __all__ = ["HUB_KINDS", "PAYLOADS", "HubKind", "check_event"]
 
@@ -46,7 +46,7 @@ class AgentAdded(_Payload):
 class AgentRemoved(_Payload):
     name: str
     purged: bool
-    kept: bool | None = None
+    kept: KeptState | None = None  # what stays on disk when not purged
 
 
 class ContainerCrash(_Payload):

@@ -40,7 +40,7 @@ def test_a_payload_that_misses_a_field_or_names_no_kind_is_reported() -> None:
 async def test_the_events_a_real_daemon_streams_fit_their_models(
     hive: Daemon, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Messages, a question and its answer: every event line of `subscribe` validates against
+    """Messages, a question and its answer, a destroy (kept state): every event line of `subscribe` validates against
     PAYLOADS[kind], and the hub reported no mismatch meanwhile."""
     reader, writer = await asyncio.open_unix_connection(str(hive.paths.host_socket), limit=MAX_LINE_BYTES + 2)
     try:
@@ -54,9 +54,11 @@ async def test_the_events_a_real_daemon_streams_fit_their_models(
         assert (await ask_socket(hive.paths.host_socket, {"cmd": "answer", "id": asked["id"], "answer": "yes"}))["ok"]
         assert (await ask_socket(hive.paths.host_socket, {"cmd": "send", "to": "iris", "body": "go"}))["ok"]
         assert (await ask_socket(sock, {"cmd": "recv", "max": 5}))["ok"]
+        assert (await ask_socket(hive.paths.host_socket, {"cmd": "destroy", "name": "iris"}))["ok"]
         seen: dict[str, dict[str, Any]] = {}
         async with asyncio.timeout(BOUND):
-            while not {"message_sent", "question_added", "question_resolved", "message_delivered"} <= set(seen):
+            want = {"message_sent", "question_added", "question_resolved", "message_delivered", "agent_removed"}
+            while not want <= set(seen):
                 event = json.loads(await reader.readline())["event"]
                 PAYLOADS[event["kind"]].model_validate(event["data"])
                 seen[event["kind"]] = event["data"]
