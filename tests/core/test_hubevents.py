@@ -54,6 +54,7 @@ async def test_the_events_a_real_daemon_streams_fit_their_models(
         assert (await ask_socket(hive.paths.host_socket, {"cmd": "answer", "id": asked["id"], "answer": "yes"}))["ok"]
         assert (await ask_socket(hive.paths.host_socket, {"cmd": "send", "to": "iris", "body": "go"}))["ok"]
         assert (await ask_socket(sock, {"cmd": "recv", "max": 5}))["ok"]
+        hive.paths.agent("iris").root.mkdir(parents=True, exist_ok=True)  # so its state is kept
         assert (await ask_socket(hive.paths.host_socket, {"cmd": "destroy", "name": "iris"}))["ok"]
         seen: dict[str, dict[str, Any]] = {}
         async with asyncio.timeout(BOUND):
@@ -65,4 +66,5 @@ async def test_the_events_a_real_daemon_streams_fit_their_models(
     finally:
         writer.close()
         await writer.wait_closed()
+    assert seen["agent_removed"]["kept"]["name"] == "iris"
     assert not [r for r in caplog.records if r.name == "hyperhive.hubevents"], caplog.text
