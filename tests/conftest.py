@@ -3,6 +3,7 @@ tests/hivetest.py (importable as `hivetest`), so no test imports a conftest modu
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +15,20 @@ from hivetest import IN_CI, make_config, require, require_tool, start_daemon, st
 from hyperhive.core.daemon import Daemon
 
 __all__ = ["IN_CI", "make_config", "require", "require_tool", "start_daemon", "stop_daemon"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store", choices=("sqlite", "postgresql"), default=None,
+                     help="the store the test hives run on (default: HYPERHIVE_TEST_STORE or sqlite)")  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--store"):
+        os.environ["HYPERHIVE_TEST_STORE"] = config.getoption("--store")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"store: {os.environ.get('HYPERHIVE_TEST_STORE', 'sqlite')}"
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,8 @@ import shutil
 import subprocess
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -24,6 +25,8 @@ from hyperhive.core.daemon import Daemon
 from hyperhive.core.hub import Hub
 from hyperhive.core.services import Services
 from hyperhive.offline_model.server import OfflineModelServer
+from hyperhive.store.base import Store
+from hyperhive.store.open import open_store
 from loopwatch import LoopWatch
 
 T = TypeVar("T")
@@ -56,6 +59,37 @@ def require_sdk() -> None:
         require(False, "claude-agent-sdk is not installed")
 
 
+# The store the suite runs on: `pytest --store=postgresql` (or HYPERHIVE_TEST_STORE=postgresql)
+# gives every test hive a fresh database in a throw-away cluster (tests/pgserver.py).
+_STORE_URLS: dict[Path, str] = {}
+
+
+def test_store() -> str:
+    return os.environ.get("HYPERHIVE_TEST_STORE", "sqlite")
+
+
+def pg_test_url() -> str:
+    """A fresh database in the suite's throw-away PostgreSQL cluster (started on first use)."""
+    from pgserver import find_bin, shared_cluster
+
+    require(find_bin() is not None, "PostgreSQL server binaries are not installed (scripts/bootstrap installs them)")
+    return shared_cluster().database()
+
+
+def store_url_for(state: Path) -> str | None:
+    """The store URL for the hive whose state dir is `state` (the same one on a restart)."""
+    if test_store() != "postgresql":
+        return None
+    if state not in _STORE_URLS:
+        _STORE_URLS[state] = pg_test_url()
+    return _STORE_URLS[state]
+
+
+def open_test_store(tmp_path: Path) -> Store:
+    """A store on its own, for tests of one core part: SQLite in `tmp_path` or a fresh database."""
+    return open_store(store_url_for(tmp_path), tmp_path / "broker.sqlite")
+
+
 def make_config(tmp_path: Path, run_dir: Path, **overrides: object) -> HiveConfig:
     state = tmp_path / "state"
     state.mkdir(parents=True, exist_ok=True)
@@ -65,7 +99,8 @@ def make_config(tmp_path: Path, run_dir: Path, **overrides: object) -> HiveConfi
             break
         parent.chmod(parent.stat().st_mode | 0o011)
     base: dict[str, object] = {"state_dir": state, "run_dir": run_dir, "port": 0, "cage": "process",
-                               "manager": False, "stop_grace": 5.0}  # fmt: skip
+                               "manager": False, "stop_grace": 5.0,
+                               "store_url": store_url_for(state.resolve())}  # fmt: skip
     base.update(overrides)
     return HiveConfig(**base)  # type: ignore[arg-type]
 
@@ -164,10 +199,18 @@ async def until(
         sub.close()
 
 
+def sync(aw: Coroutine[Any, Any, T]) -> T:
+    """Finish a coroutine that only reads the store (`broker.recent`, `approvals.pending`, …) from
+    synchronous test code such as an `until` check: on a helper thread with its own loop, since
+    the store's I/O runs on the store's own threads and needs nothing from the test's loop."""
+    with ThreadPoolExecutor(1, thread_name_prefix="test-sync") as pool:
+        return pool.submit(asyncio.run, aw).result()
+
+
 def system_events(s: Services, to: str, event: str | None = None) -> list[dict[str, Any]]:
     """The system events addressed to `to` (all, or those named `event`), oldest first, read from
     the broker's rows."""
-    rows = [m for m in reversed(s.broker.recent(to, 500)) if m.sender == "system"]
+    rows = [m for m in reversed(sync(s.broker.recent(to, 500))) if m.sender == "system"]
     bodies = [json.loads(m.body) for m in rows]
     return [b for b in bodies if event is None or b["event"] == event]
 
@@ -178,9 +221,10 @@ def diagnostics(s: Services, model: OfflineModelServer | None = None, *, approva
     and model `requests`, and the last `tail` lines of each agent's cage output."""
     lines = [f"agents: {[(r.name, r.state, r.harness_state) for r in s.lifecycle.rows()]}"]
     if approvals:
-        lines += [f"approval: {a}" for a in s.approvals.recent(approvals)]
+        lines += [f"approval: {a}" for a in sync(s.approvals.recent(approvals))]
     if messages:
-        lines += [f"msg #{m.id}: {m.sender}->{m.recipient}: {m.body[:300]}" for m in s.broker.recent(None, messages)]
+        lines += [f"msg #{m.id}: {m.sender}->{m.recipient}: {m.body[:300]}"
+                  for m in sync(s.broker.recent(None, messages))]  # fmt: skip
     if model is not None and requests:
         lines += [f"model: {r['last_user_text'][:120]!r} -> {r['answer']}" for r in model.requests[-requests:]]
     for name, rt in s.lifecycle.agents.items():

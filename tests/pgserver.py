@@ -44,7 +44,8 @@ def _runas() -> tuple[list[str], int | None, int | None]:
 
 
 class PgCluster:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """`durable`: fsync on (benchmarks); the tests run without it, as nothing outlives them."""
         bindir = find_bin()
         if bindir is None:
             raise FileNotFoundError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
@@ -59,8 +60,10 @@ class PgCluster:
             os.chown(self.root, uid, gid)
             os.chown(self.sock, uid, gid)
         self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8",
-                   "--no-sync", "--no-instructions"])  # fmt: skip
-        opts = f"-c listen_addresses='' -c unix_socket_directories={self.sock} -c fsync=off -c max_connections=200"
+                   "--no-instructions", *([] if durable else ["--no-sync"])])  # fmt: skip
+        opts = f"-c listen_addresses='' -c unix_socket_directories={self.sock} -c max_connections=200"
+        if not durable:
+            opts += " -c fsync=off -c synchronous_commit=off"
         self._run([str(bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w",
                    "-t", "60", "start"])  # fmt: skip
         self.admin_url = f"postgresql:///postgres?host={self.sock}&user={USER}"

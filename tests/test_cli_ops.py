@@ -223,7 +223,7 @@ async def test_config_edit_applies_through_the_deploy_path_with_an_operator_tag(
     applied = hive.paths.agent("d").applied
     tags = subprocess.run(["git", "-C", str(applied), "tag", "--list"], capture_output=True, text=True, timeout=30)
     assert {f"operator/{aid}", f"deployed/{aid}"} <= set(tags.stdout.split())
-    approval = next(a for a in hive.services.approvals.recent() if a["id"] == aid)
+    approval = next(a for a in (await hive.services.approvals.recent()) if a["id"] == aid)
     assert approval["requested_by"] == "operator" and approval["status"] == "deployed"
 
 

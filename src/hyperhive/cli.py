@@ -197,14 +197,19 @@ def _run_daemon(config: Any, *, announce: Callable[[Any], Any] | None = None) ->
               "(default https://api.anthropic.com; [api] base in hive.toml).")  # fmt: skip
 @click.option("--api-key-file", type=click.Path(path_type=Path), metavar="PATH",
               help="File (mode 0600) with the upstream API key; default [api] key_file, then ANTHROPIC_API_KEY.")  # fmt: skip
+@click.option("--store", "store_url", metavar="URL", help="The store: postgresql://… (default: HYPERHIVE_STORE, "
+              "[store] url in hive.toml, else SQLite at STATE/broker.sqlite). No password here: use ~/.pgpass.")  # fmt: skip
 @handle_errors
 def serve(state_dir: Path | None, run_dir: Path | None, host: str | None, port: int | None, cage: str | None,
           agent_env: tuple[str, ...], verbose: bool, api_base: str | None, api_key_file: Path | None,
-          agent_env_file: tuple[Path, ...], log_level: str, log_format: str) -> None:  # fmt: skip
+          agent_env_file: tuple[Path, ...], log_level: str, log_format: str, store_url: str | None) -> None:  # fmt: skip
     """Run the core daemon: broker, approvals, questions, cages and the dashboard."""
+    from hyperhive.cli_store import refuse_password_in_argv
+
+    refuse_password_in_argv(store_url)
     config = load_config(state_dir=state_dir, run_dir=run_dir, host=host, port=port, cage=cage,
                          agent_env=parse_env_pairs(agent_env), api_base=api_base,
-                         api_key_file=api_key_file, agent_env_files=agent_env_file)  # fmt: skip
+                         api_key_file=api_key_file, agent_env_files=agent_env_file, store=store_url)  # fmt: skip
     _daemon_logging(config, verbose, log_level, log_format, agent_env)
     _run_daemon(config)
 
@@ -557,4 +562,9 @@ for _command in cli_dead.COMMANDS:
 from hyperhive import cli_stats  # noqa: E402
 
 for _command in cli_stats.COMMANDS:
+    main.add_command(_command)
+
+from hyperhive import cli_store  # noqa: E402
+
+for _command in cli_store.COMMANDS:
     main.add_command(_command)

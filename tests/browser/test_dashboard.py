@@ -168,14 +168,14 @@ async def test_compose_sends_to_an_agent_and_a_peer_reply_appears_without_reload
     await expect(page.locator("#compose-prompt")).to_have_text("@delta>", timeout=T)
     row = page.locator(".hh-term-row.sent", has_text="hello from the browser")
     await expect(row).to_have_count(1, timeout=T)
-    [sent] = s.broker.recent(recipient="delta")
+    [sent] = (await s.broker.recent(recipient="delta"))
     assert (sent.sender, sent.body) == ("operator", "hello from the browser")
     assert await page.evaluate("localStorage.getItem('hh.compose.to')") == "delta"
 
     await box.fill("second, to the sticky recipient")
     await box.press("Enter")
     await expect(page.locator(".hh-term-row.sent", has_text="second, to the sticky")).to_have_count(1, timeout=T)
-    assert s.broker.recent(recipient="delta")[0].body == "second, to the sticky recipient"
+    assert (await s.broker.recent(recipient="delta"))[0].body == "second, to the sticky recipient"
 
     [reply_id] = await s.broker.send("delta", "operator", "got it, operator", in_reply_to=sent.id)
     reply = page.locator(f'.hh-term-row[data-flow="{reply_id}"]')
@@ -188,7 +188,7 @@ async def test_compose_sends_to_an_agent_and_a_peer_reply_appears_without_reload
     await box.fill("thanks")
     await box.press("Enter")
     await expect(page.locator(".hh-term-row.sent", has_text="thanks")).to_have_count(1, timeout=T)
-    assert s.broker.recent(recipient="delta")[0].in_reply_to == reply_id
+    assert (await s.broker.recent(recipient="delta"))[0].in_reply_to == reply_id
     assert await page.evaluate("window.__marker") == "no reload"
     await shot(page, "#sec-flow", "sec-flow-compose")
 
@@ -205,7 +205,7 @@ async def test_approvals_and_questions_appear_live_and_resolve_by_click(dash: Da
     await card.locator('input[name="note"]').fill("not today")
     await card.locator('button[data-action="deny"]').click()
     await expect(card).to_have_count(0, timeout=T)
-    denied = s.approvals.get(a["id"])
+    denied = (await s.approvals.get(a["id"]))
     assert (denied["status"], denied["note"]) == ("denied", "not today")
 
     q = await s.questions.ask("manager", "which colour?", options=["red", "green"])
@@ -218,23 +218,23 @@ async def test_approvals_and_questions_appear_live_and_resolve_by_click(dash: Da
     await qcard.locator('input[value="green"]').check()
     await qcard.locator('button[data-action="answer"]').click()
     await expect(qcard).to_have_count(0, timeout=T)
-    assert s.questions.get(q["id"])["answer"] == "green"
+    assert (await s.questions.get(q["id"]))["answer"] == "green"
     pcard = page.locator(f'[data-question="{peer["id"]}"]')
     await expect(pcard.locator('button[data-action="answer"]')).to_have_text("0V3RR1D3", timeout=T)
     await pcard.locator('input[name="answer"]').fill("the operator decides: yes")
     await pcard.locator('button[data-action="answer"]').click()
     await expect(pcard).to_have_count(0, timeout=T)
-    assert s.questions.get(peer["id"])["answerer"] == "operator"
+    assert (await s.questions.get(peer["id"]))["answerer"] == "operator"
     await page.locator(f'[data-question="{other["id"]}"] button[data-action="cancel"]').click()
     await expect(page.locator("[data-question]")).to_have_count(0, timeout=T)
-    assert s.questions.get(other["id"])["answer"] == "[cancelled]"
+    assert (await s.questions.get(other["id"]))["answer"] == "[cancelled]"
     await expect(page.locator("#sec-questions")).to_have_class("hh-section", timeout=T)
 
     await page.locator("#spawn-name").fill("foxtrot")
     await page.locator("#spawn-description").fill("from the form")
     await page.locator("#spawn-btn").click()
     await expect(page.locator("[data-approval]")).to_contain_text("from the form", timeout=T)
-    assert [x["agent"] for x in s.approvals.pending()] == ["foxtrot"]
+    assert [x["agent"] for x in (await s.approvals.pending())] == ["foxtrot"]
 
 
 async def test_a_question_ttl_counts_down_and_expires(dash: Dash, context: BrowserContext) -> None:
@@ -245,7 +245,7 @@ async def test_a_question_ttl_counts_down_and_expires(dash: Dash, context: Brows
     card = page.locator(f'[data-question="{q["id"]}"]')
     await expect(card.locator(".ttl")).to_contain_text("◷ 00:0", timeout=T)
     await expect(card).to_have_count(0, timeout=T)
-    assert s.questions.get(q["id"])["answer"] == "[expired]"
+    assert (await s.questions.get(q["id"]))["answer"] == "[expired]"
     await expect(page.locator(".hh-toast", has_text="expired")).to_have_count(1, timeout=T)
 
 
@@ -346,7 +346,7 @@ async def test_dead_letters_appear_live_and_are_retried_or_discarded_by_click(
     await shot(page, "#sec-dead", "sec-dead")
     await row.locator('button[data-action="retry-dead"]').click()
     await expect(row).to_have_count(0, timeout=T)
-    assert s.broker.dead_letters() == [] and s.broker.unread("worker") == 1
+    assert (await s.broker.dead_letters()) == [] and s.broker.unread("worker") == 1
     await ask_socket(worker, {"cmd": "recv"})
     await ask_socket(worker, {"cmd": "ack_turn"})
 
@@ -354,5 +354,5 @@ async def test_dead_letters_appear_live_and_are_retried_or_discarded_by_click(
     row = page.locator(f'tr[data-dead="{second}"]')
     await row.locator('button[data-action="discard-dead"]').click()  # the confirm is accepted
     await expect(row).to_have_count(0, timeout=T)
-    assert s.broker.get(second).acked_at is not None and s.broker.dead_letters() == []
+    assert (await s.broker.get(second)).acked_at is not None and (await s.broker.dead_letters()) == []
     await expect(page.locator("#dead-empty")).to_be_visible(timeout=T)

@@ -23,7 +23,7 @@ from starlette.routing import Route
 sys.path.append(str(Path(__file__).resolve().parent.parent / "dashboard"))
 from dashkit import Dash, dash_of  # noqa: E402
 
-from hivetest import require, until  # noqa: E402
+from hivetest import require, sync, until  # noqa: E402
 from hyperhive.core.daemon import Daemon  # noqa: E402
 from hyperhive.core.lifecycle import AgentRuntime  # noqa: E402
 from hyperhive.dashboard.proxy import HARNESS_STATIC  # noqa: E402
@@ -119,7 +119,7 @@ async def test_a_rogue_page_cannot_redirect_the_operators_message(dash: Dash, co
         await expect(page.locator("#term")).to_contain_text("→ sent to alpha as message #", timeout=T)
 
         def delivered() -> list[tuple[str, str]]:
-            return [(m.recipient, m.body) for m in s.broker.recent(None, 50) if m.sender == OPERATOR]
+            return [(m.recipient, m.body) for m in sync(s.broker.recent(None, 50)) if m.sender == OPERATOR]
 
         rows = await until(s.hub, "the operator's message", delivered, 10, explain=lambda: str(delivered()))
         assert rows == [("alpha", "the operator's words, for alpha")]

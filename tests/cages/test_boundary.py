@@ -28,7 +28,16 @@ from typing import Any
 
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, require, require_sdk, require_tool, start_daemon, stop_daemon
+from hivetest import (
+    HiveRig,
+    diagnostics,
+    make_config,
+    require,
+    require_sdk,
+    require_tool,
+    start_daemon,
+    stop_daemon,
+)
 from hyperhive.agentconfig import default_agent_toml, manager_agent_toml
 from hyperhive.client import HiveClient
 from hyperhive.core.configrepo import ConfigRepos
@@ -362,10 +371,10 @@ async def test_send_outside_allowed_recipients_is_refused_with_a_reason_and_mana
     assert len(refused) == 1 and refused[0].get("is_error"), refused
     reason = _content_text(refused[0]["content"])
     assert "may not send to 'b'" in reason and "allowed recipients are operator" in reason, reason
-    assert not [m for m in mrig.s.broker.recent("b", 50) if m.sender == "a"]
+    assert not [m for m in (await mrig.s.broker.recent("b", 50)) if m.sender == "a"]
     sent = tool_results(await mrig.turn("a", "relay status-ok to manager"))
     assert len(sent) == 1 and not sent[0].get("is_error"), sent
-    assert [m.body for m in mrig.s.broker.recent(MANAGER, 50) if m.sender == "a"] == ["status-ok"]
+    assert [m.body for m in (await mrig.s.broker.recent(MANAGER, 50)) if m.sender == "a"] == ["status-ok"]
 
 
 # ---- planted symlinks -------------------------------------------------------------------------

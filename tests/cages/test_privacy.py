@@ -67,7 +67,7 @@ async def test_after_a_real_start_the_state_databases_and_agent_dirs_are_private
         assert (mode(d), d.stat().st_uid) == (0o700, 0), d
     for d in (ap.state, ap.home, ap.run):
         assert (mode(d), d.stat().st_uid) == (0o700, uid), d
-    dbs = [paths.broker_db, ap.events_db]
+    dbs = [ap.events_db] + ([paths.broker_db] if rig.daemon.config.store_url is None else [])  # SQLite store
     assert all(db.exists() for db in dbs)
     for db in dbs:
         for suffix in ("", "-wal", "-shm"):
@@ -89,7 +89,7 @@ async def test_after_a_real_start_the_state_databases_and_agent_dirs_are_private
 async def test_an_old_world_readable_install_is_made_private_on_start(tmp_path: Path, short_dir: Path) -> None:
     """A hive from before: state 0755, broker.sqlite and its WAL 0644, an agent's dirs 0755 and
     events db 0644. The next `hive serve` fixes every one."""
-    config = make_config(tmp_path, short_dir)
+    config = make_config(tmp_path, short_dir, store_url=None)  # an old hive: its SQLite store
     daemon, task = await start_daemon(config)
     try:
         await wire_agent(daemon, "alpha")

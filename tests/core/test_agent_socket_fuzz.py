@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 import fuzzkit
 from fuzzkit import LiveDaemon, assert_well_formed, fuzz_settings, json_leaf, json_value, live_daemon, ping, raw_lines
+from hivetest import sync
 from hyperhive.names import MANAGER
 from hyperhive.protocol import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS, MAX_LINE_BYTES
 
@@ -46,9 +47,8 @@ class AgentLive(LiveDaemon):
 
     def rows(self) -> dict[str, int]:
         assert self.daemon.services is not None
-        return self.daemon.services.db.read(
-            lambda c: {t: c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
-        )
+        counts = sync(self.daemon.services.store.check())["counts"]
+        return {t: counts[t] for t in TABLES}
 
 
 @pytest.fixture(scope="module")
@@ -160,4 +160,4 @@ def test_operator_only_verbs_have_no_entry_point_on_agent_or_manager_sockets(liv
         )
         assert reply is not None and reply["code"] == "forbidden", (where, reply)
     assert live.daemon.services is not None
-    assert live.daemon.services.questions.get(qid)["answered_at"] is None
+    assert sync(live.daemon.services.questions.get(qid))["answered_at"] is None

@@ -124,7 +124,7 @@ async def test_bad_commit_refs_and_agent_names_are_refused_and_leave_nothing_pen
     for fields, code, words in cases:
         err = await refused(ahive.manager, "request_apply_commit", **fields)
         assert (err.code, words in err.message) == (code, True), (fields, err.code, err.message)
-        assert ahive.s.approvals.pending() == []
+        assert (await ahive.s.approvals.pending()) == []
         assert await ahive.tags("scout") == []
     assert ahive.resolved()[-1]["kind"] == "init_config"  # no approval_resolved for a refused request
     ok = (await ahive.manager.call("request_apply_commit", agent="scout", commit_ref=good[:12]))["approval"]
@@ -139,8 +139,8 @@ async def test_an_invalid_agent_toml_never_becomes_pending_and_the_manager_gets_
     sha = ahive.commit("scout", 'network = "moon"')
     err = await refused(ahive.manager, "request_apply_commit", agent="scout", commit_ref=sha)
     assert err.code == "config_invalid" and "`network`" in err.message
-    assert ahive.s.approvals.pending() == []
-    (row,) = [a for a in ahive.s.approvals.recent() if a["kind"] == "apply_commit"]
+    assert (await ahive.s.approvals.pending()) == []
+    (row,) = [a for a in (await ahive.s.approvals.recent()) if a["kind"] == "apply_commit"]
     assert (row["status"], row["commit_ref"], row["tag"]) == ("failed", sha, None)
     assert "`network`" in row["note"]
     assert await ahive.tags("scout") == []
@@ -166,7 +166,7 @@ async def test_a_proposal_is_frozen_whatever_the_manager_does_to_its_repo(ahive:
 async def test_init_config_is_refused_for_an_existing_agent_a_seeded_repo_or_a_duplicate(ahive: Hive) -> None:
     """request_init_config for a live agent, for a name whose proposed repo exists, or while one is
     pending: a conflict and no new row; a bad name: invalid_name (issue 4; upstream §2.2)."""
-    before = len(ahive.s.approvals.recent())
+    before = len(await ahive.s.approvals.recent())
     assert (await refused(ahive.manager, "request_init_config", name="alice")).code == "conflict"
     assert (await refused(ahive.manager, "request_init_config", name="manager")).code == "invalid_name"
     assert (await refused(ahive.manager, "request_init_config", name="../etc")).code == "invalid_name"
@@ -175,7 +175,7 @@ async def test_init_config_is_refused_for_an_existing_agent_a_seeded_repo_or_a_d
     await ahive.host.call("approve", id=first["id"])
     err = await refused(ahive.manager, "request_init_config", name="scout")
     assert err.code == "conflict" and "already has a proposed config repo" in err.message
-    assert len(ahive.s.approvals.recent()) == before + 1
+    assert len(await ahive.s.approvals.recent()) == before + 1
     assert (await refused(ahive.manager, "request_spawn", name="alice")).code == "conflict"
 
 
@@ -189,13 +189,13 @@ async def test_resolving_an_unknown_or_already_resolved_approval_is_refused(ahiv
     approval = await ahive.propose("scout", 'model = "haiku"')
     aid = approval["id"]
     assert (await ahive.host.call("deny", id=aid, note="no"))["approval"]["status"] == "denied"
-    row, tags = ahive.s.approvals.get(aid), await ahive.tags("scout")
+    row, tags = (await ahive.s.approvals.get(aid)), await ahive.tags("scout")
     for cmd, fields in (("approve", {}), ("deny", {"note": "again"})):
         err = await refused(ahive.host, cmd, id=aid, **fields)
         assert err.code == "conflict" and "already denied" in err.message
     assert (await refused(ahive.host, "approve", id=aid + 1000)).code == "not_found"
     assert (await refused(ahive.host, "approve", id=0)).code == "bad_request"
-    assert ahive.s.approvals.get(aid) == row and await ahive.tags("scout") == tags == [f"proposal/{aid}", f"denied/{aid}"]
+    assert (await ahive.s.approvals.get(aid)) == row and await ahive.tags("scout") == tags == [f"proposal/{aid}", f"denied/{aid}"]
     assert [(e["id"], e["status"]) for e in ahive.resolved()][-1] == (aid, "denied")
     assert len([e for e in ahive.resolved() if e["id"] == aid]) == 1
 
@@ -214,7 +214,7 @@ async def test_two_racing_approvals_of_one_request_deploy_it_once(ahive: Hive) -
     assert len(wins) == 1 and len(losses) == 1, results
     assert losses[0].code == "conflict" and "already approving" in losses[0].message
     assert wins[0]["approval"]["status"] == "deployed", wins[0]
-    assert ahive.s.approvals.get(aid)["status"] == "deployed"
+    assert (await ahive.s.approvals.get(aid))["status"] == "deployed"
     assert await ahive.tags("scout") == [f"proposal/{aid}", f"approved/{aid}", f"deployed/{aid}"]
     assert await ahive.s.repos.applied_sha("scout") == approval["sha"]
     assert ahive.s.lifecycle.agents["scout"].state == "running"
@@ -236,7 +236,7 @@ async def test_an_approve_racing_a_deny_resolves_the_request_one_way_only(ahive:
     wins = [r["approval"]["status"] for r in results if isinstance(r, dict)]
     assert len(wins) == 1 and sum(isinstance(r, RemoteError) and r.code == "conflict" for r in results) == 1
     (status,) = wins
-    assert ahive.s.approvals.get(aid)["status"] == status
+    assert (await ahive.s.approvals.get(aid))["status"] == status
     if status == "denied":
         assert (await ahive.tags("scout"))[-2:] == [f"proposal/{aid}", f"denied/{aid}"]
         assert await ahive.s.repos.applied_sha("scout") == first["sha"]
@@ -268,8 +268,8 @@ async def test_operator_only_verbs_are_refused_on_agent_and_manager_sockets(ahiv
     for agent in (ahive.alice, ahive.manager):
         assert (await refused(agent, "answer", id=qid, answer="yes")).code == "forbidden"
     assert (await refused(ahive.manager, "kill", name=MANAGER)).code == "forbidden"
-    assert ahive.s.approvals.get(aid)["status"] == "pending"
-    assert ahive.s.questions.get(qid)["answered_at"] is None
+    assert (await ahive.s.approvals.get(aid))["status"] == "pending"
+    assert (await ahive.s.questions.get(qid))["answered_at"] is None
 
 
 async def test_a_proposed_repo_linking_to_a_root_only_repo_is_refused_over_the_socket(
@@ -296,7 +296,7 @@ async def test_a_proposed_repo_linking_to_a_root_only_repo_is_refused_over_the_s
         err = await refused(ahive.manager, "request_apply_commit", agent="scout", commit_ref=ref)
         answers.append((err.code, err.message))
     assert answers[0] == answers[1] and answers[0][0] == "forbidden", answers
-    assert ahive.s.approvals.pending() == []
+    assert (await ahive.s.approvals.pending()) == []
     assert await ahive.tags("scout") == []
     applied = ahive.daemon.paths.agent("scout").applied
     if applied.exists():

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from hivetest import open_test_store
 from hyperhive.core.broker import ACKED_RETENTION, BodyTooLarge, Broker
 from hyperhive.core.hub import Hub
 from hyperhive.errors import AgentNotFound, NotAllowed
 from hyperhive.protocol import MAX_BODY_BYTES
-from hyperhive.store.migrations import BROKER_MIGRATIONS
-from hyperhive.store.sqlite import Database
+from hyperhive.store.base import Store
 
 AGENTS = {"a", "b", "c", "manager"}
 
@@ -28,10 +28,10 @@ class Clock:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "broker.sqlite", BROKER_MIGRATIONS)
-    yield database
-    database.close()
+async def db(tmp_path: Path) -> AsyncIterator[Store]:
+    store = open_test_store(tmp_path)
+    yield store
+    await store.close()
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def broker(db: Database, clock: Clock) -> Broker:
+def broker(db: Store, clock: Clock) -> Broker:
     allow = {"c": ["b"]}
     return Broker(db, Hub(), agents=lambda: AGENTS, allow_list=lambda n: allow.get(n, []), clock=clock)
 
@@ -88,7 +88,7 @@ async def test_long_poll_ignores_messages_for_someone_else_and_times_out_empty(b
 
 
 async def test_two_waiters_for_one_agent_never_get_the_same_message(broker: Broker) -> None:
-    w1 = asyncio.create_task(broker.recv("a", 5))
+    w1 = asyncio.create_task(broker.recv("a", 2))  # the loser waits its whole wait: well inside the bound
     w2 = asyncio.create_task(broker.recv("a", 0.5))
     await asyncio.sleep(0)
     await broker.send("b", "a", "only once")
@@ -135,10 +135,10 @@ async def test_requeue_wakes_a_waiting_recv(broker: Broker) -> None:
     assert m.redelivered
 
 
-async def test_send_to_an_unknown_agent_is_refused_and_writes_nothing(broker: Broker, db: Database) -> None:
+async def test_send_to_an_unknown_agent_is_refused_and_writes_nothing(broker: Broker, db: Store) -> None:
     with pytest.raises(AgentNotFound, match="no agent named 'zed'"):
         await broker.send("a", "zed", "hi")
-    assert db.read(lambda c: c.execute("SELECT COUNT(*) FROM messages").fetchone()[0]) == 0
+    assert (await db.check())["counts"]["messages"] == 0
 
 
 async def test_body_over_the_cap_is_refused_with_a_clear_reason(broker: Broker) -> None:
@@ -157,11 +157,11 @@ async def test_allow_list_is_enforced_by_the_core_but_manager_is_always_reachabl
 
 async def test_operator_messages_are_kept_as_an_inbox_view(broker: Broker) -> None:
     await broker.send("a", "operator", "report")
-    (m,) = broker.recent("operator", 10)
+    (m,) = await broker.recent("operator", 10)
     assert m.body == "report" and m.sender == "a"
 
 
-async def test_vacuum_deletes_only_acked_rows_older_than_30_days(broker: Broker, clock: Clock, db: Database) -> None:
+async def test_vacuum_deletes_only_acked_rows_older_than_30_days(broker: Broker, clock: Clock, db: Store) -> None:
     """Acked and older than 30 days: deleted. Acked but younger, or never acked: kept."""
     await broker.send("operator", "a", "old acked")
     await broker.recv("a", 0)
@@ -176,8 +176,8 @@ async def test_vacuum_deletes_only_acked_rows_older_than_30_days(broker: Broker,
     # exactly at the boundary: kept (strictly older is deleted)
     assert await broker.vacuum(now=acked_at + ACKED_RETENTION) == 0
     assert await broker.vacuum(now=acked_at + ACKED_RETENTION + 0.5) == 1
-    bodies = {r[0] for r in db.read(lambda c: c.execute("SELECT body FROM messages").fetchall())}
+    bodies = {m["body"] for m in await db.recent_messages(limit=100)}
     assert bodies == {"old unacked", "young acked"}
     assert await broker.vacuum(now=acked_at + 10 * ACKED_RETENTION) == 1
-    bodies = {r[0] for r in db.read(lambda c: c.execute("SELECT body FROM messages").fetchall())}
+    bodies = {m["body"] for m in await db.recent_messages(limit=100)}
     assert bodies == {"old unacked"}

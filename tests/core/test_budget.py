@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hivetest import ask_socket, make_config, start_daemon, stop_daemon, until, wire_agent
+from hivetest import ask_socket, make_config, start_daemon, stop_daemon, sync, until, wire_agent
 from hyperhive.agentconfig import default_agent_toml
 from hyperhive.config import ApiSettings
 from hyperhive.core.budget import KEEP_PAUSED, RESUME_ONCE
@@ -67,8 +67,8 @@ async def question_for(daemon: Daemon, key: str) -> dict[str, Any]:
     s = daemon.services
     assert s is not None
     return await until(s.hub, f"a budget question about {key}",
-                       lambda: next((q for q in s.questions.pending() if f"budget: {key} is over" in q["question"]), None),
-                       10, explain=lambda: str(s.questions.pending()))  # fmt: skip
+                       lambda: next((q for q in sync(s.questions.pending()) if f"budget: {key} is over" in q["question"]), None),
+                       10, explain=lambda: str(sync(s.questions.pending())))  # fmt: skip
 
 
 async def test_tokens_per_day_resume_once_and_keep_paused(
@@ -87,7 +87,7 @@ async def test_tokens_per_day_resume_once_and_keep_paused(
             refused = await a.call()
             assert refused.status_code == 403 and refused.json()["error"]["type"] == "permission_error"
             assert "over its calendar budget" in refused.json()["error"]["message"]
-            assert daemon.gateway is not None and daemon.gateway.spend_summary()["agents"]["a"]["paused"] is True
+            assert daemon.gateway is not None and (await daemon.gateway.spend_summary())["agents"]["a"]["paused"] is True
             assert (await b.call()).status_code == 200, "another agent is not affected"
             await s.broker.send("operator", "a", "queued while paused")
             held = await a.mcp("recv", wait_seconds=0.2)
@@ -122,7 +122,7 @@ async def test_the_hive_budget_pauses_every_agent(tmp_path: Path, short_dir: Pat
             assert (await a.call()).status_code == 200
             await question_for(daemon, "*")
             assert (await b.call()).status_code == 403, "the hive's budget holds for every agent"
-            summary = daemon.gateway.spend_summary()
+            summary = await daemon.gateway.spend_summary()
             assert summary["budget"]["window"] == "rolling" and summary["budget"]["over"] is True
             assert summary["today"]["requests"] == 1
     finally:

@@ -93,7 +93,7 @@ async def test_the_watchdog_expires_a_question_at_its_deadline_on_an_injected_cl
     clock = FakeClock()
     qhive.s.questions.clock = clock
     qid = (await qhive.alice.call("ask", question="still needed?", ttl_seconds=60))["id"]
-    assert qhive.s.questions.get(qid)["deadline_at"] == clock.now + 60
+    assert (await qhive.s.questions.get(qid))["deadline_at"] == clock.now + 60
     clock.now += 59
     assert await qhive.s.questions.expire_due() == []
     clock.now += 2
@@ -101,7 +101,7 @@ async def test_the_watchdog_expires_a_question_at_its_deadline_on_an_injected_cl
     await qhive.bob.call("ask", question="unrelated")
     # question_answered is the last thing _resolve writes
     await qhive.until("the watchdog's expiry", lambda: qhive.events("alice", "question_answered"), 5)
-    q = qhive.s.questions.get(qid)
+    q = (await qhive.s.questions.get(qid))
     assert (q["answer"], q["answerer"], q["answered_at"]) == (EXPIRED, WATCHDOG, clock.now)
     assert qhive.events("alice", "question_answered") == [
         {"event": "question_answered", "id": qid, "question": "still needed?", "answer": EXPIRED, "answerer": WATCHDOG}
@@ -151,7 +151,7 @@ async def test_a_peer_question_goes_to_its_target_and_only_the_target_answers(qh
         with pytest.raises(RemoteError) as refused:
             await outsider.call("answer", id=qid, answer="yes")
         assert refused.value.code == "forbidden"
-    assert qhive.s.questions.get(qid)["answered_at"] is None  # the refusals wrote nothing
+    assert (await qhive.s.questions.get(qid))["answered_at"] is None  # the refusals wrote nothing
     assert qhive.events("alice", "question_answered") == []
     await qhive.bob.call("answer", id=qid, answer="later")
     assert qhive.events("alice", "question_answered") == [
@@ -188,7 +188,7 @@ async def test_agents_cannot_answer_operator_questions_or_ask_nobody(qhive: Hive
         with pytest.raises(RemoteError) as refused:
             await qhive.alice.call("ask", question="?", to=to)
         assert refused.value.code == code, to
-    assert [q["id"] for q in qhive.s.questions.pending()] == [qid]
+    assert [q["id"] for q in (await qhive.s.questions.pending())] == [qid]
     explicit = (await qhive.alice.call("ask", question="?", to="operator"))["question"]  # same as no `to`
     assert explicit["target"] == "operator"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from hivetest import ask_socket, system_events, wire_agent
+from hivetest import ask_socket, sync, system_events, wire_agent
 from hyperhive.agentconfig import default_agent_toml
 from hyperhive.core.daemon import Daemon
 from hyperhive.names import MANAGER
@@ -39,11 +39,11 @@ class Hive:
 
     def questions(self) -> list[dict[str, Any]]:
         assert self.daemon.services is not None
-        return self.daemon.services.questions.pending()
+        return sync(self.daemon.services.questions.pending())
 
     def texts_for(self, name: str) -> list[str]:
         assert self.daemon.services is not None
-        return [m.body for m in self.daemon.services.broker.recent(name, 100)]
+        return [m.body for m in sync(self.daemon.services.broker.recent(name, 100))]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from hivetest import wire_agent
+from hivetest import sync, wire_agent
 from hyperhive.core import sockets as sockets_module
 from hyperhive.core.daemon import Daemon
 from hyperhive.protocol import MAX_BODY_BYTES, MAX_LINE_BYTES, PROTOCOL_VERSION, ErrorCode
@@ -92,13 +92,8 @@ async def ask(path: Path, payload: dict[str, Any] | bytes) -> dict[str, Any] | N
 def row_counts(daemon: Daemon) -> dict[str, int]:
     assert daemon.services is not None
 
-    def counts(c: Any) -> dict[str, int]:
-        return {
-            t: c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-            for t in ("messages", "agents", "approvals", "questions")
-        }  # noqa: E501
-
-    return daemon.services.db.read(counts)
+    counts = sync(daemon.services.store.check())["counts"]
+    return {t: counts[t] for t in ("messages", "agents", "approvals", "questions")}
 
 
 @dataclass
@@ -302,7 +297,7 @@ async def test_a_good_send_after_a_bad_one_on_the_same_connection_writes_exactly
     assert good is not None and good["ok"] is True and good["recipients"] == 1
     assert row_counts(wired.daemon)["messages"] == before + 1
     assert wired.daemon.services is not None
-    assert wired.daemon.services.broker.get(good["id"]) is not None
+    assert (await wired.daemon.services.broker.get(good["id"])) is not None
 
 
 async def test_a_body_exactly_at_the_cap_is_accepted(wired: Hive) -> None:
@@ -431,5 +426,5 @@ async def test_many_concurrent_clients_are_all_served(wired: Hive) -> None:
     assert len({r["id"] for r in replies if r}) == n
     assert row_counts(wired.daemon)["messages"] == before + n
     assert wired.daemon.services is not None
-    bodies = {m.body for m in wired.daemon.services.broker.recent("operator", 1000)}
+    bodies = {m.body for m in (await wired.daemon.services.broker.recent("operator", 1000))}
     assert {f"client {i}" for i in range(n)} <= bodies

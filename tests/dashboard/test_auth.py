@@ -100,7 +100,7 @@ async def test_post_without_or_with_a_wrong_csrf_token_is_refused(dash: Dash) ->
         assert r.status_code == 403, "another session's token must not work"
         r = await c.post("/api/request-spawn", data={"name": "csrf-probe", "csrf": "wrong"})
         assert r.status_code == 403
-        assert dash.services.approvals.pending() == []
+        assert (await dash.services.approvals.pending()) == []
         r = await c.post("/api/request-spawn", data={"name": "csrf-probe", "description": "x", "csrf": good})
         assert r.status_code == 200, r.text
         r = await c.post("/logout")
@@ -117,7 +117,7 @@ async def test_cross_origin_and_cross_site_posts_are_refused(client: httpx.Async
                     {"origin": "null"}, {"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"}):  # fmt: skip
         r = await client.post("/api/request-spawn", json=body, headers=headers)
         assert r.status_code == 403, headers
-    assert dash.services.approvals.pending() == []
+    assert (await dash.services.approvals.pending()) == []
     r = await client.post(
         "/api/request-spawn", json=body, headers={"origin": dash.base, "sec-fetch-site": "same-origin"}
     )

@@ -40,8 +40,8 @@ async def test_discard_needs_the_csrf_token_and_then_acknowledges(dash: Dash, cl
     mid = await park(dash, "drop me")
     no_csrf = await client.post(f"/api/dead-letters/{mid}/discard", headers={"x-csrf-token": ""})
     assert no_csrf.status_code == 403
-    assert [m.id for m in dash.services.broker.dead_letters()] == [mid]
+    assert [m.id for m in (await dash.services.broker.dead_letters())] == [mid]
     r = await client.post(f"/api/dead-letters/{mid}/discard")
     assert r.status_code == 200 and r.json()["message"]["acked_at"] is not None, r.text
-    assert dash.services.broker.dead_letters() == [] and dash.services.broker.unread("worker") == 0
+    assert (await dash.services.broker.dead_letters()) == [] and dash.services.broker.unread("worker") == 0
     assert (await client.post(f"/api/dead-letters/{mid}/bogus")).status_code == 404

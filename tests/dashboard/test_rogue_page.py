@@ -181,7 +181,7 @@ async def test_a_page_token_reaches_its_own_agent_only(dash: Dash, client: httpx
     finally:
         await other.aclose()
 
-    bodies = [(m.recipient, m.body) for m in s.broker.recent(None, 50) if m.sender == OPERATOR]
+    bodies = [(m.recipient, m.body) for m in (await s.broker.recent(None, 50)) if m.sender == OPERATOR]
     assert bodies == [("rogue", "for rogue")]
-    assert s.approvals.pending() == []
+    assert (await s.approvals.pending()) == []
     assert (await client.get("/api/state")).status_code == 200, "the session itself was never logged out"

@@ -69,8 +69,8 @@ async def test_the_spawn_kick_runs_no_turn_and_goes_in_front_of_the_next_message
     await rig.until("the manager to be idle", lambda: rig.idle(MANAGER))
     await rig.hive("spawn", "a")
     await rig.until("a's kick to be held", lambda: rig.held_notes("a"))
-    kick = next(m for m in rig.s.broker.recent("a", 10) if m.sender == "system")
-    assert rig.s.broker.get(kick.id).acked_at is not None, "a held notice is acknowledged"
+    kick = next(m for m in (await rig.s.broker.recent("a", 10)) if m.sender == "system")
+    assert (await rig.s.broker.get(kick.id)).acked_at is not None, "a held notice is acknowledged"
     assert rig.events("a", "turn_start") == [], "the kick started no turn"
     assert rig.prompts_with("you were spawned") == [], "the model was not asked about the kick"
 

@@ -16,7 +16,17 @@ from typing import Any
 
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, require, require_sdk, require_tool, start_daemon, stop_daemon
+from hivetest import (
+    HiveRig,
+    diagnostics,
+    make_config,
+    require,
+    require_sdk,
+    require_tool,
+    start_daemon,
+    stop_daemon,
+    sync,
+)
 from hyperhive.config import ApiSettings, read_key_file
 from hyperhive.offline_model.server import OfflineModelServer
 
@@ -110,7 +120,7 @@ async def test_agents_with_no_network_relay_through_the_gateway_and_no_cage_hold
     token = f"TOKEN-{uuid.uuid4().hex[:12]}"
     await rig.hive("send", "a", f"relay {token} to b")
     await rig.until("b's answer in the operator's inbox",
-                    lambda: any(m.sender == "b" for m in rig.s.broker.recent("operator", 50)))  # fmt: skip
+                    lambda: any(m.sender == "b" for m in sync(rig.s.broker.recent("operator", 50))))  # fmt: skip
     inbox = json.loads((await rig.hive("inbox", "--json")).stdout)["messages"]
     assert [m["body"] for m in inbox if m["sender"] == "b"] == [f"a said: {token}"]
 

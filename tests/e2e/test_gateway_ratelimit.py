@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon
+from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon, sync
 from hyperhive.config import ApiSettings
 from hyperhive.offline_model.server import OfflineModelServer
 
@@ -54,7 +54,7 @@ async def test_a_429_with_retry_after_shows_rate_limited_and_the_turn_completes_
     listed = json.loads((await rig.hive("list", "--json")).stdout)["agents"]
     row = next(a for a in listed if a["name"] == "a")
     assert "blocked_until" in row, "hive list --json carries the rate limit's deadline"
-    await rig.until("the turn on 'ratelimit 3' to complete", lambda: rig.s.broker.get(sent["id"]).acked_at)
+    await rig.until("the turn on 'ratelimit 3' to complete", lambda: sync(rig.s.broker.get(sent["id"])).acked_at)
     await rig.until("a to be idle again", lambda: rig.idle("a"))
     after = rig.s.lifecycle.row("a")
     assert after.harness_state == "idle" and after.blocked_until is None

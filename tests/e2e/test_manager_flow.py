@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, start_daemon, stop_daemon
+from hivetest import HiveRig, diagnostics, make_config, start_daemon, stop_daemon, sync
 from hyperhive.names import MANAGER
 from hyperhive.offline_model.server import OfflineModelServer
 
@@ -37,7 +37,7 @@ class Rig(HiveRig):
         return diagnostics(self.s, approvals=10, messages=30, tail=15)
 
     def pending(self, kind: str, agent: str) -> dict[str, Any] | None:
-        return next((a for a in self.s.approvals.pending()
+        return next((a for a in sync(self.s.approvals.pending())
                      if a["kind"] == kind and a["agent"] == agent and a["status"] == "pending"), None)  # fmt: skip
 
     def events(self, event: str, to: str = MANAGER) -> list[dict[str, Any]]:
@@ -68,11 +68,11 @@ async def configure(rig: Rig, setting: str) -> dict[str, Any]:
     """Ask the manager (as the operator, through the CLI) to change scout's agent.toml; wait for
     the manager's commit to become a pending apply_commit approval."""
     await rig.until("the manager to be idle", lambda: rig.idle(MANAGER))
-    before = {a["id"] for a in rig.s.approvals.recent(100)}
+    before = {a["id"] for a in (await rig.s.approvals.recent(100))}
     await rig.hive("send", MANAGER, f"configure scout {setting}")
     approval = await rig.until(
         f"the manager's request_apply_commit for {setting!r}",
-        lambda: next((a for a in rig.s.approvals.pending()
+        lambda: next((a for a in sync(rig.s.approvals.pending())
                       if a["kind"] == "apply_commit" and a["id"] not in before and a["status"] == "pending"), None),
     )  # fmt: skip
     return approval
@@ -119,7 +119,7 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
     # 5. scout answers a message: the offline model's default script sends it on to the operator.
     await rig.hive("send", "scout", "hello scout")
     await rig.until("scout's answer in the operator's inbox",
-                    lambda: any(m.sender == "scout" for m in rig.s.broker.recent("operator", 50)))  # fmt: skip
+                    lambda: any(m.sender == "scout" for m in sync(rig.s.broker.recent("operator", 50))))  # fmt: skip
     inbox = json.loads((await rig.hive("inbox", "--json")).stdout)["messages"]
     assert [m["body"] for m in inbox if m["sender"] == "scout"] == ["operator said: hello scout"]
     old_pid = rig.s.lifecycle.agents["scout"].handle.pid
@@ -131,7 +131,7 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
     assert out.returncode == 1
     assert out.stdout.startswith(f"#{broken['id']} failed (failed/{broken['id']}): ")
     assert "/nonexistent/server" in out.stdout
-    assert rig.s.approvals.get(broken["id"])["status"] == "failed"
+    assert (await rig.s.approvals.get(broken["id"]))["status"] == "failed"
     assert await rig.s.repos.applied_sha("scout") == first["sha"]  # main never moved
     assert rig.s.lifecycle.agent_config("scout").mcp_servers == {}
     await rig.until("scout to come back on its old config", lambda: rig.idle("scout"))
@@ -139,7 +139,7 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
     await rig.hive("send", "scout", "still there?")
     await rig.until(
         "scout's answer on the old config",
-        lambda: any(m.body == "operator said: still there?" for m in rig.s.broker.recent("operator", 50)),
+        lambda: any(m.body == "operator said: still there?" for m in sync(rig.s.broker.recent("operator", 50))),
     )
 
     # 7. A denied change: denied/<id> annotated with the operator's reason; nothing restarts.
@@ -162,7 +162,7 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
     failed_note = rig.git("tag", "-l", "--format=%(contents)", f"failed/{b}")
     assert "/nonexistent/server" in failed_note
     assert rig.git("tag", "-l", "--format=%(contents)", f"denied/{d}").strip() == "keep scout on sonnet for now"
-    assert not rig.s.approvals.pending()
+    assert not (await rig.s.approvals.pending())
 
     # The manager heard about every resolution, with the sha and the final tag.
     await rig.until("the last approval_resolved", lambda: rig.resolved(d))

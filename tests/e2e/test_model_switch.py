@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, start_daemon, stop_daemon
+from hivetest import HiveRig, diagnostics, make_config, start_daemon, stop_daemon, sync
 from hyperhive.names import MANAGER
 from hyperhive.offline_model.server import OfflineModelServer
 
@@ -56,11 +56,11 @@ class Rig(HiveRig):
     async def apply(self, setting: str) -> dict[str, Any]:
         """The manager changes scout's agent.toml and asks; the operator approves (hive CLI)."""
         await self.until("the manager to be idle", lambda: self.idle(MANAGER))
-        before = {a["id"] for a in self.s.approvals.recent(100)}
+        before = {a["id"] for a in (await self.s.approvals.recent(100))}
         await self.hive("send", MANAGER, f"configure scout {setting}")
         approval = await self.until(
             f"the manager's request_apply_commit for {setting!r}",
-            lambda: next((a for a in self.s.approvals.pending()
+            lambda: next((a for a in sync(self.s.approvals.pending())
                           if a["kind"] == "apply_commit" and a["id"] not in before), None),
         )  # fmt: skip
         out = await self.hive("approve", str(approval["id"]), bound=DEPLOY_BOUND)
@@ -98,7 +98,7 @@ async def test_the_model_chip_is_true_through_the_managers_route_an_override_a_r
     await rig.until("the manager's harness to report idle", lambda: rig.idle(MANAGER))
     await rig.hive("send", MANAGER, "init config scout")
     init = await rig.until("request_init_config", lambda: next(
-        (a for a in rig.s.approvals.pending() if a["kind"] == "init_config"), None))  # fmt: skip
+        (a for a in sync(rig.s.approvals.pending()) if a["kind"] == "init_config"), None))  # fmt: skip
     await rig.hive("approve", str(init["id"]))
     await rig.until("config_ready", lambda: rig.system_events(MANAGER, "config_ready"))
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, start_daemon, stop_daemon
+from hivetest import HiveRig, diagnostics, make_config, start_daemon, stop_daemon, sync
 from hyperhive.names import MANAGER
 from hyperhive.offline_model.server import OfflineModelServer
 
@@ -28,7 +28,7 @@ class Rig(HiveRig):
         return diagnostics(self.s, approvals=10, messages=20, tail=15)
 
     def pending(self, kind: str, agent: str) -> dict[str, Any] | None:
-        return next((a for a in self.s.approvals.pending() if a["kind"] == kind and a["agent"] == agent), None)
+        return next((a for a in sync(self.s.approvals.pending()) if a["kind"] == kind and a["agent"] == agent), None)
 
 
 @pytest.fixture
@@ -58,5 +58,5 @@ async def test_please_create_an_agent_called_zed_and_init_reach_the_operators_qu
     await rig.until("the manager to be idle again", lambda: rig.idle(MANAGER))
     await rig.hive("send", MANAGER, "help")
     reply = await rig.until("the manager's list of commands", lambda: next(
-        (m for m in rig.s.broker.recent("operator", 20) if m.sender == MANAGER and "I understand" in m.body), None))  # fmt: skip
+        (m for m in sync(rig.s.broker.recent("operator", 20)) if m.sender == MANAGER and "I understand" in m.body), None))  # fmt: skip
     assert "create an agent called NAME" in reply.body

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon
+from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon, sync
 from hyperhive.harness.prompting import REDELIVERED_BANNER
 from hyperhive.offline_model.server import OfflineModelServer
 
@@ -68,11 +68,11 @@ async def test_a_relays_the_operators_token_to_b_and_b_answers_the_operator(rig:
     token = f"TOKEN-{uuid.uuid4().hex[:12]}"
     await rig.hive("send", "a", f"relay {token} to b")
     await rig.until("b's answer in the operator's inbox",
-                    lambda: any(m.sender == "b" for m in rig.s.broker.recent("operator", 50)))  # fmt: skip
+                    lambda: any(m.sender == "b" for m in sync(rig.s.broker.recent("operator", 50))))  # fmt: skip
     inbox = json.loads((await rig.hive("inbox", "--json")).stdout)["messages"]
     from_b = [m for m in inbox if m["sender"] == "b"]
     assert [m["body"] for m in from_b] == [f"a said: {token}"]
-    hop = [m for m in rig.s.broker.recent("b", 50) if m.sender == "a"]
+    hop = [m for m in (await rig.s.broker.recent("b", 50)) if m.sender == "a"]
     assert [m.body for m in hop] == [token], "a's model sent the token to b through the broker"
     assert any("mcp__hyperhive__send" in r["tools"] for r in rig.model.requests), "the tool was offered to the model"
 
@@ -95,7 +95,7 @@ async def test_a_harness_killed_mid_turn_gets_the_message_again_marked_redeliver
     assert rt.handle is not None
     os.killpg(os.getpgid(rt.handle.pid), signal.SIGKILL)
     await rig.until("the core to see a's harness die", lambda: rig.s.lifecycle.agents["a"].state == "crashed")
-    assert rig.s.broker.get(sent["id"]).acked_at is None, "a killed turn is not acknowledged"
+    assert (await rig.s.broker.get(sent["id"])).acked_at is None, "a killed turn is not acknowledged"
 
     await rig.hive("start", "a")
 
@@ -108,4 +108,4 @@ async def test_a_harness_killed_mid_turn_gets_the_message_again_marked_redeliver
         "the redelivery banner in the model's request log",
         lambda: any(REDELIVERED_BANNER in t and "slow 20" in t for r in rig.model.requests for t in r["user_texts"]),
     )
-    assert rig.s.broker.get(sent["id"]).redelivered is True
+    assert (await rig.s.broker.get(sent["id"])).redelivered is True

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon
+from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon, sync
 from hyperhive.config import ApiSettings
 from hyperhive.offline_model.server import OfflineModelServer
 
@@ -41,7 +41,7 @@ class Rig(HiveRig):
 
     def stats(self, name: str) -> dict[str, Any]:
         assert self.s.telemetry is not None
-        return self.s.telemetry.series(name, 0)
+        return sync(self.s.telemetry.series(name, 0))
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ async def test_every_series_after_a_few_turns(rig: Rig) -> None:
     await rig.until("a and b to be idle", lambda: rig.idle("a") and rig.idle("b"))
     (rig.daemon.paths.agent("a").state / "notes.md").write_text("remember: the relay works\n")
     await rig.hive("send", "a", "relay T1 to b")
-    await rig.until("b's answer", lambda: any(m.sender == "b" for m in rig.s.broker.recent("operator", 20)))
+    await rig.until("b's answer", lambda: any(m.sender == "b" for m in sync(rig.s.broker.recent("operator", 20))))
     await rig.hive("send", "a", "overflow")
     await rig.until("a's compact-retry turn", lambda: rig.stats("a")["exits"]["compact_retry"] >= 1)
     await rig.until("a idle", lambda: rig.idle("a"))

@@ -299,7 +299,7 @@ async def test_cancel_stops_a_slow_turn_and_its_message_comes_back(agent: Agent)
     notes = [e["payload"]["text"] for e in agent.trail.events if e["kind"] == "note" and e["id"] > start["id"]]
     assert any("cancelled by the operator" in n and "not acknowledged" in n for n in notes)
     again = await agent.trail.wait(kind("turn_start", id=mid, redelivered=True), after=end["id"])
-    (row,) = [m for m in agent.daemon.services.broker.recent(AGENT, 50) if m.id == mid]
+    (row,) = [m for m in (await agent.daemon.services.broker.recent(AGENT, 50)) if m.id == mid]
     assert row.acked_at is None
     await agent.trail.wait(kind("stream", type="system"), after=again["id"])
     assert (await agent.web.post("/api/cancel")).status_code == 200  # do not leave it running
@@ -341,7 +341,7 @@ async def test_a_napping_agent_leaves_messages_waiting_until_the_nap_ends(agent:
     nap = await agent.trail.wait(kind("state_changed", state="napping"), after=end["id"] - 1)
     mid = await agent.send("echo after the nap")
     assert (await agent.state())["state"] == "napping"
-    (row,) = [m for m in agent.daemon.services.broker.recent(AGENT, 10) if m.id == mid]
+    (row,) = [m for m in (await agent.daemon.services.broker.recent(AGENT, 10)) if m.id == mid]
     assert row.delivered_at is None  # waiting: nobody polls during a nap
     resp = await agent.web.post("/api/end-nap")
     assert resp.status_code == 200 and resp.json()["result"] == "nap ended by the operator"
@@ -388,7 +388,7 @@ async def test_a_prompt_too_long_turn_is_compacted_once_and_retried(tmp_path: Pa
                  for b in e["payload"]["content"] if b.get("type") == "text"]  # fmt: skip
         assert "after compaction: still here" in texts
         assert len([e for e in agent.trail.events if e["kind"] == "turn_start" and e["payload"]["id"] == mid]) == 1
-        (row,) = [m for m in agent.daemon.services.broker.recent(AGENT, 20) if m.id == mid]
+        (row,) = [m for m in (await agent.daemon.services.broker.recent(AGENT, 20)) if m.id == mid]
         assert row.acked_at is not None
 
 

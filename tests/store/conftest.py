@@ -9,23 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from hivetest import require
+from hivetest import pg_test_url
 from hyperhive.store.base import Store
 from hyperhive.store.open import open_store
 
 BACKENDS = ["sqlite", "postgresql"]
 
 
-def _pg_url() -> str:
-    from pgserver import find_bin, shared_cluster
-
-    require(find_bin() is not None, "PostgreSQL server binaries are not installed (scripts/bootstrap installs them)")
-    return shared_cluster().database()
-
-
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
-    return _pg_url() if request.param == "postgresql" else None
+    return pg_test_url() if request.param == "postgresql" else None
 
 
 @pytest.fixture

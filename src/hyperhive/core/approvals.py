@@ -2,24 +2,23 @@
 operator. The state machine lives here; git lives in ConfigRepos; cages in Lifecycle.
 
 pending → approving → approved | deployed | failed;  pending → denied.
-The pending → approving step is one conditional UPDATE, so two racing approvals cannot both win.
+The pending → approving step is one atomic store transition, so two racing approvals cannot both win.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from hyperhive.core.broker import Broker
 from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.core.hub import Hub
 from hyperhive.core.lifecycle import Lifecycle
-from hyperhive.errors import AgentNotFound, Conflict, HiveError
+from hyperhive.errors import Conflict, HiveError, NotFound
 from hyperhive.names import MANAGER, validate_agent_name
-from hyperhive.store.sqlite import Database
+from hyperhive.store.base import ApprovalKind, ApprovalRow, ApprovalStatus, Store
 
 __all__ = ["Approvals"]
 
@@ -27,14 +26,17 @@ log = logging.getLogger(__name__)
 HEALTH_TIMEOUT = 60.0
 
 
-def _row(row: sqlite3.Row) -> dict[str, Any]:
-    return {k: row[k] for k in row.keys()}  # noqa: SIM118 (sqlite3.Row is not a Mapping)
+IN_FLIGHT: tuple[ApprovalStatus, ...] = ("proposing", "approving", "denying")
+
+
+def _row(row: ApprovalRow) -> dict[str, Any]:
+    return dict(row)
 
 
 class Approvals:
     def __init__(
         self,
-        db: Database,
+        store: Store,
         broker: Broker,
         hub: Hub,
         lifecycle: Lifecycle,
@@ -43,7 +45,7 @@ class Approvals:
         clock: Callable[[], float] = time.time,
         health_timeout: float = HEALTH_TIMEOUT,
     ) -> None:
-        self.db = db
+        self.store = store
         self.broker = broker
         self.hub = hub
         self.lifecycle = lifecycle
@@ -54,11 +56,7 @@ class Approvals:
     async def recover(self) -> list[int]:
         """At daemon start: a request cut off mid-flight by a crash (proposing, approving,
         denying) is marked failed, and a deploy left half-done is rolled back in git."""
-        rows = self.db.read(
-            lambda c: c.execute(
-                "SELECT * FROM approvals WHERE status IN ('proposing', 'approving', 'denying')"
-            ).fetchall()
-        )
+        rows = await self.store.approvals(statuses=IN_FLIGHT)
         recovered = []
         for row in rows:
             a = _row(row)
@@ -74,51 +72,34 @@ class Approvals:
 
     # ---- reads -------------------------------------------------------------------------
 
-    def get(self, aid: int) -> dict[str, Any]:
-        row = self.db.read(lambda c: c.execute("SELECT * FROM approvals WHERE id = ?", (aid,)).fetchone())
+    async def get(self, aid: int) -> dict[str, Any]:
+        row = await self.store.get_approval(aid)
         if row is None:
-            raise AgentNotFound(f"no approval #{aid}")
+            raise NotFound(f"no approval #{aid}")
         return _row(row)
 
-    def pending(self) -> list[dict[str, Any]]:
-        rows = self.db.read(
-            lambda c: c.execute(
-                "SELECT * FROM approvals WHERE status IN ('pending', 'approving') ORDER BY id"
-            ).fetchall()
-        )
-        return [_row(r) for r in rows]
+    async def pending(self) -> list[dict[str, Any]]:
+        return [_row(r) for r in await self.store.approvals(statuses=("pending", "approving"))]
 
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.db.read(
-            lambda c: c.execute("SELECT * FROM approvals ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        )
-        return [_row(r) for r in rows]
+    async def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        return [_row(r) for r in await self.store.approvals(limit=limit)]
 
     async def diff(self, aid: int) -> str:
-        a = self.get(aid)
+        a = await self.get(aid)
         if a["kind"] != "apply_commit":
             return ""
         return await self.repos.diff(a["agent"], aid)
 
     # ---- requests ----------------------------------------------------------------------
 
-    async def _insert(self, kind: str, agent: str, description: str | None, requested_by: str, status: str = "pending",
-                      commit_ref: str | None = None) -> int:  # fmt: skip
-        now = self.clock()
-        aid = await self.db.write(
-            lambda c: (
-                c.execute(
-                    "INSERT INTO approvals (kind, agent, commit_ref, description, requested_by, requested_at, status)"
-                    " VALUES (?,?,?,?,?,?,?)",
-                    (kind, agent, commit_ref, description, requested_by, now, status),
-                ).lastrowid
-            )
-        )
-        assert aid is not None
-        return aid
+    async def _insert(self, kind: ApprovalKind, agent: str, description: str | None, requested_by: str,
+                      status: ApprovalStatus = "pending", commit_ref: str | None = None) -> int:  # fmt: skip
+        row = await self.store.insert_approval(kind, agent, description, requested_by, self.clock(), status=status,
+                                               commit_ref=commit_ref)  # fmt: skip
+        return row["id"]
 
-    def _no_duplicate(self, kind: str, agent: str) -> None:
-        for a in self.pending():
+    async def _no_duplicate(self, kind: str, agent: str) -> None:
+        for a in await self.pending():
             if a["kind"] == kind and a["agent"] == agent:
                 raise Conflict(f"a {kind} request for {agent!r} is already pending (#{a['id']})")
 
@@ -126,9 +107,9 @@ class Approvals:
         name = validate_agent_name(name, allow_manager=False)
         if name in self.lifecycle.agents:
             raise Conflict(f"agent {name!r} already exists")
-        self._no_duplicate("spawn", name)
+        await self._no_duplicate("spawn", name)
         aid = await self._insert("spawn", name, description, requested_by)
-        return self._added(aid)
+        return await self._added(aid)
 
     async def request_init_config(self, name: str, description: str | None, *, requested_by: str) -> dict[str, Any]:
         name = validate_agent_name(name, allow_manager=False)
@@ -136,9 +117,9 @@ class Approvals:
             raise Conflict(f"agent {name!r} already exists")
         if self.lifecycle.paths.agent(name).config.exists():
             raise Conflict(f"{name!r} already has a proposed config repo; edit it and request_apply_commit")
-        self._no_duplicate("init_config", name)
+        await self._no_duplicate("init_config", name)
         aid = await self._insert("init_config", name, description, requested_by)
-        return self._added(aid)
+        return await self._added(aid)
 
     async def request_apply_commit(
         self, agent: str, commit_ref: str, description: str | None, *, requested_by: str
@@ -147,7 +128,7 @@ class Approvals:
         that fails validation is recorded as failed and never shown as pending."""
         agent = validate_agent_name(agent)
         if not self.lifecycle.paths.agent(agent).config.exists():
-            raise AgentNotFound(f"{agent!r} has no proposed config repo (request_init_config first)")
+            raise NotFound(f"{agent!r} has no proposed config repo (request_init_config first)")
         aid = await self._insert(
             "apply_commit", agent, description, requested_by, status="proposing", commit_ref=commit_ref
         )
@@ -156,13 +137,8 @@ class Approvals:
         except HiveError as exc:
             await self._finish(aid, "failed", note=exc.message)
             raise
-        sha = proposal.sha
-        await self.db.write(
-            lambda c: c.execute(
-                "UPDATE approvals SET status = 'pending', sha = ?, tag = ? WHERE id = ?", (sha, f"proposal/{aid}", aid)
-            )  # fmt: skip
-        )
-        return self._added(aid)
+        await self.store.transition_approval(aid, ["proposing"], "pending", sha=proposal.sha, tag=f"proposal/{aid}")
+        return await self._added(aid)
 
     async def apply_operator_edit(
         self, agent: str, files: dict[str, str], base_sha: str, *, requested_by: str
@@ -178,49 +154,43 @@ class Approvals:
         except HiveError as exc:
             await self._finish(aid, "failed", note=exc.message)
             raise
-        await self.db.write(
-            lambda c: c.execute(
-                "UPDATE approvals SET status = 'pending', commit_ref = ?, sha = ?, tag = ? WHERE id = ?",
-                (proposal.sha, proposal.sha, f"operator/{aid}", aid),
-            )
-        )
-        self._added(aid)
+        await self.store.transition_approval(aid, ["proposing"], "pending", commit_ref=proposal.sha, sha=proposal.sha,
+                                             tag=f"operator/{aid}")  # fmt: skip
+        await self._added(aid)
         return await self.approve(aid)
 
-    def _added(self, aid: int) -> dict[str, Any]:
-        a = self.get(aid)
+    async def _added(self, aid: int) -> dict[str, Any]:
+        a = await self.get(aid)
         self.hub.publish("approval_added", a)
         return a
 
     # ---- resolution --------------------------------------------------------------------
 
-    async def _claim(self, aid: int, to_status: str) -> dict[str, Any]:
-        def claim(c: sqlite3.Connection) -> sqlite3.Row:
-            row = c.execute("SELECT * FROM approvals WHERE id = ?", (aid,)).fetchone()
-            if row is None:
-                raise AgentNotFound(f"no approval #{aid}")
-            if row["status"] != "pending":
-                raise Conflict(f"approval #{aid} is already {row['status']}")
-            c.execute("UPDATE approvals SET status = ? WHERE id = ?", (to_status, aid))
-            return cast(sqlite3.Row, row)
-
-        return _row(await self.db.write(claim))
+    async def _claim(self, aid: int, to_status: ApprovalStatus) -> dict[str, Any]:
+        row = await self.store.transition_approval(aid, ["pending"], to_status)
+        if row is None:
+            current = await self.store.get_approval(aid)
+            if current is None:
+                raise NotFound(f"no approval #{aid}")
+            raise Conflict(f"approval #{aid} is already {current['status']}")
+        return {**_row(row), "status": "pending"}  # as it was when claimed
 
     async def _finish(
-        self, aid: int, status: str, *, note: str | None = None, tag: str | None = None
+        self, aid: int, status: ApprovalStatus, *, note: str | None = None, tag: str | None = None
     ) -> dict[str, Any]:
-        now = self.clock()
         # A request refused while proposing never became pending: the manager got the error as
         # the reply to its request, so it gets no approval_resolved for it.
-        was_proposing = self.get(aid)["status"] == "proposing"
-        await self.db.write(
-            lambda c: c.execute(
-                "UPDATE approvals SET status = ?, resolved_at = ?, note = COALESCE(?, note), tag = COALESCE(?, tag) "
-                "WHERE id = ?",
-                (status, now, note, tag, aid),
-            )
-        )
-        a = self.get(aid)
+        before = await self.get(aid)
+        was_proposing = before["status"] == "proposing"
+        fields: dict[str, Any] = {"resolved_at": self.clock()}
+        if note is not None:
+            fields["note"] = note
+        if tag is not None:
+            fields["tag"] = tag
+        row = await self.store.transition_approval(aid, IN_FLIGHT, status, **fields)
+        if row is None:  # resolved meanwhile (another node's recovery): say so, change nothing
+            raise Conflict(f"approval #{aid} is already {(await self.get(aid))['status']}")
+        a = _row(row)
         self.hub.publish("approval_resolved", a)
         if not was_proposing:
             await self.broker.system_event(

@@ -1,14 +1,18 @@
 """The message broker: recipients, broadcast, the send allow-list, body cap, at-least-once
 delivery (recv → ack_turn / requeue_inflight), long-poll wake-ups and the vacuum.
 
-SQL lives in the store functions at the bottom; the broker composes them and owns wake-ups.
+The store (store/base.py) keeps the rows; the broker composes its operations and owns the
+wake-ups: in-process for this node, and a store's hint (another node's NOTIFY) on top, with a
+long-poll re-checking every `store.recheck_interval` seconds so a lost hint costs latency only.
+Unread counts are kept here per recipient, refreshed from the store after every change, so the
+synchronous views (the agents list) never read the store on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -18,8 +22,7 @@ from hyperhive.core.hub import Hub
 from hyperhive.errors import AgentNotFound, HiveError, NotAllowed
 from hyperhive.names import BROADCAST, MANAGER, OPERATOR, SYSTEM
 from hyperhive.protocol import MAX_BODY_BYTES, MAX_RECV, MAX_RECV_WAIT, Message
-from hyperhive.store import deadletters
-from hyperhive.store.sqlite import Database
+from hyperhive.store.base import MessageRow, Store
 
 __all__ = ["Broker", "BodyTooLarge"]
 
@@ -37,7 +40,7 @@ class UnknownReply(HiveError):
     code = "unknown_reply"
 
 
-def _row_to_message(row: sqlite3.Row) -> Message:
+def _row_to_message(row: MessageRow) -> Message:
     return Message(
         id=row["id"],
         sender=row["sender"],
@@ -61,7 +64,7 @@ class Broker:
 
     def __init__(
         self,
-        db: Database,
+        store: Store,
         hub: Hub,
         *,
         agents: Callable[[], Iterable[str]],
@@ -69,13 +72,38 @@ class Broker:
         clock: Callable[[], float] = time.time,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
-        self.db = db
+        self.store = store
         self.max_attempts = max(1, max_attempts)
         self.hub = hub
         self._agents = agents
         self._allow_list = allow_list or (lambda _name: [])
         self._clock = clock
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._unread: dict[str, int] = {}
+        self._unread_seq: dict[str, int] = {}
+        self._seq = itertools.count(1)
+
+    async def load(self) -> None:
+        """At start: the unread counts, and the store's wake-up hints from other writers."""
+        self._unread = dict(await self.store.unread_counts())
+        self.store.subscribe_wakeups(self._hinted)
+
+    def _hinted(self, recipient: str) -> None:
+        self._wake(recipient)
+        task = asyncio.ensure_future(self._refresh_unread([recipient]))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _refresh_unread(self, agents: Iterable[str]) -> None:
+        """Re-read the unread counts of `agents`; a read that started later always wins."""
+        for agent in set(agents):
+            seq = next(self._seq)
+            count = await self.store.unread(agent)
+            if seq > self._unread_seq.get(agent, 0):
+                self._unread_seq[agent] = seq
+                if count:
+                    self._unread[agent] = count
+                else:
+                    self._unread.pop(agent, None)
 
     # ---- sending -----------------------------------------------------------------------
 
@@ -110,10 +138,13 @@ class Broker:
         Returns the row ids; returns only after the commit."""
         recipients = self._check_send(sender, to, body)
         if in_reply_to is not None:
-            self._check_reply(sender, in_reply_to)
+            await self._check_reply(sender, in_reply_to)
         now = self._clock()
         broadcast = to == BROADCAST
-        ids = await self.db.write(lambda c: _insert(c, sender, recipients, body, now, in_reply_to, broadcast))
+        # the operator's inbox is a view, not a queue: it is delivered and acknowledged on arrival
+        ids = await self.store.insert_messages(sender, recipients, body, now, in_reply_to=in_reply_to,
+                                               broadcast=broadcast, settled=(OPERATOR,))  # fmt: skip
+        await self._refresh_unread(r for r in recipients if r != OPERATOR)
         for recipient, mid in zip(recipients, ids, strict=True):
             self._wake(recipient)
             self.hub.publish(
@@ -126,10 +157,10 @@ class Broker:
             )  # fmt: skip
         return ids
 
-    def _check_reply(self, sender: str, in_reply_to: int) -> None:
+    async def _check_reply(self, sender: str, in_reply_to: int) -> None:
         """A reply names a message addressed to its sender (or sent by it); anything else would
         let a sender probe for, or thread under, other agents' messages."""
-        m = self.get(in_reply_to)
+        m = await self.get(in_reply_to)
         if m is None or sender not in (m.sender, m.recipient):
             raise UnknownReply(f"in_reply_to #{in_reply_to}: no message to or from {sender} has that id")
 
@@ -157,13 +188,14 @@ class Broker:
                 if abandon is not None and abandon.is_set():
                     rows = []
                     break
-                now = self._clock()
-                rows = await self.db.write(lambda c, now=now: _pop(c, agent, max_messages, now))  # type: ignore[misc]
+                rows = await self.store.claim_pending(agent, max_messages, self._clock())
                 if rows or wait_seconds <= 0:
                     break
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
+                if self.store.recheck_interval is not None:  # another node's send is only hinted
+                    remaining = min(remaining, self.store.recheck_interval)
                 await _wait_any(event, abandon, remaining)
             finally:
                 waiters = self._waiters.get(agent)
@@ -172,6 +204,8 @@ class Broker:
                     if not waiters:
                         del self._waiters[agent]
         messages = [_row_to_message(r) for r in rows]
+        if messages:
+            await self._refresh_unread([agent])
         unread = self.unread(agent) if messages else 0
         for m in messages:
             self.hub.publish(
@@ -181,24 +215,16 @@ class Broker:
 
     async def ack_turn(self, agent: str) -> int:
         """Acknowledge every delivered, unacknowledged message of `agent`."""
-        now = self._clock()
-        return await self.db.write(
-            lambda c: (
-                c.execute(
-                    "UPDATE messages SET acked_at = ? WHERE recipient = ? AND delivered_at IS NOT NULL "
-                    "AND acked_at IS NULL",
-                    (now, agent),
-                ).rowcount
-            )
-        )
+        return await self.store.ack(agent, self._clock())
 
     async def requeue_inflight(self, agent: str) -> int:
         """Put delivered-but-unacknowledged rows back; their next delivery says redelivered. A
         row already delivered `max_attempts` times is parked as a dead letter instead, and the
         operator and the manager are told."""
         now = self._clock()
-        count, parked = await self.db.write(lambda c: deadletters.park_or_requeue(c, agent, self.max_attempts, now))
+        count, parked = await self.store.requeue_inflight(agent, self.max_attempts, now)
         if count:
+            await self._refresh_unread([agent])
             self._wake(agent)
         for row in parked:
             await self._announce_dead(_row_to_message(row))
@@ -216,15 +242,16 @@ class Broker:
 
     # ---- dead letters --------------------------------------------------------------------
 
-    def dead_letters(self, limit: int = 200) -> list[Message]:
+    async def dead_letters(self, limit: int = 200) -> list[Message]:
         """Parked messages waiting for the operator, oldest first."""
-        return [_row_to_message(r) for r in self.db.read(lambda c: deadletters.list_dead(c, limit))]
+        return [_row_to_message(r) for r in await self.store.dead_letters(limit)]
 
     async def retry_dead(self, message_id: int) -> Message:
         """Put a dead letter back into its recipient's queue with fresh attempts."""
-        row = await self.db.write(lambda c: deadletters.retry(c, message_id))
+        row = await self.store.retry_dead(message_id)
         if row is None:
             raise AgentNotFound(f"no dead letter #{message_id}")
+        await self._refresh_unread([row["recipient"]])
         self._wake(row["recipient"])
         self.hub.publish("dead_letter_resolved", {"id": message_id, "action": "retried", "recipient": row["recipient"],
                                                   "unread": self.unread(row["recipient"])})  # fmt: skip
@@ -233,7 +260,7 @@ class Broker:
     async def discard_dead(self, message_id: int) -> Message:
         """Acknowledge a dead letter without delivering it (kept until the vacuum, never lost silently)."""
         now = self._clock()
-        row = await self.db.write(lambda c: deadletters.discard(c, message_id, now))
+        row = await self.store.discard_dead(message_id, now)
         if row is None:
             raise AgentNotFound(f"no dead letter #{message_id}")
         log.info("dead letter #%d for %s discarded by the operator", message_id, row["recipient"])
@@ -243,39 +270,21 @@ class Broker:
         return _row_to_message(row)
 
     def unread(self, agent: str) -> int:
-        row = self.db.read(
-            lambda c: c.execute(
-                "SELECT COUNT(*) FROM messages WHERE recipient = ? AND delivered_at IS NULL AND dead_at IS NULL",
-                (agent,),
-            ).fetchone()
-        )
-        return int(row[0])
+        """Pending (not yet delivered, not parked) messages of `agent`, from the broker's counts."""
+        return self._unread.get(agent, 0)
 
     def unread_counts(self) -> dict[str, int]:
-        rows = self.db.read(
-            lambda c: c.execute(
-                "SELECT recipient, COUNT(*) FROM messages WHERE delivered_at IS NULL AND dead_at IS NULL "
-                "GROUP BY recipient"
-            ).fetchall()
-        )
-        return {r[0]: int(r[1]) for r in rows}
+        return dict(self._unread)
 
-    def recent(self, recipient: str | None = None, limit: int = 50, *, involving: str | None = None) -> list[Message]:
+    async def recent(
+        self, recipient: str | None = None, limit: int = 50, *, involving: str | None = None
+    ) -> list[Message]:
         """Newest first. `recipient` filters by recipient; `involving` by sender or recipient."""
+        rows = await self.store.recent_messages(recipient=recipient, involving=involving, limit=limit)
+        return [_row_to_message(r) for r in rows]
 
-        def q(c: sqlite3.Connection) -> list[sqlite3.Row]:
-            if recipient is not None:
-                sql = "SELECT * FROM messages WHERE recipient = ? ORDER BY id DESC LIMIT ?"
-                return c.execute(sql, (recipient, limit)).fetchall()
-            if involving is not None:
-                sql = "SELECT * FROM messages WHERE recipient = ? OR sender = ? ORDER BY id DESC LIMIT ?"
-                return c.execute(sql, (involving, involving, limit)).fetchall()
-            return c.execute("SELECT * FROM messages ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-
-        return [_row_to_message(r) for r in self.db.read(q)]
-
-    def get(self, message_id: int) -> Message | None:
-        row = self.db.read(lambda c: c.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone())
+    async def get(self, message_id: int) -> Message | None:
+        row = await self.store.get_message(message_id)
         return _row_to_message(row) if row else None
 
     # ---- retention ---------------------------------------------------------------------
@@ -283,9 +292,7 @@ class Broker:
     async def vacuum(self, now: float | None = None) -> int:
         """Delete acknowledged rows older than 30 days; never an unacknowledged one."""
         cutoff = (self._clock() if now is None else now) - ACKED_RETENTION
-        return await self.db.write(
-            lambda c: c.execute("DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?", (cutoff,)).rowcount
-        )
+        return await self.store.vacuum_messages(cutoff)
 
     async def run_vacuum(self, interval: float = 3600) -> None:
         """Hourly, with an immediate first sweep."""
@@ -322,42 +329,3 @@ async def _wait_any(event: asyncio.Event, other: asyncio.Event | None, timeout: 
         for w in waits:
             w.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
-
-
-# ---- SQL ---------------------------------------------------------------------------------
-
-
-def _insert(
-    c: sqlite3.Connection,
-    sender: str,
-    recipients: list[str],
-    body: str,
-    now: float,
-    in_reply_to: int | None,
-    broadcast: bool,
-) -> list[int]:
-    ids = []
-    for recipient in recipients:
-        # the operator's inbox is a view, not a queue: it is delivered and acknowledged on arrival
-        done = now if recipient == OPERATOR else None
-        cur = c.execute(
-            "INSERT INTO messages (sender, recipient, body, sent_at, in_reply_to, broadcast, delivered_at, acked_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (sender, recipient, body, now, in_reply_to, int(broadcast), done, done),
-        )
-        assert cur.lastrowid is not None
-        ids.append(cur.lastrowid)
-    return ids
-
-
-def _pop(c: sqlite3.Connection, agent: str, limit: int, now: float) -> list[sqlite3.Row]:
-    rows = c.execute(
-        "SELECT * FROM messages WHERE recipient = ? AND delivered_at IS NULL AND dead_at IS NULL ORDER BY id LIMIT ?",
-        (agent, limit),
-    ).fetchall()
-    if rows:
-        marks = ",".join("?" * len(rows))
-        ids = tuple(r["id"] for r in rows)
-        c.execute(f"UPDATE messages SET delivered_at = ?, attempts = attempts + 1 WHERE id IN ({marks})", (now, *ids))
-        rows = c.execute(f"SELECT * FROM messages WHERE id IN ({marks}) ORDER BY id", ids).fetchall()
-    return rows

@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from hyperhive.core.usage import DAY, UsageBook, day_start
 from hyperhive.names import MANAGER
-from hyperhive.store import usage as usage_sql
 
 if TYPE_CHECKING:
     from hyperhive.core.broker import Broker
     from hyperhive.core.hub import Hub
     from hyperhive.core.lifecycle import Lifecycle
     from hyperhive.core.questions import Questions
-    from hyperhive.store.sqlite import Database
+    from hyperhive.store.base import Store
 
 __all__ = ["HIVE", "RAISE", "RESUME_ONCE", "KEEP_PAUSED", "Budgets"]
 
@@ -61,9 +60,9 @@ class _Pause:
 
 
 class Budgets:
-    def __init__(self, db: Database, hub: Hub, usage: UsageBook, lifecycle: Lifecycle, broker: Broker,
+    def __init__(self, store: Store, hub: Hub, usage: UsageBook, lifecycle: Lifecycle, broker: Broker,
                  questions: Questions, hive_budget: dict[str, Any]) -> None:  # fmt: skip
-        self.db = db
+        self.store = store
         self.hub = hub
         self.usage = usage
         self.lifecycle = lifecycle
@@ -83,14 +82,14 @@ class Budgets:
             return _limit({"usd_per_day": b.usd_per_day, "tokens_per_day": b.tokens_per_day, "window": b.window})
         return None
 
-    def status(self, name: str, now: float | None = None) -> dict[str, Any]:
+    async def status(self, name: str, now: float | None = None) -> dict[str, Any]:
         """Spend in the window against the budget (plus today's grants) for an agent or HIVE."""
         now = time.time() if now is None else now
         limit = self.limit_of(name)
         window = limit.window if limit else "calendar"
         since = limit.since(now) if limit else day_start(now)
-        spent = self.usage.total(since) if name == HIVE else self.usage.spend(name, since)
-        grants = self.db.read(lambda c: usage_sql.grants_since(c, name, since))
+        spent = await self.usage.total(since) if name == HIVE else await self.usage.spend(name, since)
+        grants = await self.store.grants_since(name, since)
         extra_usd = sum(g["usd"] for g in grants if g["kind"] == "raise")
         extra_tokens = sum(g["tokens"] for g in grants if g["kind"] == "raise")
         usd = None if limit is None or limit.usd is None else limit.usd + extra_usd
@@ -99,14 +98,14 @@ class Budgets:
         return {"usd": round(float(spent["cost_usd"]), 6), "tokens": int(spent["tokens"]), "usd_budget": usd,
                 "tokens_budget": tokens, "window": window, "since": since, "over": bool(over)}  # fmt: skip
 
-    def refusal(self, name: str) -> str | None:
+    async def refusal(self, name: str) -> str | None:
         """The gateway's check before a model call: a reason to refuse it, or None."""
         for key in (name, HIVE):
             pause = self.paused.get(key)
             if pause is not None and not pause.once:
                 return pause.reason
         for key in (name, HIVE):
-            st = self.status(key)
+            st = await self.status(key)
             if st["over"] and not (key in self.paused and self.paused[key].once):
                 self._pause_soon(key, st)
                 return _reason(key, st)
@@ -117,7 +116,7 @@ class Budgets:
         for key in (name, HIVE):
             if key in self.paused:
                 continue
-            st = self.status(key)
+            st = await self.status(key)
             if st["over"]:
                 await self.pause(key, st)
 
@@ -167,7 +166,7 @@ class Budgets:
         answer = str(question.get("answer") or "").strip().lower()
         pause = self.paused[key]
         if answer == RAISE:
-            st = self.status(key)
+            st = await self.status(key)
             limit = self.limit_of(key)
             usd = (
                 max(0.0, st["usd"] - (st["usd_budget"] or 0.0)) + (limit.usd or 0.0)
@@ -180,7 +179,7 @@ class Budgets:
                 else 0
             )
             now = time.time()
-            await self.db.write(lambda c: usage_sql.add_grant(c, key, now, "raise", usd, tokens))
+            await self.store.add_grant(key, now, "raise", usd, tokens)
             self._resume(key, "raised for today")
         elif answer == RESUME_ONCE:
             pause.once = True
@@ -190,7 +189,7 @@ class Budgets:
         else:
             log.info("%s stays paused (%s)", key, answer or "no answer")
 
-    def on_state(self, name: str, harness_state: str | None) -> None:
+    async def on_state(self, name: str, harness_state: str | None) -> None:
         """The agent's reported state: a "resume once" ends when its turn does."""
         pause = self.paused.get(name)
         if pause is None or not pause.once:
@@ -199,9 +198,9 @@ class Budgets:
             pause.once_started = True
         elif harness_state == "idle" and pause.once_started:
             del self.paused[name]
-            st = self.status(name)
+            st = await self.status(name)
             if st["over"]:
-                asyncio.ensure_future(self.pause(name, st))
+                await self.pause(name, st)
 
     def _resume(self, key: str, how: str) -> None:
         pause = self.paused.pop(key, None)

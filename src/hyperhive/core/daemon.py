@@ -25,6 +25,7 @@ from hyperhive.core.gateway_wiring import GatewayService
 from hyperhive.core.health import Health
 from hyperhive.core.hub import Hub
 from hyperhive.core.lifecycle import Lifecycle
+from hyperhive.core.nodes import Nodes
 from hyperhive.core.notify import Notifier
 from hyperhive.core.questions import Questions
 from hyperhive.core.sdnotify import sd_notify
@@ -38,8 +39,8 @@ from hyperhive.core.verbs import Verbs
 from hyperhive.errors import HiveError, StartupError
 from hyperhive.names import MANAGER
 from hyperhive.protocol import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS
-from hyperhive.store.migrations import BROKER_MIGRATIONS
-from hyperhive.store.sqlite import Database
+from hyperhive.store.base import Store
+from hyperhive.store.open import describe, open_store
 from hyperhive.webserver import DashboardLimits, EmbeddedServer, bind_listener, capped_http_protocol
 
 __all__ = ["Daemon"]
@@ -63,7 +64,7 @@ class Daemon:
         self.dashboard_url: str | None = None
         self.dashboard_base: str | None = None  # the URL without the login token (for links)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._db: Database | None = None
+        self._store: Store | None = None
         self.budget: Budget | None = None
         self._listener: socket.socket | None = None
         self.health = Health()
@@ -96,22 +97,36 @@ class Daemon:
             raise StartupError(f"another hive serve is running (it answers on {self.paths.host_socket})")
         if os.geteuid() == 0 and cage.isolated:  # agents run as host uids: no other hive may share them
             self._uid_claim = await asyncio.to_thread(claim_uid_range, self.paths.state_dir, self.config.uid_base)
-        db = Database(self.paths.broker_db, BROKER_MIGRATIONS)
-        self._db = db
+        try:  # opening migrates (and may reach a server): off the event loop
+            db = await asyncio.to_thread(open_store, self.config.store_url, self.paths.broker_db)
+        except HiveError as exc:
+            raise StartupError(exc.message) from exc
+        self._store = db
+        log.info("store: %s", describe(self.config.store_url, self.paths.broker_db))
         hub = Hub()
         repos = ConfigRepos(self.paths)
         if self.config.gateway:
             repos.default_network = "none"  # new agents reach the model through the core alone
         lifecycle_ref: list[Lifecycle] = []
+
+        def hive_agents() -> list[str]:  # every node's agents: a send reaches an agent on any node
+            lc = lifecycle_ref[0]
+            return lc.names() + (list(lc.nodes.remote) if lc.nodes is not None else [])
+
         broker = Broker(
             db,
             hub,
-            agents=lambda: lifecycle_ref[0].names(),
+            agents=hive_agents,
             allow_list=lambda name: lifecycle_ref[0].allow_list(name),
             max_attempts=self.config.max_attempts,
         )
         lifecycle = Lifecycle(self.config, db, broker, hub, cage, repos)
         lifecycle_ref.append(lifecycle)
+        nodes = Nodes(self.config.node, db, hub, lifecycle)
+        lifecycle.nodes = nodes
+        await lifecycle.load()
+        await nodes.adopt()  # only this node's agents stay in the lifecycle (core/nodes.py)
+        await broker.load()
         questions = Questions(db, broker, hub)
         approvals = Approvals(db, broker, hub, lifecycle, repos)
         self.services = Services(self.config, db, hub, broker, lifecycle, repos, approvals, questions, cage_reason)
@@ -128,6 +143,7 @@ class Daemon:
         self._spawn(self.services.telemetry.run(), "telemetry")
         lifecycle.close_socket = self._close_agent_socket
         self._verbs = verbs
+        nodes.handle = verbs.handle
 
         raise_nofile_limit()
         install_flood_log_filter()
@@ -144,7 +160,12 @@ class Daemon:
             self.notifier = Notifier(self.config.notify, hub, lambda: self.dashboard_base)
             self.health.notify_failing = lambda: self.notifier.failing if self.notifier else []
             self._spawn(self.notifier.run(), "notify")
+        from hyperhive.dashboard.sessions import sessions_of
+
+        await sessions_of(self.services).load_live()  # before the dashboard honours any cookie
         await self._start_dashboard()
+        nodes.dashboard_url = self.dashboard_base
+        self._spawn(nodes.run(), "nodes")
         for aid in await approvals.recover():
             log.warning("approval #%d was interrupted by a restart: marked failed", aid)
         await lifecycle.start_all()
@@ -277,8 +298,8 @@ class Daemon:
         for task in list(self._tasks):
             task.cancel(msg="hive serve is shutting down")
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._db is not None:
-            self._db.close()
+        if self._store is not None:
+            await self._store.close()
         if self._uid_claim is not None:
             await asyncio.to_thread(self._uid_claim.release)
         if self._listener is not None:

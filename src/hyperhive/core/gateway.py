@@ -65,7 +65,7 @@ class RequestUsage:
 
 
 UsageSink = Callable[[RequestUsage], Awaitable[None]]
-Refusal = Callable[[str], str | None]  # agent → a reason to refuse (over budget), or None
+Refusal = Callable[[str], Awaitable[str | None]]  # agent → a reason to refuse (over budget), or None
 RateNotice = Callable[[str, float | None], None]  # agent, until (None: cleared)
 
 
@@ -221,7 +221,7 @@ class Gateway:
                                           f"the request body is over {self.settings.max_body} bytes"))  # fmt: skip
             return
         if path.startswith("/v1/messages") and method == "POST" and self.refuse is not None:
-            reason = self.refuse(agent.name)
+            reason = await self.refuse(agent.name)
             if reason is not None:
                 await _reply(send, *api_error(403, "permission_error", reason))
                 return

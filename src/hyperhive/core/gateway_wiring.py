@@ -17,7 +17,7 @@ from hyperhive.core.budget import HIVE, Budgets
 from hyperhive.core.gateway import Gateway, RequestUsage
 from hyperhive.core.hub import Hub
 from hyperhive.core.usage import PriceTable, UsageBook
-from hyperhive.store.sqlite import Database
+from hyperhive.store.base import Store
 
 if TYPE_CHECKING:
     from hyperhive.core.broker import Broker
@@ -28,19 +28,19 @@ __all__ = ["GatewayService"]
 
 log = logging.getLogger(__name__)
 UsageSinkT = Callable[[RequestUsage], Awaitable[None]]
-RefuserT = Callable[[str], str | None]
+RefuserT = Callable[[str], Awaitable[str | None]]
 
 
 class GatewayService:
-    def __init__(self, config: HiveConfig, lifecycle: Lifecycle, db: Database, hub: Hub, broker: Broker,
+    def __init__(self, config: HiveConfig, lifecycle: Lifecycle, store: Store, hub: Hub, broker: Broker,
                  questions: Questions) -> None:  # fmt: skip
         self.config = config
         self.lifecycle = lifecycle
         self.hub = hub
         self.gateway = Gateway(config.api, on_usage=self._usage, refuse=self._refuse, on_rate=self._rate)
         self.tokens: dict[str, str] = {}
-        self.usage = UsageBook(db, hub, PriceTable(config.api.prices))
-        self.budgets = Budgets(db, hub, self.usage, lifecycle, broker, questions, config.api.budget)
+        self.usage = UsageBook(store, hub, PriceTable(config.api.prices))
+        self.budgets = Budgets(store, hub, self.usage, lifecycle, broker, questions, config.api.budget)
         self.usage_sinks: list[UsageSinkT] = []
         self.refusers: list[RefuserT] = [self.budgets.refusal]
         self._watcher: asyncio.Task[None] | None = None
@@ -63,7 +63,7 @@ class GatewayService:
                         elif event.kind == "agent_changed":
                             rt = self.lifecycle.agents.get(event.payload["name"])  # the reported state, unmasked
                             if rt is not None:
-                                self.budgets.on_state(rt.name, rt.harness_state)
+                                await self.budgets.on_state(rt.name, rt.harness_state)
                     except Exception:
                         log.exception("gateway: handling %s failed", event.kind)
             finally:
@@ -83,18 +83,20 @@ class GatewayService:
                 await self._watcher
         await self.gateway.aclose()
 
-    def spend_summary(self) -> dict[str, Any]:
+    async def spend_summary(self) -> dict[str, Any]:
         """Spend per agent (today, 7 days) and the hive's, each next to its budget."""
-        out = self.usage.summary()
+        out = await self.usage.summary()
         for name, row in out["agents"].items():
-            row["budget"] = self.budgets.status(name) if self.budgets.limit_of(name) else None
+            row["budget"] = await self.budgets.status(name) if self.budgets.limit_of(name) else None
             row["paused"] = name in self.budgets.paused
         for name in self.lifecycle.agents:
-            out["agents"].setdefault(name, {"today": {"usd": 0.0, "tokens": 0, "requests": 0},
-                                            "week": {"usd": 0.0, "tokens": 0, "requests": 0},
-                                            "budget": self.budgets.status(name) if self.budgets.limit_of(name) else None,
-                                            "paused": name in self.budgets.paused})  # fmt: skip
-        out["budget"] = self.budgets.status(HIVE) if self.budgets.hive else None
+            if name in out["agents"]:
+                continue
+            out["agents"][name] = {"today": {"usd": 0.0, "tokens": 0, "requests": 0},
+                                   "week": {"usd": 0.0, "tokens": 0, "requests": 0},
+                                   "budget": await self.budgets.status(name) if self.budgets.limit_of(name) else None,
+                                   "paused": name in self.budgets.paused}  # fmt: skip
+        out["budget"] = await self.budgets.status(HIVE) if self.budgets.hive else None
         return out
 
     async def hold_recv(self, name: str, wait_seconds: float) -> bool:
@@ -121,9 +123,9 @@ class GatewayService:
         for sink in self.usage_sinks:
             await sink(record)
 
-    def _refuse(self, name: str) -> str | None:
+    async def _refuse(self, name: str) -> str | None:
         for refuser in self.refusers:
-            reason = refuser(name)
+            reason = await refuser(name)
             if reason is not None:
                 return reason
         return None

@@ -10,14 +10,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import sqlite3
 import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 from hyperhive.agentconfig import AgentConfig
 from hyperhive.cages.base import CAGE_STATE, Bind, Cage, CageHandle, CageSpec, ExitInfo, Limits
@@ -34,7 +33,10 @@ from hyperhive.harnesslog import HarnessLog
 from hyperhive.names import MANAGER, OPERATOR, validate_agent_name
 from hyperhive.paths import AgentPaths
 from hyperhive.protocol import AgentRow
-from hyperhive.store.sqlite import Database
+from hyperhive.store.base import Store
+
+if TYPE_CHECKING:
+    from hyperhive.core.nodes import Nodes
 
 __all__ = ["AgentRuntime", "Lifecycle"]
 
@@ -79,7 +81,7 @@ class Lifecycle:
     def __init__(
         self,
         config: HiveConfig,
-        db: Database,
+        store: Store,
         broker: Broker,
         hub: Hub,
         cage: Cage,
@@ -87,7 +89,7 @@ class Lifecycle:
     ) -> None:
         self.config = config
         self.paths = config.paths
-        self.db = db
+        self.store = store
         self.broker = broker
         self.hub = hub
         self.cage = cage
@@ -101,8 +103,17 @@ class Lifecycle:
         self._closing = False
         self.deploying: set[str] = set()  # an exit of these is reported by the deploy, not as a crash
         self.pool = Pool(config.pool, self.agents, lambda n: self.paths.agent(n).web_socket)
-        for row in db.read(lambda c: c.execute("SELECT * FROM agents WHERE destroyed_at IS NULL").fetchall()):
-            self.agents[row["name"]] = AgentRuntime(row["name"], row["id"], row["uid"])
+        self._kept: dict[str, float] = {}  # destroyed without purge: name -> destroyed_at
+        self._kept_sizes: dict[str, int] = {}  # measured once (off the loop): a kept tree no longer changes
+        self.nodes: Nodes | None = None  # core/nodes.py: which node runs an agent; the other nodes' rows
+
+    async def load(self) -> None:
+        """At daemon start: the registry from the store."""
+        for rec in await self.store.agents():
+            if rec["destroyed_at"] is None:
+                self.agents[rec["name"]] = AgentRuntime(rec["name"], rec["id"], rec["uid"])
+            else:
+                self._kept[rec["name"]] = rec["destroyed_at"]
 
     # ---- queries -----------------------------------------------------------------------
 
@@ -164,24 +175,23 @@ class Lifecycle:
         )
 
     def rows(self) -> list[AgentRow]:
+        """The whole hive: this node's agents, then (several nodes) the others' from their heartbeats."""
         unread = self.broker.unread_counts()
-        return [self.row(n, unread) for n in self.names()]
+        remote = self.nodes.remote_rows() if self.nodes is not None else []
+        return [self.row(n, unread) for n in self.names()] + remote
 
     def kept_state(self) -> list[dict[str, Any]]:
         """Agents destroyed without purge whose state remains (names from the database)."""
-        rows = self.db.read(
-            lambda c: c.execute("SELECT name, destroyed_at FROM agents WHERE destroyed_at IS NOT NULL").fetchall()
-        )
         out = []
-        for row in rows:
-            ap = self.paths.agent(row["name"])
+        for name, destroyed_at in sorted(self._kept.items()):
+            ap = self.paths.agent(name)
             if not ap.root.exists():
                 continue
             out.append(
                 {
-                    "name": row["name"],
-                    "destroyed_at": row["destroyed_at"],
-                    "size_bytes": _tree_size(ap.root),
+                    "name": name,
+                    "destroyed_at": destroyed_at,
+                    "size_bytes": self._kept_sizes.get(name, 0),
                     "has_credentials": _plain_file(ap.home, ".claude", ".credentials.json"),
                 }
             )
@@ -216,36 +226,20 @@ class Lifecycle:
         return runtime
 
     async def _register(self, name: str, description: str | None) -> AgentRuntime:
-        now = time.time()
-
-        def upsert(c: sqlite3.Connection) -> sqlite3.Row:
-            row = c.execute("SELECT * FROM agents WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                next_id = c.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM agents").fetchone()[0]
-                uid = self._uid_for(next_id)
-                c.execute(
-                    "INSERT INTO agents (name, id, created_at, desired, uid, description) VALUES (?,?,?,?,?,?)",
-                    (name, next_id, now, "running", uid, description),
-                )
-            else:
-                c.execute(
-                    "UPDATE agents SET destroyed_at = NULL, desired = 'running', "
-                    "description = COALESCE(?, description) WHERE name = ?",
-                    (description, name),
-                )
-            return cast(sqlite3.Row, c.execute("SELECT * FROM agents WHERE name = ?", (name,)).fetchone())
-
-        row = await self.db.write(upsert)
-        runtime = AgentRuntime(name, row["id"], row["uid"])
+        if self.nodes is not None:
+            await self.nodes.before_register(name)
+        isolated_root = os.geteuid() == 0 and self.cage.isolated  # agents run as host uids
+        rec = await self.store.register_agent(name, description, time.time(),
+                                              uid_base=self.config.uid_base if isolated_root else None)  # fmt: skip
+        if isolated_root and rec["id"] >= UID_RANGE:  # past the range this hive claimed (core/uidclaim.py)
+            await self.store.delete_agent(name)
+            raise Conflict(f"this hive has no host uid left for agent #{rec['id']} (its range holds {UID_RANGE - 1})")
+        self._kept.pop(name, None)
+        runtime = AgentRuntime(name, rec["id"], rec["uid"])
         self.agents[name] = runtime
+        if self.nodes is not None:
+            await self.nodes.after_register(name)
         return runtime
-
-    def _uid_for(self, agent_id: int) -> int | None:
-        if os.geteuid() != 0 or not self.cage.isolated:
-            return None
-        if agent_id >= UID_RANGE:  # past the range this hive claimed (core/uidclaim.py)
-            raise Conflict(f"this hive has no host uid left for agent #{agent_id} (its range holds {UID_RANGE - 1})")
-        return self.config.uid_base + agent_id
 
     def _prepare_dirs(self, rt: AgentRuntime, ap: AgentPaths) -> None:
         for d in (ap.state, ap.home, ap.run):
@@ -303,13 +297,11 @@ class Lifecycle:
                 await self.close_socket(name)
             now = time.time()
             if purge:
-                await self.db.write(lambda c: c.execute("DELETE FROM agents WHERE name = ?", (name,)))
+                await self.store.delete_agent(name)
             else:
-                await self.db.write(
-                    lambda c: c.execute(
-                        "UPDATE agents SET destroyed_at = ?, desired = 'stopped' WHERE name = ?", (now, name)
-                    )
-                )
+                await self.store.mark_destroyed(name, now)
+                self._kept[name] = now
+                self._kept_sizes[name] = await asyncio.to_thread(_tree_size, self.paths.agent(name).root)
         if purge:
             await self._purge_files(name)
         kept = None if purge else next((k for k in self.kept_state() if k["name"] == name), None)
@@ -321,10 +313,9 @@ class Lifecycle:
         name = validate_agent_name(name)
         if name in self.agents:
             raise Conflict(f"agent {name!r} is live; destroy it first")
-        row = self.db.read(lambda c: c.execute("SELECT name FROM agents WHERE name = ?", (name,)).fetchone())
-        if row is None:
+        if not await self.store.delete_agent(name):
             raise AgentNotFound(f"no kept state for {name!r}")
-        await self.db.write(lambda c: c.execute("DELETE FROM agents WHERE name = ?", (name,)))
+        self._kept.pop(name, None)
         await self._purge_files(name)
         self.hub.publish("agent_removed", {"name": name, "purged": True})
 
@@ -395,7 +386,7 @@ class Lifecycle:
         rt.started_at = time.time()
         rt.set_state("running")
         rt.watcher = self._spawn_task(self._watch(rt, handle), f"watch-{rt.name}")
-        await self.db.write(lambda c: c.execute("UPDATE agents SET desired = 'running' WHERE name = ?", (rt.name,)))
+        await self.store.set_desired(rt.name, "running")
         self._publish(rt.name)
         await self._kick(rt.name, reason)
 
@@ -412,7 +403,7 @@ class Lifecycle:
         rt = self.get(name)
         async with rt.lock:
             await self._stop_locked(rt)
-            await self.db.write(lambda c: c.execute("UPDATE agents SET desired = ? WHERE name = ?", (desired, name)))
+            await self.store.set_desired(name, desired)
 
     async def _stop_locked(self, rt: AgentRuntime) -> None:
         handle = rt.handle
@@ -555,7 +546,9 @@ class Lifecycle:
             await asyncio.to_thread(_private_modes, self.paths.agent(name))
             with contextlib.suppress(HiveError, OSError):  # a stopped agent's row shows its model
                 await self.refresh_config(name)
-        desired = dict(self.db.read(lambda c: c.execute("SELECT name, desired FROM agents").fetchall()))
+        for name in list(self._kept):
+            self._kept_sizes[name] = await asyncio.to_thread(_tree_size, self.paths.agent(name).root)
+        desired = {rec["name"]: rec["desired"] for rec in await self.store.agents()}
         order = sorted(self.agents, key=lambda n: (n != MANAGER, n))  # the manager first
         for name in order:
             if desired.get(name, "running") != "running":

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from hyperhive.core.broker import Broker
 from hyperhive.core.hub import Hub
-from hyperhive.errors import AgentNotFound, Conflict, NotAllowed
+from hyperhive.errors import Conflict, NotAllowed, NotFound
 from hyperhive.names import OPERATOR
 from hyperhive.protocol import MAX_QUESTION_TTL
-from hyperhive.store.sqlite import Database
+from hyperhive.store.base import QuestionRow, Store
 
 __all__ = ["CANCELLED", "EXPIRED", "Questions"]
 
@@ -29,47 +27,32 @@ CANCELLED = "[cancelled]"
 WATCHDOG = "ttl-watchdog"
 
 
-def _row(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "asker": row["asker"],
-        "target": row["target"] or OPERATOR,
-        "question": row["question"],
-        "options": json.loads(row["options_json"]),
-        "multi": bool(row["multi"]),
-        "asked_at": row["asked_at"],
-        "deadline_at": row["deadline_at"],
-        "answered_at": row["answered_at"],
-        "answer": row["answer"],
-        "answerer": row["answerer"],
-    }
+def _row(row: QuestionRow) -> dict[str, Any]:
+    return {**row, "target": row["target"] or OPERATOR}
 
 
 class Questions:
-    def __init__(self, db: Database, broker: Broker, hub: Hub, *, clock: Callable[[], float] = time.time) -> None:
-        self.db = db
+    def __init__(self, store: Store, broker: Broker, hub: Hub, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
         self.broker = broker
         self.hub = hub
         self.clock = clock
         self._changed = asyncio.Event()
 
-    def get(self, qid: int) -> dict[str, Any]:
-        row = self.db.read(lambda c: c.execute("SELECT * FROM questions WHERE id = ?", (qid,)).fetchone())
+    async def get(self, qid: int) -> dict[str, Any]:
+        row = await self.store.get_question(qid)
         if row is None:
-            raise AgentNotFound(f"no question #{qid}")
+            raise NotFound(f"no question #{qid}")
         return _row(row)
 
-    def pending(self) -> list[dict[str, Any]]:
-        rows = self.db.read(
-            lambda c: c.execute("SELECT * FROM questions WHERE answered_at IS NULL ORDER BY id").fetchall()
-        )
-        return [_row(r) for r in rows]
+    async def pending(self) -> list[dict[str, Any]]:
+        return [_row(r) for r in await self.store.open_questions()]
 
-    def open_asked_by(self, asker: str | None) -> list[dict[str, Any]]:
-        return [q for q in self.pending() if asker is None or q["asker"] == asker]
+    async def open_asked_by(self, asker: str | None) -> list[dict[str, Any]]:
+        return [q for q in await self.pending() if asker is None or q["asker"] == asker]
 
-    def open_owed_by(self, name: str) -> list[dict[str, Any]]:
-        return [q for q in self.pending() if q["target"] == name]
+    async def open_owed_by(self, name: str) -> list[dict[str, Any]]:
+        return [q for q in await self.pending() if q["target"] == name]
 
     async def ask(
         self,
@@ -85,18 +68,8 @@ class Questions:
             self.broker.check_route(asker, to)
         now = self.clock()
         deadline = now + min(ttl_seconds, MAX_QUESTION_TTL) if ttl_seconds else None
-        opts = json.dumps(list(options or []))
-        qid = await self.db.write(
-            lambda c: (
-                c.execute(
-                    "INSERT INTO questions (asker, target, question, options_json, multi, asked_at, deadline_at)"
-                    " VALUES (?,?,?,?,?,?,?)",
-                    (asker, to, question, opts, int(multi), now, deadline),
-                ).lastrowid
-            )
-        )
-        assert qid is not None
-        q = self.get(qid)
+        q = _row(await self.store.insert_question(asker, to, question, list(options or []), multi, now, deadline))
+        qid = q["id"]
         self.hub.publish("question_added", q)
         if to is not None:
             await self.broker.system_event(
@@ -109,21 +82,15 @@ class Questions:
         self, qid: int, answer: str, answerer: str, *, check: Callable[[dict[str, Any]], None]
     ) -> dict[str, Any]:
         now = self.clock()
-
-        def update(c: sqlite3.Connection) -> sqlite3.Row:
-            row = c.execute("SELECT * FROM questions WHERE id = ?", (qid,)).fetchone()
-            if row is None:
-                raise AgentNotFound(f"no question #{qid}")
-            if row["answered_at"] is not None:
-                raise Conflict(f"question #{qid} is already resolved ({row['answer']!r} by {row['answerer']})")
-            check(_row(row))
-            c.execute(
-                "UPDATE questions SET answered_at = ?, answer = ?, answerer = ? WHERE id = ?",
-                (now, answer, answerer, qid),
-            )
-            return cast(sqlite3.Row, c.execute("SELECT * FROM questions WHERE id = ?", (qid,)).fetchone())
-
-        q = _row(await self.db.write(update))
+        current = await self.get(qid)
+        resolved = None
+        if current["answered_at"] is None:
+            check(current)  # who may answer never changes, so checking before the update is safe
+            resolved = await self.store.resolve_question(qid, answer, answerer, now)  # one answer wins
+        if resolved is None:
+            current = await self.get(qid)
+            raise Conflict(f"question #{qid} is already resolved ({current['answer']!r} by {current['answerer']})")
+        q = _row(resolved)
         self.hub.publish("question_resolved", q)
         await self.broker.system_event(
             q["asker"], "question_answered", id=qid, question=q["question"], answer=answer, answerer=answerer
@@ -142,7 +109,7 @@ class Questions:
                 raise NotAllowed(f"question #{qid} was asked of {q['target']}, not of {answerer}")
 
         if not as_operator:  # the answer is the answerer's text, carried to the asker
-            asked = self.get(qid)
+            asked = await self.get(qid)
             if asked["target"] == answerer:
                 self.broker.check_route(answerer, asked["asker"])
         return await self._resolve(qid, answer, OPERATOR if as_operator else answerer, check=check)
@@ -153,26 +120,15 @@ class Questions:
     async def expire_due(self, now: float | None = None) -> list[int]:
         """Resolve every question past its deadline with `[expired]`; return their ids."""
         now = self.clock() if now is None else now
-        due = self.db.read(
-            lambda c: c.execute(
-                "SELECT id FROM questions WHERE answered_at IS NULL AND deadline_at IS NOT NULL AND deadline_at <= ?",
-                (now,),
-            ).fetchall()
-        )
         expired = []
-        for (qid,) in due:
+        for qid in await self.store.due_questions(now):
             with contextlib.suppress(Conflict):
                 await self._resolve(qid, EXPIRED, WATCHDOG, check=lambda q: None)
                 expired.append(qid)
         return expired
 
-    def _next_deadline(self) -> float | None:
-        row = self.db.read(
-            lambda c: c.execute(
-                "SELECT MIN(deadline_at) FROM questions WHERE answered_at IS NULL AND deadline_at IS NOT NULL"
-            ).fetchone()
-        )
-        return row[0] if row and row[0] is not None else None
+    async def _next_deadline(self) -> float | None:
+        return await self.store.next_question_deadline()
 
     async def run_watchdog(self) -> None:
         """Sleep until the next deadline (or a change), then expire what is due."""
@@ -182,7 +138,7 @@ class Questions:
                 await self.expire_due()
             except Exception:
                 log.exception("question watchdog failed")
-            deadline = self._next_deadline()
+            deadline = await self._next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock()) + 0.05
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)

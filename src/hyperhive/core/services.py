@@ -18,7 +18,8 @@ from hyperhive.core.lifecycle import Lifecycle
 from hyperhive.core.questions import Questions
 from hyperhive.core.shell import Shells
 from hyperhive.errors import HiveError
-from hyperhive.store.sqlite import Database, connect
+from hyperhive.store.base import Store
+from hyperhive.store.sqlite import connect
 
 if TYPE_CHECKING:
     from hyperhive.core.gateway_wiring import GatewayService
@@ -33,7 +34,7 @@ EVENTS_READ_BUDGET = 2.0  # seconds: reading an agent's events db never holds th
 @dataclass
 class Services:
     config: HiveConfig
-    db: Database
+    store: Store
     hub: Hub
     broker: Broker
     lifecycle: Lifecycle
@@ -90,9 +91,9 @@ class Services:
         except (TypeError, ValueError) as exc:
             raise HiveError(f"could not read {name}'s events: a malformed row ({exc})") from exc
 
-    def open_threads(self, name: str, *, whole_hive: bool) -> dict[str, Any]:
+    async def open_threads(self, name: str, *, whole_hive: bool) -> dict[str, Any]:
         return {
-            "asked": self.questions.open_asked_by(None if whole_hive else name),
-            "owed": self.questions.open_owed_by(name),
-            "approvals": self.approvals.pending() if whole_hive else [],
+            "asked": await self.questions.open_asked_by(None if whole_hive else name),
+            "owed": await self.questions.open_owed_by(name),
+            "approvals": await self.approvals.pending() if whole_hive else [],
         }

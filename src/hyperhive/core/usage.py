@@ -11,9 +11,7 @@ from typing import Any
 
 from hyperhive.core.gateway import RequestUsage
 from hyperhive.core.hub import Hub
-from hyperhive.store import stats as stats_sql
-from hyperhive.store import usage as usage_sql
-from hyperhive.store.sqlite import Database
+from hyperhive.store.base import Store
 
 __all__ = ["DEFAULT_PRICES", "Price", "PriceTable", "UsageBook", "day_start"]
 
@@ -76,8 +74,8 @@ def day_start(now: float | None = None) -> float:
 
 
 class UsageBook:
-    def __init__(self, db: Database, hub: Hub, prices: PriceTable) -> None:
-        self.db = db
+    def __init__(self, store: Store, hub: Hub, prices: PriceTable) -> None:
+        self.store = store
         self.hub = hub
         self.prices = prices
 
@@ -96,44 +94,39 @@ class UsageBook:
             (u.agent, now, "gateway_cost_usd", cost),
             (u.agent, now, "gateway_request_ms", float(u.duration_ms)),
         ]
-
-        def write(c: Any) -> int:
-            stats_sql.insert_many(c, stats)
-            return usage_sql.insert(c, row)
-
-        row["id"] = await self.db.write(write)
+        row["id"] = await self.store.record_usage(row, stats)
         self.hub.publish("usage", {"agent": u.agent, "model": u.model, "cost_usd": cost,
                                    "tokens": u.input_tokens + u.output_tokens})  # fmt: skip
         return row
 
-    def spend(self, agent: str, since: float) -> dict[str, Any]:
-        out = self.db.read(lambda c: usage_sql.spend(c, agent, since))
+    async def spend(self, agent: str, since: float) -> dict[str, Any]:
+        out = await self.store.usage_sums(agent=agent, since=since)
         out["tokens"] = _tokens(out)
         return out
 
-    def total(self, since: float) -> dict[str, Any]:
-        out = self.db.read(lambda c: usage_sql.total(c, since))
+    async def total(self, since: float) -> dict[str, Any]:
+        out = await self.store.usage_sums(since=since)
         out["tokens"] = _tokens(out)
         return out
 
-    def recent(self, agent: str, limit: int = 50) -> list[dict[str, Any]]:
-        return self.db.read(lambda c: usage_sql.recent(c, agent, limit))
+    async def recent(self, agent: str, limit: int = 50) -> list[dict[str, Any]]:
+        return await self.store.usage_recent(agent, limit)
 
-    def summary(self, now: float | None = None) -> dict[str, Any]:
+    async def summary(self, now: float | None = None) -> dict[str, Any]:
         """Spend per agent today and over 7 days, and the hive's totals."""
         today = day_start(now)
         week = today - 6 * DAY
-        day_rows = self.db.read(lambda c: usage_sql.per_agent(c, today))
-        week_rows = self.db.read(lambda c: usage_sql.per_agent(c, week))
+        day_rows = await self.store.usage_by("agent", today)
+        week_rows = await self.store.usage_by("agent", week)
         agents = {
             name: {"today": _brief(day_rows.get(name)), "week": _brief(w)} for name, w in sorted(week_rows.items())
         }
-        return {"agents": agents, "today": _brief(self.total(today)), "week": _brief(self.total(week)),
+        return {"agents": agents, "today": _brief(await self.total(today)), "week": _brief(await self.total(week)),
                 "day_start": today}  # fmt: skip
 
     async def purge(self, retention_days: float) -> int:
         before = time.time() - retention_days * DAY
-        return await self.db.write(lambda c: usage_sql.purge_before(c, before))
+        return await self.store.purge_usage_and_stats(before)
 
 
 def _tokens(row: dict[str, Any]) -> int:

@@ -137,13 +137,13 @@ class Verbs:
         return await web_sessions.operator_verb(self.s, revoke=req.revoke, revoke_all=req.revoke_all)
 
     async def v_inbox(self, who: Identity, req: p.InboxReq) -> dict[str, Any]:
-        messages = self.s.broker.recent(OPERATOR, req.limit)
+        messages = await self.s.broker.recent(OPERATOR, req.limit)
         return {"messages": [m.model_dump() for m in messages]}
 
     async def v_pending(self, who: Identity, req: p.PendingReq) -> dict[str, Any]:
         if req.diff_id is not None:
             return {"diff": await self.s.approvals.diff(req.diff_id)}
-        return {"approvals": self.s.approvals.pending()}
+        return {"approvals": await self.s.approvals.pending()}
 
     async def v_approve(self, who: Identity, req: p.ApproveReq) -> dict[str, Any]:
         return {"approval": await self.s.approvals.approve(req.id)}
@@ -152,13 +152,13 @@ class Verbs:
         return {"approval": await self.s.approvals.deny(req.id, req.note)}
 
     async def v_questions(self, who: Identity, req: p.QuestionsReq) -> dict[str, Any]:
-        return {"questions": self.s.questions.pending()}
+        return {"questions": await self.s.questions.pending()}
 
     async def v_cancel_question(self, who: Identity, req: p.CancelQuestionReq) -> dict[str, Any]:
         return {"question": await self.s.questions.cancel(req.id)}
 
     async def v_dead_letters(self, who: Identity, req: p.DeadLettersReq) -> dict[str, Any]:
-        return {"dead_letters": [m.model_dump() for m in self.s.broker.dead_letters(req.limit)],
+        return {"dead_letters": [m.model_dump() for m in await self.s.broker.dead_letters(req.limit)],
                 "max_attempts": self.s.broker.max_attempts}  # fmt: skip
 
     async def v_retry_dead(self, who: Identity, req: p.RetryDeadReq) -> dict[str, Any]:
@@ -222,7 +222,7 @@ class Verbs:
             raise AgentNotFound(f"no agent named {agent!r}")
         assert self.s.telemetry is not None
         since = time.time() - 86400 if req.since is None else req.since
-        return {"stats": self.s.telemetry.series(agent, since)}
+        return {"stats": await self.s.telemetry.series(agent, since)}
 
     async def v_recv(self, who: Identity, req: p.RecvReq) -> dict[str, Any]:
         gateway = self.s.gateway
@@ -254,7 +254,7 @@ class Verbs:
         return {"config": cfg.model_dump(mode="json"), "instructions_text": instructions}
 
     async def v_recent(self, who: Identity, req: p.RecentReq) -> dict[str, Any]:
-        messages = self.s.broker.recent(who.name, req.limit)
+        messages = await self.s.broker.recent(who.name, req.limit)
         return {"messages": [m.model_dump() for m in messages]}
 
     async def v_report_state(self, who: Identity, req: p.ReportStateReq) -> dict[str, Any]:
@@ -272,7 +272,7 @@ class Verbs:
         return {"id": q["id"], "question": q}
 
     async def v_open_threads(self, who: Identity, req: p.OpenThreadsReq) -> dict[str, Any]:
-        return self.s.open_threads(who.name, whole_hive=who.is_manager)
+        return await self.s.open_threads(who.name, whole_hive=who.is_manager)
 
     # ---- manager ---------------------------------------------------------------------------
 

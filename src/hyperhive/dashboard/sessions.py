@@ -1,7 +1,8 @@
 """Dashboard sessions kept server-side (issue 9, item 5): a signed cookie is honoured only while
-its session id has a live row in the broker database, so a logout survives a restart.
+its session id has a live row in the store, so a logout survives a restart.
 
-One `WebSessions` per daemon database (`sessions_of(services)`), shared by the dashboard's guard
+One `WebSessions` per daemon store (`sessions_of(services)`, its live set read at start by
+`load_live()`), shared by the dashboard's guard
 and the operator's `sessions` verb so both see the same live set. "Log out everywhere" revokes
 every row and rotates the signing key (a new `session-secret` file, written atomically), so no
 cookie signed before it verifies again, whatever the database says.
@@ -19,8 +20,7 @@ from typing import Any, Final
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from hyperhive.store import websessions
-from hyperhive.store.sqlite import Database
+from hyperhive.store.base import Store
 
 __all__ = ["SESSION_MAX_AGE", "WebSessions", "operator_verb", "public_rows", "rotate_secret", "sessions_of"]
 
@@ -28,7 +28,7 @@ SESSION_MAX_AGE: Final = 30 * 86400
 TOUCH_EVERY: Final = 60.0  # seconds: last_seen is written at most this often per session
 SECRET_BYTES: Final = 48
 
-_BY_DB: weakref.WeakKeyDictionary[Database, WebSessions] = weakref.WeakKeyDictionary()
+_BY_STORE: weakref.WeakKeyDictionary[Store, WebSessions] = weakref.WeakKeyDictionary()
 
 
 def rotate_secret(path: Path, nbytes: int = SECRET_BYTES) -> str:
@@ -53,17 +53,19 @@ def _printable(text: str) -> str:
 
 
 class WebSessions:
-    def __init__(self, db: Database, secret_file: Path) -> None:
+    def __init__(self, store: Store, secret_file: Path) -> None:
         from hyperhive.dashboard.auth import read_or_create_secret
 
-        self.db = db
+        self.store = store
         self.secret_file = secret_file
         self._signer = URLSafeTimedSerializer(read_or_create_secret(secret_file, SECRET_BYTES), salt="hh-session")
-        since = time.time() - SESSION_MAX_AGE
-        self._live: dict[str, float] = {
-            r["sid"]: r["last_seen"] for r in db.read(lambda c: websessions.active(c, since))
-        }
+        self._live: dict[str, float] = {}  # empty until load_live(): no cookie is honoured before
         self._pending: set[asyncio.Future[Any]] = set()
+
+    async def load_live(self) -> None:
+        """At daemon start: the sessions still live in the store."""
+        since = time.time() - SESSION_MAX_AGE
+        self._live.update({r["sid"]: r["last_seen"] for r in await self.store.sessions_active(since)})
 
     async def create(self, client: str, user_agent: str) -> tuple[str, str]:
         """A new session: (signed cookie value, csrf token). The row is committed first."""
@@ -71,12 +73,7 @@ class WebSessions:
         sid = secrets.token_urlsafe(16)
         csrf = secrets.token_urlsafe(32)
         now = time.time()
-
-        def write(c: Any) -> None:
-            websessions.purge_expired(c, now - SESSION_MAX_AGE)
-            websessions.insert(c, sid, now, client, user_agent)
-
-        await self.db.write(write)
+        await self.store.session_create(sid, now, client, user_agent, forget_before=now - SESSION_MAX_AGE)
         self._live[sid] = now
         return self._signer.dumps({"sid": sid, "csrf": csrf, "t": int(now)}), csrf
 
@@ -101,7 +98,7 @@ class WebSessions:
         if last is None or now - last < TOUCH_EVERY:
             return
         self._live[sid] = now
-        fut = asyncio.ensure_future(self.db.write(lambda c: websessions.touch(c, sid, now)))
+        fut = asyncio.ensure_future(self.store.session_touch(sid, now))
         self._pending.add(fut)
         fut.add_done_callback(self._pending.discard)
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -109,21 +106,21 @@ class WebSessions:
     async def revoke(self, sid: str) -> bool:
         self._live.pop(sid, None)
         now = time.time()
-        return bool(await self.db.write(lambda c: websessions.revoke(c, sid, now)))
+        return bool(await self.store.session_revoke(sid, now))
 
     async def revoke_all(self) -> int:
         """Log out everywhere: every row revoked, then a new signing key."""
         self._live.clear()
         now = time.time()
-        count = await self.db.write(lambda c: websessions.revoke_all(c, now))
+        count = await self.store.session_revoke_all(now)
         key = await asyncio.to_thread(rotate_secret, self.secret_file)
         self._signer = URLSafeTimedSerializer(key, salt="hh-session")
         self._live.clear()  # a login that raced the rotation was signed with the old key
         return int(count)
 
-    def active(self) -> list[dict[str, Any]]:
+    async def active(self) -> list[dict[str, Any]]:
         since = time.time() - SESSION_MAX_AGE
-        rows = self.db.read(lambda c: websessions.active(c, since))
+        rows = await self.store.sessions_active(since)
         return [
             {**r, "last_seen": max(r["last_seen"], self._live.get(r["sid"], 0.0))}
             for r in rows
@@ -147,21 +144,21 @@ async def operator_verb(services: Any, *, revoke: str | None, revoke_all: bool) 
     if revoke_all:
         return {"revoked": await web.revoke_all(), "key_rotated": True, "sessions": []}
     if revoke:
-        matches = [r["sid"] for r in web.active() if r["sid"].startswith(revoke)]
+        matches = [r["sid"] for r in await web.active() if r["sid"].startswith(revoke)]
         if not matches:
             raise AgentNotFound(f"no active session {revoke!r}")
         if len(matches) > 1:
             raise ProtocolError(f"session id {revoke!r} is ambiguous: give more of it")
         await web.revoke(matches[0])
-        return {"revoked": 1, "key_rotated": False, "sessions": public_rows(web.active())}
-    return {"sessions": public_rows(web.active())}
+        return {"revoked": 1, "key_rotated": False, "sessions": public_rows(await web.active())}
+    return {"sessions": public_rows(await web.active())}
 
 
 def sessions_of(services: Any) -> WebSessions:
-    """The one WebSessions of this daemon (keyed by its database)."""
-    db: Database = services.db
-    found = _BY_DB.get(db)
+    """The one WebSessions of this daemon (keyed by its store)."""
+    store: Store = services.store
+    found = _BY_STORE.get(store)
     if found is None:
-        found = WebSessions(db, services.config.paths.session_secret_file)
-        _BY_DB[db] = found
+        found = WebSessions(store, services.config.paths.session_secret_file)
+        _BY_STORE[store] = found
     return found

@@ -21,7 +21,7 @@ def session_routes(auth: Auth) -> list[Route]:
 
     async def list_sessions(request: Request) -> Response:
         current = request.scope["hh_session"]["sid"]
-        rows = auth.sessions.active()
+        rows = await auth.sessions.active()
         shown = [{**row, "current": r["sid"] == current} for row, r in zip(public_rows(rows), rows, strict=True)]
         return JSONResponse({"ok": True, "sessions": shown}, headers=no_store)
 

@@ -18,7 +18,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hyperhive.errors import HiveError
 from hyperhive.names import validate_agent_name
-from hyperhive.store import usage as usage_sql
 
 __all__ = ["MetricsBearer", "metrics_token", "render_metrics", "stats_routes"]
 
@@ -42,7 +41,7 @@ def _label(v: str) -> str:
     return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def render_metrics(services: Any, now: float | None = None) -> str:
+async def render_metrics(services: Any, now: float | None = None) -> str:
     """Every agent's figures over the stats retention window (counters count rows kept there)."""
     now = time.time() if now is None else now
     tel = services.telemetry
@@ -67,7 +66,7 @@ def render_metrics(services: Any, now: float | None = None) -> str:
         )
         if tel is None:
             continue
-        st = tel.series(a, since, now)
+        st = await tel.series(a, since, now)
         add("hyperhive_turns_total", "counter", "Turns ended.", {"agent": a}, st["turns"])
         for q, key in (("0.5", "turn_ms_p50"), ("0.95", "turn_ms_p95")):
             v = st[key]
@@ -97,7 +96,7 @@ def render_metrics(services: Any, now: float | None = None) -> str:
                 {"agent": a},
                 st["notes_bytes"][-1][1],
             )
-        models = services.db.read(lambda c, a=a: usage_sql.per_model(c, a, since))
+        models = await services.store.usage_by("model", since, agent=a)
         for model, u in models.items():
             for kind in ("input", "output", "cache_read", "cache_write"):
                 add("hyperhive_model_tokens_total", "counter", "Model tokens through the gateway.",
@@ -107,7 +106,7 @@ def render_metrics(services: Any, now: float | None = None) -> str:
             add("hyperhive_model_requests_total", "counter", "Model responses through the gateway.",
                 {"agent": a, "model": model}, u["requests"])  # fmt: skip
     add("hyperhive_approval_queue_length", "gauge", "Approvals waiting for the operator.", {},
-        float(len(services.approvals.pending())))  # fmt: skip
+        float(len(await services.approvals.pending())))  # fmt: skip
     lines: list[str] = []
     for name, (kind, help_, samples) in out.items():
         lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", *samples]
@@ -128,10 +127,10 @@ def stats_routes(services: Any) -> list[Route]:
             return JSONResponse({"ok": False, "error": "since must be a unix timestamp"}, status_code=400)
         if services.telemetry is None:
             return JSONResponse({"ok": False, "error": "telemetry is not running"}, status_code=503)
-        return JSONResponse({"ok": True, "stats": services.telemetry.series(agent, since)})
+        return JSONResponse({"ok": True, "stats": await services.telemetry.series(agent, since)})
 
     async def metrics(request: Request) -> Response:
-        return PlainTextResponse(render_metrics(services), media_type=CONTENT_TYPE)
+        return PlainTextResponse(await render_metrics(services), media_type=CONTENT_TYPE)
 
     return [Route("/api/stats", api_stats, methods=["GET"]), Route("/metrics", metrics, methods=["GET"])]
 
@@ -152,7 +151,7 @@ class MetricsBearer:
                 if not secrets.compare_digest(auth[7:].strip().encode(), self.token.encode()):
                     await PlainTextResponse("bad metrics token\n", status_code=401)(scope, receive, send)
                     return
-                response = PlainTextResponse(render_metrics(self.services), media_type=CONTENT_TYPE)
+                response = PlainTextResponse(await render_metrics(self.services), media_type=CONTENT_TYPE)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

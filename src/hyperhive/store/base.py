@@ -291,3 +291,17 @@ class Store(NodeStore, Protocol):
     async def stats_last_ts(self, agent: str, key: str) -> float: ...
 
     async def purge_usage_and_stats(self, before: float) -> int: ...
+
+    # ---- copy (`hive store copy`, the daemon stopped) -----------------------------------------
+
+    async def export_rows(self, table: str, after: Any, limit: int) -> list[dict[str, Any]]:
+        """One page of `table` as stored, after the key `after` (None: the first page)."""
+        ...
+
+    async def import_rows(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """Rows exactly as exported, ids included (a counter row replaces the one there)."""
+        ...
+
+    async def finish_import(self) -> None:
+        """After an import: new ids continue past the imported ones."""
+        ...

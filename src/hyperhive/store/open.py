@@ -29,7 +29,7 @@ def open_store(url: str | None, sqlite_path: Path, *, migrate: bool = True) -> S
     if not url or url in ("sqlite", "sqlite:"):
         from hyperhive.store.sqlite_store import SqliteStore
 
-        return SqliteStore(sqlite_path)
+        return SqliteStore(sqlite_path, migrate=migrate)
     if is_postgres(url):
         from hyperhive.store.postgres import PostgresStore
 

@@ -3,8 +3,9 @@
 Each operation is one transaction on a pooled connection, run on a worker thread so the event
 loop never waits. Claims lock with `FOR UPDATE SKIP LOCKED`; transitions are conditional
 UPDATEs; ids come from identities and the `counters` row. A committed message also sends
-`NOTIFY hyperhive_wake, '<recipient>'`: only a hint, a long-poll re-checks every
-`recheck_interval` seconds whatever it hears.
+`NOTIFY hyperhive_wake, '<writer>:<recipient>'`: only a hint, a long-poll re-checks every
+`recheck_interval` seconds whatever it hears. A store ignores its own hints (its process woke
+the recipient already).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -111,6 +113,8 @@ class PostgresStore(SqlStore):
         self._executor = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="pg-store")
         self._closed = False
         self._listener: threading.Thread | None = None
+        self._writer_id = secrets.token_hex(6)
+        self._callbacks: list[tuple[asyncio.AbstractEventLoop, Callable[[str], None]]] = []
         self._listen_conn: psycopg.Connection[Any] | None = None
 
     # ---- running operations ----------------------------------------------------------------
@@ -128,10 +132,9 @@ class PostgresStore(SqlStore):
 
     # ---- wake-up hints -----------------------------------------------------------------------
 
-    @staticmethod
-    def _notify(tx: Tx, recipients: Collection[str]) -> None:
+    def _notify(self, tx: Tx, recipients: Collection[str]) -> None:
         for recipient in set(recipients):
-            tx.rows("SELECT pg_notify(?, ?)", (WAKE_CHANNEL, recipient))
+            tx.rows("SELECT pg_notify(?, ?)", (WAKE_CHANNEL, f"{self._writer_id}:{recipient}"))
 
     async def insert_messages(self, sender: str, recipients: Sequence[str], body: str, now: float, *,
                               in_reply_to: int | None = None, broadcast: bool = False,
@@ -164,8 +167,9 @@ class PostgresStore(SqlStore):
         return await self._write(run)
 
     def subscribe_wakeups(self, callback: Callable[[str], None]) -> None:
-        """Call `callback(recipient)` on the caller's loop for every NOTIFY (from any node)."""
+        """Call `callback(recipient)` on the caller's loop for every NOTIFY from another writer."""
         loop = asyncio.get_running_loop()
+        self._callbacks.append((loop, callback))
         if self._listener is not None:
             return
 
@@ -178,8 +182,12 @@ class PostgresStore(SqlStore):
                     conn.close()
                     return
                 for note in conn.notifies():
-                    with contextlib.suppress(RuntimeError):  # the loop is gone
-                        loop.call_soon_threadsafe(callback, note.payload)
+                    writer, _, recipient = note.payload.partition(":")
+                    if writer == self._writer_id:
+                        continue
+                    for cb_loop, cb in list(self._callbacks):
+                        with contextlib.suppress(RuntimeError):  # that loop is gone
+                            cb_loop.call_soon_threadsafe(cb, recipient)
             except psycopg.Error:
                 if not self._closed:
                     log.warning("store wake-up listener lost its connection; long-polls re-check every %.1fs", RECHECK)

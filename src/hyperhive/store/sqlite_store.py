@@ -45,10 +45,10 @@ class SqliteStore(SqlStore):
     backend = "sqlite"
     recheck_interval: float | None = None
 
-    def __init__(self, path: Path, migrations: list[Migration] | None = None) -> None:
+    def __init__(self, path: Path, migrations: list[Migration] | None = None, *, migrate: bool = True) -> None:
         self.path = path
-        self.db = Database(path, BROKER_MIGRATIONS if migrations is None else migrations)
         self._migrations = BROKER_MIGRATIONS if migrations is None else migrations
+        self.db = Database(path, self._migrations if migrate else [])
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._lock = threading.Lock()

@@ -421,6 +421,51 @@ def purge_usage_and_stats(tx: Tx, before: float) -> int:
 # ---- check and copy ------------------------------------------------------------------------
 
 TABLES = ("messages", "agents", "approvals", "questions", "web_sessions", "usage", "budget_grants", "stats", "counters")
+# the key a copy pages through each table by (stats has none: it pages by offset, the daemon stopped)
+KEYS = {"messages": "id", "agents": "name", "approvals": "id", "questions": "id", "web_sessions": "sid",
+        "usage": "id", "budget_grants": "id", "counters": "name"}  # fmt: skip
+
+
+def _columns(tx: Tx, table: str) -> list[str]:
+    if table not in TABLES:
+        raise ValueError(f"not a store table: {table!r}")
+    if tx.dialect == "sqlite":
+        return [r["name"] for r in tx.rows(f"PRAGMA table_info({table})")]
+    return [r["column_name"] for r in tx.rows("SELECT column_name FROM information_schema.columns WHERE "
+                                              "table_schema = current_schema() AND table_name = ? "
+                                              "ORDER BY ordinal_position", (table,))]  # fmt: skip
+
+
+def export_rows(tx: Tx, table: str, after: Any, limit: int) -> list[dict[str, Any]]:
+    """Rows of `table` in key order after `after` (None: from the start; for stats, an offset):
+    one page of a copy."""
+    cols = ", ".join(_columns(tx, table))
+    if table == "stats":
+        return tx.rows(f"SELECT {cols} FROM stats ORDER BY ts, agent, key, value LIMIT ? OFFSET ?", (limit, after or 0))
+    key = KEYS[table]
+    where, params = ("", [limit]) if after is None else (f" WHERE {key} > ?", [after, limit])
+    return tx.rows(f"SELECT {cols} FROM {table}{where} ORDER BY {key} LIMIT ?", params)
+
+
+def import_rows(tx: Tx, table: str, rows: list[dict[str, Any]]) -> int:
+    """Insert rows as they are (ids included); a counter row replaces the one there."""
+    if not rows:
+        return 0
+    cols = [c for c in _columns(tx, table) if c in rows[0]]
+    conflict = " ON CONFLICT (name) DO UPDATE SET value = excluded.value" if table == "counters" else ""
+    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({_marks(len(cols))}){conflict}"
+    for row in rows:
+        tx.run(sql, [row[c] for c in cols])
+    return len(rows)
+
+
+def finish_import(tx: Tx) -> None:
+    """After rows came in with their ids: identities continue past them (PostgreSQL)."""
+    if tx.dialect != "postgresql":
+        return
+    for table in ("messages", "approvals", "questions", "usage", "budget_grants"):
+        tx.rows(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT MAX(id) FROM {table}), 0) + 1,"
+                " false)")  # fmt: skip
 
 
 def counts(tx: Tx) -> dict[str, int]:

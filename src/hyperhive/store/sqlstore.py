@@ -210,3 +210,14 @@ class SqlStore(NodeOps):
 
     async def purge_usage_and_stats(self, before: float) -> int:
         return await self._write(lambda tx: ops.purge_usage_and_stats(tx, before))
+
+    # ---- copy ----------------------------------------------------------------------------------
+
+    async def export_rows(self, table: str, after: Any, limit: int) -> list[dict[str, Any]]:
+        return await self._read(lambda tx: ops.export_rows(tx, table, after, limit))
+
+    async def import_rows(self, table: str, rows: list[dict[str, Any]]) -> int:
+        return await self._write(lambda tx: ops.import_rows(tx, table, rows))
+
+    async def finish_import(self) -> None:
+        await self._write(ops.finish_import)
