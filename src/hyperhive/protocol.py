@@ -237,10 +237,12 @@ class ConfigApplyReq(_Named):
 class SubscribeReq(_Req):
     """Turn the connection into a live stream of the core's events (agents, messages,
     approvals, questions): one `event` line each. Omit `after` for live events only; pass the
-    last seq seen to replay everything after it first."""
+    last seq seen to replay everything after it first, and the reply's `epoch` with it: seqs
+    begin again with each daemon run, so another run's epoch gets one `reset` event."""
 
     cmd: Literal["subscribe"]
     after: int | None = Field(default=None, ge=0)
+    epoch: str | None = Field(default=None, max_length=64)
     kinds: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=32)] | None = None
 
 

@@ -190,6 +190,7 @@ class SubscribeReply(_Reply):
 
     subscribed: bool
     seq: int
+    epoch: str  # this daemon run's: pass it back with `after` when resuming
 
 
 class TakeoverReply(_Reply):

@@ -1,8 +1,9 @@
 """Server-sent events shared by the per-agent page (the Bus) and the operator dashboard (the Hub).
 
 `SSEResponse` streams "history after the client's last id, then live" without gaps or
-duplicates: it subscribes *first*, then reads history after the last id, then writes the queued
-live events, skipping ids it already sent. Ids only grow, so that one comparison is the whole
+duplicates: it subscribes *first*, then reads history after the last id (`livefeed.replay`, the
+same step `subscribe` on host.sock takes), then writes the queued live events, skipping ids it
+already sent. Ids only grow, so that one comparison is the whole
 dedupe. Each wake-up drains everything queued into one write (the write count is what limits
 fan-out; field notes "Web"). Idle streams get a comment keepalive; the stream stops on
 `http.disconnect`, or when the source drops the subscription for being slow (the browser then
@@ -24,7 +25,6 @@ Two control events carry no `id` (so the client's Last-Event-ID stays put) (issu
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import re
@@ -34,6 +34,8 @@ from typing import Any, Final, Protocol, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from hyperhive.livefeed import Missed, replay
 
 __all__ = [
     "DEFAULT_KEEPALIVE",
@@ -45,7 +47,6 @@ __all__ = [
     "format_comment",
     "format_event",
     "last_event_id",
-    "missed_event",
     "parse_event_id",
     "sse_response",
 ]
@@ -198,15 +199,12 @@ class SSEResponse(Response):
                 await _write(send, b"".join([*preamble, format_event(None, "reset", reset)]))
                 return
             if self.last_id is not None or self.replay:
-                found = self.source.history(after=sent)
-                if inspect.isawaitable(found):
-                    found = await found
-                for event in found:
-                    if event.id > sent:
-                        if sent > 0 and event.id > sent + 1:
-                            preamble.append(missed_event(sent, event.id))
-                        preamble.append(self._frame(event))
-                        sent = event.id
+                backlog, sent = await replay(self.source.history(after=sent), sent)
+                for item in backlog:
+                    if isinstance(item, Missed):
+                        preamble.append(format_event(None, "missed", json.dumps(item.to_json())))
+                    else:
+                        preamble.append(self._frame(item))
             if not await _write(send, b"".join(preamble)):
                 return
             while True:
@@ -261,11 +259,6 @@ def sse_response(request: Request, source: EventSource[E], **options: Any) -> SS
         source, last_id=last_event_id(request.headers, request.query_params), epoch=epoch, **options
     )
 
-
-def missed_event(after: int, next_id: int) -> bytes:
-    """The `missed` control event: ids after `after` and before `next_id` are gone for good."""
-    body = json.dumps({"after": after, "next": next_id, "missed": next_id - after - 1})
-    return format_event(None, "missed", body)
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

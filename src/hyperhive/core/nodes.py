@@ -313,7 +313,7 @@ class Nodes:
         sub = self.hub.subscribe()
         try:
             while True:
-                first = await sub.queue.get()
+                first = await sub.next()
                 if first is None:  # fell behind: the hub dropped us; the other nodes miss that stretch
                     sub = self.hub.subscribe()
                     continue

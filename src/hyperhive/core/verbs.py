@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from hyperhive import __version__
 from hyperhive import protocol as p
 from hyperhive.core import operator_config
-from hyperhive.core.hub import HubEvent, Subscription
+from hyperhive.core.hub import HubEvent
 from hyperhive.core.sockets import Identity, StreamReply, Takeover, peer_gone
 from hyperhive.dashboard import sessions as web_sessions
 from hyperhive.errors import AgentNotFound, Conflict, NotAllowed
+from hyperhive.livefeed import Missed, replay
 from hyperhive.names import MANAGER, OPERATOR
 
 if TYPE_CHECKING:
@@ -172,24 +173,38 @@ class Verbs:
         return {"events": events}
 
     async def v_subscribe(self, who: Identity, req: p.SubscribeReq) -> StreamReply:
-        """The core's live events as a stream: the ring after `after`, then live, each seq once."""
+        """The core's live events as a stream: the ring after `after`, then live, each seq once
+        (the resume step of the SSE streams, `livefeed.replay`). An `epoch` from an earlier
+        daemon run gets one `reset` event and the stream ends; a resume the ring no longer
+        reaches gets a `missed` event first."""
         hub = self.s.hub
         sub = hub.subscribe()  # before reading the ring, so nothing falls between the two
         kinds = set(req.kinds) if req.kinds else None
-
-        last = hub.seq if req.after is None else req.after
-        backlog = [] if req.after is None else hub.history(after=req.after)
+        first = {"subscribed": True, "seq": hub.seq, "epoch": hub.epoch}
+        if req.epoch is not None and req.epoch != hub.epoch:
+            sub.close()
+            return StreamReply(first, _one({"kind": "reset", "data": {"epoch": hub.epoch}}), sub.close)
+        if req.after is None:
+            backlog: list[HubEvent | Missed] = []
+            last = hub.seq
+        else:
+            backlog, last = await replay(hub.history(after=req.after), req.after)
 
         async def events() -> AsyncIterator[dict[str, Any]]:
             nonlocal last
-            async for event in _chain(backlog, sub):
+            for item in backlog:
+                if isinstance(item, Missed):
+                    yield {"kind": "missed", "data": item.to_json()}
+                elif kinds is None or item.kind in kinds:
+                    yield item.to_json()
+            async for event in sub:
                 if event.id <= last:
                     continue
                 last = event.id
                 if kinds is None or event.kind in kinds:
                     yield event.to_json()
 
-        return StreamReply({"subscribed": True, "seq": hub.seq}, events(), sub.close)
+        return StreamReply(first, events(), sub.close)
 
     async def v_exec(self, who: Identity, req: p.ExecReq) -> Takeover:
         """A command inside the agent's cage; host.sock only (not in AGENT/MANAGER_VERBS)."""
@@ -288,8 +303,5 @@ class Verbs:
         return {"approval": approval}
 
 
-async def _chain(backlog: list[HubEvent], sub: Subscription) -> AsyncIterator[HubEvent]:
-    for event in backlog:
-        yield event
-    async for event in sub:
-        yield event
+async def _one(item: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    yield item

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
+from hyperhive.livefeed import Fanout, Subscription
+
 __all__ = [
     "EVENTS_DB_ENV",
     "EVENTS_DB_NAME",
@@ -120,60 +122,6 @@ class VacuumCounts:
     trimmed: int  # stage 2: rows beyond the newest `keep`
 
 
-class Subscription:
-    """One live subscriber: `async for event in sub`, or await one and `drain()` the rest.
-
-    The queue is bounded; when it is full the Bus drops the subscriber (`dropped` becomes true)
-    instead of waiting. The events already queued are still delivered, then iteration stops,
-    so an SSE stream ends right after the last event it had and the client resumes from there.
-    """
-
-    __slots__ = ("_bus", "_items", "_maxsize", "_wakeup", "closed", "dropped")
-
-    def __init__(self, bus: Bus, maxsize: int) -> None:
-        self._bus = bus
-        self._items: deque[LiveEvent] = deque()
-        self._maxsize = maxsize
-        self._wakeup = asyncio.Event()
-        self.dropped = False
-        self.closed = False
-
-    def _offer(self, event: LiveEvent) -> bool:
-        """Called by `emit()`; False means the queue was full (the caller drops us)."""
-        if len(self._items) >= self._maxsize:
-            return False
-        self._items.append(event)
-        self._wakeup.set()
-        return True
-
-    def _end(self, *, dropped: bool) -> None:
-        self.dropped = self.dropped or dropped
-        self.closed = True
-        self._wakeup.set()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> LiveEvent:
-        while not self._items:
-            if self.closed:
-                raise StopAsyncIteration
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self._items.popleft()
-
-    def drain(self) -> list[LiveEvent]:
-        """Everything queued right now, without waiting (one write per wake-up)."""
-        out = list(self._items)
-        self._items.clear()
-        return out
-
-    def close(self) -> None:
-        """Stop receiving; idempotent. A pending `__anext__` ends after the queued events."""
-        self._bus._subscribers.discard(self)
-        self._end(dropped=False)
-
-
 class Bus:
     """The per-agent event log. Construct, `emit()`, `history()`, `subscribe()`, `close()`.
 
@@ -195,8 +143,7 @@ class Bus:
         self.keep = keep
         self.max_age = max_age
         self._clock = clock
-        self._subscriber_queue = subscriber_queue
-        self._subscribers: set[Subscription] = set()
+        self._fanout: Fanout[LiveEvent] = Fanout(queue=subscriber_queue, what="live events")
         self._conn: sqlite3.Connection | None = None
         self._ring: deque[LiveEvent] = deque(maxlen=NO_STORE_RING)
         self._last: dict[str, LiveEvent] = {}
@@ -267,7 +214,7 @@ class Bus:
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        return self._fanout.count
 
     # -- events --------------------------------------------------------------------------------
 
@@ -296,18 +243,8 @@ class Bus:
         if self._conn is None:
             self._ring.append(event)
         self._last[kind] = event
-        self._broadcast(event)
+        self._fanout.publish(event)
         return event
-
-    def _broadcast(self, event: LiveEvent) -> None:
-        slow: list[Subscription] = []
-        for sub in self._subscribers:
-            if not sub._offer(event):
-                slow.append(sub)
-        for sub in slow:
-            log.warning("dropping a slow live subscriber at event %d", event.id)
-            self._subscribers.discard(sub)
-            sub._end(dropped=True)
 
     def history(self, limit: int = DEFAULT_KEEP, after: int = 0) -> list[LiveEvent]:
         """The newest `limit` events with `id > after`, oldest first."""
@@ -331,12 +268,10 @@ class Bus:
         """The newest event of `kind` (from this run, or found in the store at start)."""
         return self._last.get(kind)
 
-    def subscribe(self) -> Subscription:
+    def subscribe(self) -> Subscription[LiveEvent]:
         if self._closed:
             raise RuntimeError("the events bus is closed")
-        sub = Subscription(self, self._subscriber_queue)
-        self._subscribers.add(sub)
-        return sub
+        return self._fanout.subscribe()
 
     # -- vacuum --------------------------------------------------------------------------------
 
@@ -380,9 +315,7 @@ class Bus:
         if self._closed:
             return
         self._closed = True
-        for sub in list(self._subscribers):
-            sub._end(dropped=False)
-        self._subscribers.clear()
+        self._fanout.close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
