@@ -3,8 +3,6 @@ of its own beyond composing the parts; the daemon builds one at startup."""
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +16,8 @@ from hyperhive.core.lifecycle import Lifecycle
 from hyperhive.core.questions import Questions
 from hyperhive.core.shell import Shells
 from hyperhive.errors import HiveError
+from hyperhive.store.agent_events import EventsUnreadable, read_events
 from hyperhive.store.base import Store
-from hyperhive.store.sqlite import connect
 
 if TYPE_CHECKING:
     from hyperhive.core.gateway_wiring import GatewayService
@@ -63,27 +61,11 @@ class Services:
             if name not in self.lifecycle.agents:
                 raise HiveError(f"no agent named {name!r}")
             return []
-        # The agent writes this file: it may hold anything, e.g. an `events` view over an endless
-        # recursive query that would hang the core. Only a real table is read, within a budget.
-        deadline = time.monotonic() + EVENTS_READ_BUDGET
+        # The agent writes this file: only a real table is read, within a budget (store/agent_events.py).
         try:
-            conn = connect(path, readonly=True)
-        except sqlite3.Error as exc:
+            rows = read_events(path, after, limit, EVENTS_READ_BUDGET)
+        except EventsUnreadable as exc:
             raise HiveError(f"could not read {name}'s events: {exc}") from exc
-        try:
-            conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
-            kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'events'").fetchone()
-            if kind is None or kind[0] != "table":
-                raise HiveError(f"{name}'s events db has no events table")
-            rows = conn.execute(
-                "SELECT id, ts, kind, payload FROM (SELECT * FROM events WHERE id > ? ORDER BY id DESC LIMIT ?) "
-                "ORDER BY id",
-                (after, limit),
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise HiveError(f"could not read {name}'s events: {exc}") from exc
-        finally:
-            conn.close()
         import json
 
         try:
