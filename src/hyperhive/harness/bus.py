@@ -17,6 +17,7 @@ microseconds (bench/bench_bus.py), cheaper than a hop to a writer thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
+from hyperhive import eventdb
 from hyperhive.livefeed import Fanout, Subscription
 
 __all__ = [
@@ -83,17 +85,6 @@ DEFAULT_MAX_AGE: Final = 7 * 86400.0
 DEFAULT_SUBSCRIBER_QUEUE: Final = 1024
 NO_STORE_RING: Final = 500
 _decode = json.JSONDecoder().decode
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts REAL NOT NULL,
-    kind TEXT NOT NULL,
-    payload TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
-"""
-
 
 def default_events_path(state_dir: Path, environ: Mapping[str, str]) -> Path:
     """`$HYPERHIVE_EVENTS_DB` if set and non-empty, else `<state_dir>/hyperhive-events.sqlite`
@@ -163,18 +154,10 @@ class Bus:
     def _open(self, path: Path) -> None:
         conn: sqlite3.Connection | None = None
         try:
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(_SCHEMA)
-            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-            self._last_id = int(row[0]) if row else 0
+            conn = eventdb.open_writer(path)
+            self._last_id = eventdb.last_id(conn)
             for kind in KINDS:
-                found = conn.execute(
-                    "SELECT id, ts, kind, payload FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1",
-                    (kind,),
-                ).fetchone()
+                found = eventdb.last_of_kind(conn, kind)
                 if found is not None:
                     self._last[kind] = _row_to_event(found)
         except (sqlite3.Error, OSError, ValueError) as exc:
@@ -187,13 +170,8 @@ class Bus:
     def _go_storeless(self, reason: str) -> None:
         if self._conn is not None:
             # Keep the tail we can still read, so the page does not go blank mid-run.
-            try:
-                rows = self._conn.execute(
-                    "SELECT id, ts, kind, payload FROM events ORDER BY id DESC LIMIT ?", (NO_STORE_RING,)
-                ).fetchall()
-                self._ring.extend(_row_to_event(row) for row in reversed(rows))
-            except sqlite3.Error:
-                pass
+            with contextlib.suppress(sqlite3.Error):
+                self._ring.extend(_row_to_event(row) for row in eventdb.newest(self._conn, 0, NO_STORE_RING))
             self._conn.close()
             self._conn = None
         self.store_error = reason
@@ -229,11 +207,7 @@ class Bus:
         event_id = 0
         if self._conn is not None:
             try:
-                cursor = self._conn.execute(
-                    "INSERT INTO events (ts, kind, payload) VALUES (?, ?, ?)",
-                    (ts, kind, json.dumps(body, separators=(",", ":"), default=str)),
-                )
-                event_id = cursor.lastrowid or 0
+                event_id = eventdb.insert(self._conn, ts, kind, json.dumps(body, separators=(",", ":"), default=str))
             except sqlite3.Error as exc:
                 self._go_storeless(f"cannot write {self.path}: {exc}")
         if event_id <= self._last_id:  # no-store, or a store that lost rows: stay monotonic
@@ -254,14 +228,10 @@ class Bus:
             tail = [e for e in self._ring if e.id > after]
             return tail[-limit:]
         try:
-            rows = self._conn.execute(
-                "SELECT id, ts, kind, payload FROM events WHERE id > ? ORDER BY id DESC LIMIT ?",
-                (after, limit),
-            ).fetchall()
+            rows = eventdb.newest(self._conn, after, limit)
         except sqlite3.Error as exc:
             self._go_storeless(f"cannot read {self.path}: {exc}")
             return []
-        rows.reverse()  # cheaper than a second ORDER BY in SQL
         return [_row_to_event(row) for row in rows]
 
     def last_of(self, kind: EventKind | str) -> LiveEvent | None:
@@ -285,13 +255,7 @@ class Bus:
             return VacuumCounts(0, 0)
         cutoff = (self._clock() if now is None else now) - self.max_age
         try:
-            with _transaction(self._conn):
-                expired = self._conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
-                trimmed = self._conn.execute(
-                    "DELETE FROM events WHERE id < "
-                    "(SELECT min(id) FROM (SELECT id FROM events ORDER BY id DESC LIMIT ?))",
-                    (self.keep,),
-                ).rowcount
+            expired, trimmed = eventdb.vacuum(self._conn, cutoff, self.keep)
         except sqlite3.Error as exc:
             self._go_storeless(f"cannot vacuum {self.path}: {exc}")
             return VacuumCounts(0, 0)
@@ -336,16 +300,3 @@ def _row_to_event(row: tuple[Any, ...]) -> LiveEvent:
     if type(body) is not dict:
         body = {"value": body}
     return LiveEvent(event_id, ts, kind, body)
-
-
-class _transaction:
-    """`BEGIN IMMEDIATE` … `COMMIT` on an autocommit connection (both vacuum stages or neither)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")

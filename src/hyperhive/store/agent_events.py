@@ -1,5 +1,5 @@
-"""Reading an agent's own event trail (`events.sqlite`, written by its harness, DESIGN §6) from
-the core: read-only, a real `events` table only, within a time budget. The agent writes this
+"""Reading an agent's own event trail (`events.sqlite`, written by its harness, DESIGN §6; the
+schema and its statements live in `hyperhive.eventdb`) from the core: read-only, a real `events` table only, within a time budget. The agent writes this
 file, so it may hold anything, e.g. an `events` view over an endless recursive query."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from hyperhive import eventdb
 from hyperhive.store.sqlite import connect
 
 __all__ = ["EventsUnreadable", "read_events"]
@@ -26,13 +27,9 @@ def read_events(path: Path, after: int, limit: int, budget: float) -> list[tuple
         raise EventsUnreadable(str(exc)) from exc
     try:
         conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
-        kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'events'").fetchone()
-        if kind is None or kind[0] != "table":
+        if not eventdb.has_events_table(conn):
             raise EventsUnreadable("no events table")
-        rows = conn.execute(
-            "SELECT id, ts, kind, payload FROM (SELECT * FROM events WHERE id > ? ORDER BY id DESC LIMIT ?) ORDER BY id",
-            (after, limit),
-        ).fetchall()
+        rows = eventdb.newest(conn, after, limit)  # the schema's one owner, shared with the harness
     except sqlite3.Error as exc:
         raise EventsUnreadable(str(exc)) from exc
     finally:
