@@ -184,12 +184,14 @@ async def until(
     try:
         async with asyncio.timeout(bound):
             while not (value := check()):
+                if sub.closed:  # dropped as a slow subscriber: listen again (check() reads the state)
+                    sub = hub.subscribe()
                 if recheck is None:
-                    await sub.queue.get()
+                    await sub.next()
                     continue
                 try:
                     async with asyncio.timeout(recheck):
-                        await sub.queue.get()
+                        await sub.next()
                 except TimeoutError:
                     pass
             return value

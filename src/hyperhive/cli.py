@@ -199,17 +199,21 @@ def _run_daemon(config: Any, *, announce: Callable[[Any], Any] | None = None) ->
               help="File (mode 0600) with the upstream API key; default [api] key_file, then ANTHROPIC_API_KEY.")  # fmt: skip
 @click.option("--store", "store_url", metavar="URL", help="The store: postgresql://… (default: HYPERHIVE_STORE, "
               "[store] url in hive.toml, else SQLite at STATE/broker.sqlite). No password here: use ~/.pgpass.")  # fmt: skip
+@click.option("--node", metavar="NAME", envvar="HYPERHIVE_NODE", help="This host's name in a hive of several "
+              "hosts on one PostgreSQL store (default: the short hostname; docs/nodes.md).")  # fmt: skip
 @handle_errors
 def serve(state_dir: Path | None, run_dir: Path | None, host: str | None, port: int | None, cage: str | None,
           agent_env: tuple[str, ...], verbose: bool, api_base: str | None, api_key_file: Path | None,
-          agent_env_file: tuple[Path, ...], log_level: str, log_format: str, store_url: str | None) -> None:  # fmt: skip
+          agent_env_file: tuple[Path, ...], log_level: str, log_format: str, store_url: str | None,
+          node: str | None) -> None:  # fmt: skip
     """Run the core daemon: broker, approvals, questions, cages and the dashboard."""
     from hyperhive.cli_store import refuse_password_in_argv
 
     refuse_password_in_argv(store_url)
     config = load_config(state_dir=state_dir, run_dir=run_dir, host=host, port=port, cage=cage,
                          agent_env=parse_env_pairs(agent_env), api_base=api_base,
-                         api_key_file=api_key_file, agent_env_files=agent_env_file, store=store_url)  # fmt: skip
+                         api_key_file=api_key_file, agent_env_files=agent_env_file, store=store_url,
+                         node=node)  # fmt: skip
     _daemon_logging(config, verbose, log_level, log_format, agent_env)
     _run_daemon(config)
 
@@ -291,7 +295,6 @@ def _lifecycle_command(verb: str, help_text: str) -> None:
         click.echo(f"{name}: {agent.get('state', 'ok')}")
 
 
-_lifecycle_command("spawn", "Create an agent with the default config and start it (or revive its kept state).")
 _lifecycle_command("start", "Start a stopped agent.")
 _lifecycle_command("stop", "Stop an agent (its state stays).")
 _lifecycle_command("restart", "Stop and start an agent.")
@@ -567,4 +570,9 @@ for _command in cli_stats.COMMANDS:
 from hyperhive import cli_store  # noqa: E402
 
 for _command in cli_store.COMMANDS:
+    main.add_command(_command)
+
+from hyperhive import cli_nodes  # noqa: E402
+
+for _command in cli_nodes.COMMANDS:
     main.add_command(_command)

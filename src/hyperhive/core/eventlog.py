@@ -54,6 +54,8 @@ async def log_events(hub: Hub) -> None:
         sub = hub.subscribe()
         try:
             async for event in sub:
+                if "_node" in event.payload:  # another node's event (core/nodes.py): that node logs it
+                    continue
                 line = describe(event, last_state)
                 if line is not None:
                     log.info("%s", line)

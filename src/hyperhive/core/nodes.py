@@ -47,7 +47,9 @@ DEAD_AFTER = 10.0
 POLL = 1.0  # requests and relayed events are polled at least this often, whatever the hints do
 FORWARD_BOUND = 120.0  # a forwarded request not answered by then fails (spawn may build a cage)
 REQUEST_TTL = 60.0  # a request found older than this (its node was down) is refused, not run late
-FORWARDED = frozenset({"start", "stop", "restart", "kill", "update", "destroy"})
+# host verbs on an agent that its own node runs; config_apply carries the edited tree through the
+# store to the agent's node, which commits and deploys it in its own applied repo (operator/<id>)
+FORWARDED = frozenset({"start", "stop", "restart", "kill", "update", "destroy", "config_show", "config_apply"})
 RELAY_OVERLAP = 200  # ids re-read below the last seen one: a concurrent commit may land late
 KEEP_EVENTS = 3600.0
 
@@ -235,7 +237,9 @@ class Nodes:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(event.wait(), POLL / 4)
         except TimeoutError:
-            raise NodeUnreachable(f"node {node} did not answer {request.get('cmd')} within {FORWARD_BOUND:.0f} s") from None
+            raise NodeUnreachable(
+                f"node {node} did not answer {request.get('cmd')} within {FORWARD_BOUND:.0f} s"
+            ) from None
         finally:
             self._replies.pop(rid, None)
         self._beat_wake.set()  # the registry may have changed (a spawn, a destroy)
@@ -274,6 +278,8 @@ class Nodes:
             req = decode_request(json.dumps(request))
             if req.cmd not in FORWARDED | {"spawn"}:
                 raise Conflict(f"{req.cmd} is not run for another node")
+            if req.cmd != "spawn" and req.name not in self.lifecycle.agents:  # never passed on again
+                raise NotFound(f"agent {req.name!r} does not run on node {self.name}")
             reply = {"ok": True, "result": await self.handle(who, req)}
         except ProtocolFailure as exc:
             reply = {"ok": False, "error": str(exc), "code": exc.code}
@@ -340,7 +346,11 @@ class Nodes:
                         self._seen_set.discard(self._seen[0])
                     self._seen.append(e["id"])
                     self._seen_set.add(e["id"])
-                    self.hub.publish(e["kind"], {**e["payload"], "_node": e["node"]})
+                    payload = {**e["payload"], "_node": e["node"]}
+                    if e["kind"] == "agent_changed":  # a row of that node's agent: say where it runs
+                        info = self._nodes.get(e["node"])
+                        payload.update(node=e["node"], node_url=info["dashboard_url"] if info else None)
+                    self.hub.publish(e["kind"], payload)
                     if e["kind"] in ("agent_added", "agent_removed"):
                         self._beat_wake.set()
             except Exception:

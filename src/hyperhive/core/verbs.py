@@ -32,6 +32,11 @@ class Verbs:
         self.s = services
 
     async def handle(self, who: Identity, req: Any) -> dict[str, Any]:
+        nodes = self.s.lifecycle.nodes
+        if nodes is not None and who.kind in ("operator", "manager"):
+            routed = await nodes.route(who, req)  # an agent of another node: that node runs it
+            if routed is not None:
+                return routed
         method = getattr(self, f"v_{req.cmd}")
         result: dict[str, Any] = await method(who, req)
         return result
@@ -61,6 +66,17 @@ class Verbs:
             "cage": self.s.lifecycle.cage.kind,
             "cage_reason": self.s.cage_reason,
         }
+
+    async def v_nodes(self, who: Identity, req: p.NodesReq) -> dict[str, Any]:
+        nodes = self.s.lifecycle.nodes
+        assert nodes is not None
+        await nodes.beat()
+        return {"node": nodes.name, "nodes": nodes.node_rows(), "multi": nodes.multi}
+
+    async def v_manager_claim(self, who: Identity, req: p.ManagerClaimReq) -> dict[str, Any]:
+        nodes = self.s.lifecycle.nodes
+        assert nodes is not None
+        return await nodes.claim_manager(req.force)
 
     async def v_spawn(self, who: Identity, req: p.SpawnReq) -> dict[str, Any]:
         # kept state = a destroyed agent's tree still on disk (a purge removes it)

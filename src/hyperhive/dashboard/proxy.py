@@ -142,8 +142,20 @@ class AgentProxy:
         query: bytes = scope.get("query_string", b"")
         return name, path[len(PREFIX) + len(name) :], upstream + (b"?" + query if query else b"")
 
+    def _other_node(self, name: str) -> str | None:
+        """The agent page on the dashboard of the node that runs `name` (docs/nodes.md), if another."""
+        nodes = self.services.lifecycle.nodes
+        if nodes is None or name not in nodes.remote:
+            return None
+        url = next((r.node_url for r in nodes.remote_rows() if r.name == name), None)
+        return f"{url.rstrip('/')}/agent/{name}/" if url else None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         resolved = self._resolve(scope)
+        elsewhere = self._other_node(resolved[0]) if resolved is not None else None
+        if elsewhere is not None and scope["type"] == "http":  # its page is on its own node's dashboard
+            await send_simple(send, 303, b"", content_type=b"text/plain", extra=[(b"location", elsewhere.encode())])
+            return
         if resolved is None or resolved[0] not in self.services.lifecycle.agents:
             await self._not_found(scope, send)
             return
