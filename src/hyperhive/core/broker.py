@@ -89,6 +89,8 @@ class Broker:
         self.store.subscribe_wakeups(self._hinted)
 
     def _hinted(self, recipient: str) -> None:
+        if recipient.startswith("#"):  # a hint for core/nodes.py (requests, relayed events), not a queue
+            return
         self._wake(recipient)
         task = asyncio.ensure_future(self._refresh_unread([recipient]))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
