@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hivetest import make_config, require, require_sdk, start_daemon, stop_daemon, until
+from hivetest import make_config, require, require_sdk, start_daemon, stop_daemon, sync, until
 from hyperhive.config import ApiSettings
 from hyperhive.core.daemon import Daemon
 from hyperhive.offline_model.server import OfflineModelServer
@@ -43,7 +43,7 @@ class Rig:
 
 def turns(daemon: Daemon, name: str) -> int:
     assert daemon.services is not None and daemon.services.telemetry is not None
-    return int(daemon.services.telemetry.series(name, 0)["turns"])
+    return int(sync(daemon.services.telemetry.series(name, 0))["turns"])
 
 
 @pytest.fixture

@@ -21,8 +21,6 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from hyperhive.names import MANAGER, OPERATOR
-from hyperhive.store import stats as stats_sql
-from hyperhive.store import usage as usage_sql
 
 if TYPE_CHECKING:
     from hyperhive.core.services import Services
@@ -84,10 +82,8 @@ class Telemetry:
             if rt is not None and state not in TURN_STATES and state not in (None, "starting"):
                 await self.turn_ended(name)
         elif kind in ("approval_added", "approval_resolved"):
-            pending = float(len(self.s.approvals.pending()))
-            await self.s.db.write(
-                lambda c: stats_sql.insert_many(c, [(HIVE_ROW, time.time(), "approvals_pending", pending)])
-            )
+            pending = float(len(await self.s.approvals.pending()))
+            await self.s.store.stats_insert([(HIVE_ROW, time.time(), "approvals_pending", pending)])
             self.s.hub.publish("stats_written", {"agent": None})
 
     async def turn_ended(self, name: str) -> int:
@@ -95,22 +91,22 @@ class Telemetry:
         async with self._lock:
             after = self._cursor.get(name)
             if after is None:
-                last = self.s.db.read(lambda c: stats_sql.last_ts(c, name, "turn"))
+                last = await self.s.store.stats_last_ts(name, "turn")
                 events = await asyncio.to_thread(self.s.read_agent_events, name, limit=2000)
                 events = [e for e in events if e["ts"] > last]
             else:
                 events = await asyncio.to_thread(self.s.read_agent_events, name, after=after, limit=2000)
             if not events:
                 return 0
-            rows, consumed = self._turn_rows(name, events)
+            rows, consumed = await self._turn_rows(name, events)
             if consumed is not None:
                 self._cursor[name] = consumed
             if rows:
-                await self.s.db.write(lambda c: stats_sql.insert_many(c, rows))
+                await self.s.store.stats_insert(rows)
                 self.s.hub.publish("stats_written", {"agent": name})
             return len(rows)
 
-    def _turn_rows(
+    async def _turn_rows(
         self, name: str, events: list[dict[str, Any]]
     ) -> tuple[list[tuple[str, float, str, float]], int | None]:
         rows: list[tuple[str, float, str, float]] = []
@@ -138,11 +134,11 @@ class Telemetry:
             elif kind == "stream" and p.get("type") == "system" and p.get("subtype") == "compact_boundary":
                 compacted = True  # the CLI compacted the context inside the turn
             elif kind == "turn_end":
-                rows += self._one_turn(name, start, e, p, tools, sent, compacted)
+                rows += await self._one_turn(name, start, e, p, tools, sent, compacted)
                 consumed, start = e["id"], None
         return rows, consumed
 
-    def _one_turn(self, name: str, start: dict[str, Any], end: dict[str, Any], p: dict[str, Any], tools: Counter[str],
+    async def _one_turn(self, name: str, start: dict[str, Any], end: dict[str, Any], p: dict[str, Any], tools: Counter[str],
                   sent: Counter[str], compacted: bool) -> list[tuple[str, float, str, float]]:  # fmt: skip
         ts = float(end["ts"])
         exit_kind = "failure" if not p.get("ok") else ("compact_retry" if compacted else "ok")
@@ -162,7 +158,7 @@ class Telemetry:
             out.setdefault(f"sent_{cls}", float(sent.get(cls, 0)))
         gateway = self.s.gateway
         if gateway is not None:
-            spent = self.s.db.read(lambda c: usage_sql.spend_between(c, name, float(start["ts"]), ts + 1.0))
+            spent = await self.s.store.usage_sums(agent=name, since=float(start["ts"]), until=ts + 1.0)
             out["turn_tokens"] = float(spent["input_tokens"] + spent["output_tokens"] + spent["cache_read_tokens"]
                                        + spent["cache_write_tokens"])  # fmt: skip
             out["turn_cost_usd"] = float(spent["cost_usd"])
@@ -176,18 +172,16 @@ class Telemetry:
         while True:
             before = time.time() - self.retention_days * 86400
             with contextlib.suppress(Exception):
-                await self.s.db.write(
-                    lambda c, b=before: (stats_sql.purge_before(c, b), usage_sql.purge_before(c, b))  # type: ignore[misc]
-                )
+                await self.s.store.purge_usage_and_stats(before)
             await asyncio.sleep(VACUUM_EVERY)
 
     # ---- reading -------------------------------------------------------------------------
 
-    def series(self, agent: str | None, since: float, now: float | None = None) -> dict[str, Any]:
+    async def series(self, agent: str | None, since: float, now: float | None = None) -> dict[str, Any]:
         """Every series for `agent` (None: the hive) since `since`."""
         now = time.time() if now is None else now
-        rows = self.s.db.read(lambda c: stats_sql.series(c, agent, since))
-        hive_rows = self.s.db.read(lambda c: stats_sql.series(c, HIVE_ROW, since)) if agent is not None else []
+        rows = await self.s.store.stats_series(agent, since)
+        hive_rows = await self.s.store.stats_series(HIVE_ROW, since) if agent is not None else []
         by_key: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for r in rows + hive_rows:
             if agent is None and r["agent"] == HIVE_ROW and r["key"] != "approvals_pending":
@@ -219,7 +213,7 @@ class Telemetry:
             "sent_per_turn": _per_turn(by_key, "sent_"),
             "received_per_turn": _per_turn(by_key, "recv_"),
             "approval_queue": _points(by_key.get("approvals_pending")),
-            "approval_queue_current": len(self.s.approvals.pending()),
+            "approval_queue_current": len(await self.s.approvals.pending()),
             "tools": dict(sorted(tool_counts.items(), key=lambda kv: -kv[1])),
             "seconds_since_last_turn": None if last_turn is None else max(0.0, now - last_turn),
             "notes_bytes": _points(by_key.get("notes_bytes")),
