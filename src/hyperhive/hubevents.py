@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 HubKind = Literal[
     "agent_changed", "agent_added", "agent_removed", "container_crash",
-    "message_sent", "message_delivered", "dead_letter", "dead_letter_resolved",
+    "message_sent", "message_delivered", "message_acked", "message_requeued", "dead_letter", "dead_letter_resolved",
     "approval_added", "approval_resolving", "approval_resolved",
     "question_added", "question_resolved",
     "usage", "budget", "stats_written", "shell_started", "shell_ended",
@@ -72,6 +72,23 @@ class MessageDelivered(_Payload):
     id: int
     recipient: str
     sender: str
+    unread: int
+    redelivered: bool = False  # delivered before, requeued since (its turn did not finish)
+
+
+class MessageAcked(_Payload):
+    """The agent's turn finished: its delivered messages are acknowledged."""
+
+    agent: str
+    count: int
+    unread: int
+
+
+class MessageRequeued(_Payload):
+    """Delivered but unacknowledged messages went back to the agent's queue (their turn failed)."""
+
+    agent: str
+    count: int
     unread: int
 
 
@@ -135,6 +152,8 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "container_crash": ContainerCrash,
     "message_sent": MessageSent,
     "message_delivered": MessageDelivered,
+    "message_acked": MessageAcked,
+    "message_requeued": MessageRequeued,
     "dead_letter": DeadLetter,
     "dead_letter_resolved": DeadLetterResolved,
     "approval_added": Approval,

@@ -211,13 +211,17 @@ class Broker:
         unread = self.unread(agent) if messages else 0
         for m in messages:
             self.hub.publish(
-                "message_delivered", {"id": m.id, "recipient": agent, "sender": m.sender, "unread": unread}
+                "message_delivered",
+                {"id": m.id, "recipient": agent, "sender": m.sender, "unread": unread, "redelivered": m.redelivered},
             )
         return messages
 
     async def ack_turn(self, agent: str) -> int:
         """Acknowledge every delivered, unacknowledged message of `agent`."""
-        return await self.store.ack(agent, self._clock())
+        count = await self.store.ack(agent, self._clock())
+        if count:
+            self.hub.publish("message_acked", {"agent": agent, "count": count, "unread": self.unread(agent)})
+        return count
 
     async def requeue_inflight(self, agent: str) -> int:
         """Put delivered-but-unacknowledged rows back; their next delivery says redelivered. A
@@ -228,6 +232,7 @@ class Broker:
         if count:
             await self._refresh_unread([agent])
             self._wake(agent)
+            self.hub.publish("message_requeued", {"agent": agent, "count": count, "unread": self.unread(agent)})
         for row in parked:
             await self._announce_dead(_row_to_message(row))
         return count

@@ -92,25 +92,34 @@ function apply(ev) {
       break;
     case "message_sent": {
       flowAppend([Object.assign({ kind: "sent" }, d)]);
-      if (d.recipient === "operator") {
-        S.inbox.unshift({ id: d.id, sender: d.sender, recipient: d.recipient, body: d.preview, sent_at: d.ts, in_reply_to: d.in_reply_to });
+      if (d.recipient === "operator") { // the inbox shows whole messages: the event carries the body
+        S.inbox.unshift({ id: d.id, sender: d.sender, recipient: d.recipient, body: d.body ?? d.preview, sent_at: d.ts, in_reply_to: d.in_reply_to });
         S.inbox.length = Math.min(S.inbox.length, INBOX_MAX);
         renderInbox();
-      } else if (S.agents.has(d.recipient)) {
-        S.agents.get(d.recipient).unread = (S.agents.get(d.recipient).unread || 0) + 1;
-        renderAgents();
+      } else {
+        setUnread(d.recipient, d.unread);
       }
       break;
     }
-    case "message_delivered": {
+    case "message_delivered":
       flowAppend([Object.assign({ kind: "delivered", ts: ev.ts }, d)]);
-      const a = S.agents.get(d.recipient);
-      if (a && a.unread) { a.unread -= 1; renderAgents(); }
+      setUnread(d.recipient, d.unread);
       break;
-    }
+    case "message_acked":
+    case "message_requeued":
+      setUnread(d.agent, d.unread);
+      break;
     default:
       break;
   }
+}
+
+/* the server's count (every message event carries it): the page never counts by itself */
+function setUnread(name, unread) {
+  const a = S.agents.get(name);
+  if (!a || typeof unread !== "number" || a.unread === unread) return;
+  a.unread = unread;
+  renderAgents();
 }
 
 function setConn(state, text) {

@@ -22,7 +22,7 @@ export const S = {
   stream: null,
   live: false,
 };
-export const KINDS = ["message_sent", "message_delivered", "agent_changed", "agent_added", "agent_removed",
+export const KINDS = ["message_sent", "message_delivered", "message_acked", "message_requeued", "agent_changed", "agent_added", "agent_removed",
   "container_crash", "approval_added", "approval_resolving", "approval_resolved", "question_added",
   "question_resolved", "dead_letter", "dead_letter_resolved", "usage", "budget", "stats_written"];
 export const INBOX_MAX = 50;
