@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from hyperhive.core.hub import Hub
-from hyperhive.errors import AgentNotFound, HiveError, NotAllowed
+from hyperhive.errors import AgentNotFound, HiveError, NotAllowed, NotFound
 from hyperhive.names import BROADCAST, MANAGER, OPERATOR, SYSTEM
 from hyperhive.protocol import MAX_BODY_BYTES, MAX_RECV, MAX_RECV_WAIT, Message
 from hyperhive.store.base import MessageRow, Store
@@ -257,7 +257,7 @@ class Broker:
         """Put a dead letter back into its recipient's queue with fresh attempts."""
         row = await self.store.retry_dead(message_id)
         if row is None:
-            raise AgentNotFound(f"no dead letter #{message_id}")
+            raise NotFound(f"no dead letter #{message_id}")
         await self._refresh_unread([row["recipient"]])
         self._wake(row["recipient"])
         self.hub.publish("dead_letter_resolved", {"id": message_id, "action": "retried", "recipient": row["recipient"],
@@ -269,7 +269,7 @@ class Broker:
         now = self._clock()
         row = await self.store.discard_dead(message_id, now)
         if row is None:
-            raise AgentNotFound(f"no dead letter #{message_id}")
+            raise NotFound(f"no dead letter #{message_id}")
         log.info("dead letter #%d for %s discarded by the operator", message_id, row["recipient"])
         self.hub.publish(
             "dead_letter_resolved", {"id": message_id, "action": "discarded", "recipient": row["recipient"]}

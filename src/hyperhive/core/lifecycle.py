@@ -27,7 +27,7 @@ from hyperhive.core.hub import Hub
 from hyperhive.core.pool import Pool
 from hyperhive.core.restarts import RESET_AFTER, Downtime, backoff, policy_of, wants_restart
 from hyperhive.core.uidclaim import UID_RANGE
-from hyperhive.errors import AgentNotFound, CageError, Conflict, HiveError, NotAllowed
+from hyperhive.errors import AgentNotFound, CageError, Conflict, HiveError, NotAllowed, NotFound
 from hyperhive.fsutil import make_private, safe_rmtree
 from hyperhive.harnesslog import HarnessLog
 from hyperhive.names import MANAGER, OPERATOR, validate_agent_name
@@ -314,7 +314,7 @@ class Lifecycle:
         if name in self.agents:
             raise Conflict(f"agent {name!r} is live; destroy it first")
         if not await self.store.delete_agent(name):
-            raise AgentNotFound(f"no kept state for {name!r}")
+            raise NotFound(f"no kept state for {name!r}")
         self._kept.pop(name, None)
         await self._purge_files(name)
         self.hub.publish("agent_removed", {"name": name, "purged": True})
