@@ -268,8 +268,9 @@ def list_agents(run_dir: Path | None, as_json: bool) -> None:
         click.echo(f"{'NAME':<20} {'CAGE':<8} {'STATE':<9} {'HARNESS':<12} {'MODEL':<18} {'PID':>7} {'UID':>7} UNREAD")
     for a in reply["agents"]:
         cage = a["cage"] + ("!" if not a.get("isolated", True) else "")
+        harness = "queued" if a.get("queued_since") else a.get("harness_state") or "-"  # core/scheduler.py
         click.echo(
-            f"{a['name']:<20} {cage:<8} {a['state']:<9} {a.get('harness_state') or '-':<12} "
+            f"{a['name']:<20} {cage:<8} {a['state']:<9} {harness:<12} "
             f"{a.get('model') or '-':<18} {a.get('pid') or '-':>7} {a.get('uid') if a.get('uid') is not None else '-':>7} "
             f"{a.get('unread', 0)}"
         )

@@ -335,6 +335,19 @@ class ReportStateReq(_Req):
     warm: bool | None = None  # its claude CLI is kept between turns (issue 13)
 
 
+class TurnAdmitReq(_Req):
+    """Before a turn: wait for a slot of the core's burst scheduler (core/scheduler.py)."""
+
+    cmd: Literal["turn_admit"]
+    sent_at: float = Field(ge=0)  # the message the turn is for (oldest first)
+    warm: bool = False  # the agent's claude CLI is already up (a cheaper turn)
+    wait_seconds: float = Field(default=MAX_RECV_WAIT, ge=0, le=MAX_RECV_WAIT)
+
+
+class TurnReleaseReq(_Req):
+    cmd: Literal["turn_release"]
+
+
 class AskReq(_Req):
     cmd: Literal["ask"]
     question: Text
@@ -437,6 +450,8 @@ Request = Annotated[
     | AgentConfigReq
     | RecentReq
     | ReportStateReq
+    | TurnAdmitReq
+    | TurnReleaseReq
     | AskReq
     | OpenThreadsReq
     | RequestInitConfigReq
@@ -467,7 +482,7 @@ HOST_VERBS = frozenset(
 AGENT_VERBS = frozenset(
     {
         "ping", "send", "recv", "ack_turn", "requeue_inflight", "status", "whoami", "agent_config",
-        "recent", "report_state", "ask", "answer", "open_threads",
+        "recent", "report_state", "ask", "answer", "open_threads", "turn_admit", "turn_release",
     }
 )  # fmt: skip
 MANAGER_VERBS = AGENT_VERBS | frozenset(
@@ -595,5 +610,6 @@ class AgentRow(BaseModel):
     down: dict[str, Any] | None = None  # the last unexpected exit (core/restarts.py Downtime.to_json)
     blocked_until: float | None = None  # the gateway's rate_limited state ends then (epoch seconds)
     warm: bool = False  # its claude CLI is kept between turns (core/pool.py)
+    queued_since: float | None = None  # its next turn waits for a slot since (core/scheduler.py)
     node: str | None = None  # set for an agent of another node (core/nodes.py)
     node_url: str | None = None  # that node's dashboard (its agent page is there)

@@ -268,6 +268,10 @@ class EmptyReply(_Reply):
     """report_state: nothing but ok."""
 
 
+class TurnAdmitReply(_Reply):
+    admitted: bool  # false: the wait ended first; ask again
+
+
 class AskReply(_Reply):
     id: int
     question: Question
@@ -320,6 +324,8 @@ REPLIES: dict[str, type[BaseModel]] = {
     "agent_config": AgentConfigReply,
     "recent": RecentReply,
     "report_state": EmptyReply,
+    "turn_admit": TurnAdmitReply,
+    "turn_release": EmptyReply,
     "ask": AskReply,
     "open_threads": OpenThreadsReply,
     "request_init_config": ApprovalReply,

@@ -26,6 +26,7 @@ from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.core.hub import Hub
 from hyperhive.core.pool import Pool
 from hyperhive.core.restarts import RESET_AFTER, Downtime, backoff, policy_of, wants_restart
+from hyperhive.core.scheduler import Scheduler
 from hyperhive.core.uidclaim import UID_RANGE
 from hyperhive.errors import AgentNotFound, CageError, Conflict, HiveError, NotAllowed, NotFound
 from hyperhive.fsutil import make_private, safe_rmtree
@@ -103,6 +104,7 @@ class Lifecycle:
         self._closing = False
         self.deploying: set[str] = set()  # an exit of these is reported by the deploy, not as a crash
         self.pool = Pool(config.pool, self.agents, lambda n: self.paths.agent(n).web_socket)
+        self.scheduler = Scheduler(config.pool.turn_limit(), on_change=self._publish)
         self._kept: dict[str, float] = {}  # destroyed without purge: name -> destroyed_at
         self._kept_sizes: dict[str, int] = {}  # measured once (off the loop): a kept tree no longer changes
         self.nodes: Nodes | None = None  # core/nodes.py: which node runs an agent; the other nodes' rows
@@ -162,6 +164,7 @@ class Lifecycle:
             harness_state=(rt.blocked or rt.harness_state) if rt.state == "running" else None,
             blocked_until=rt.blocked_until if rt.blocked else None,
             warm=rt.warm and rt.state == "running",
+            queued_since=self.scheduler.queued().get(name),
             model=model,
             pid=rt.handle.pid if rt.handle and rt.state == "running" else None,
             uid=rt.uid,
@@ -434,6 +437,8 @@ class Lifecycle:
 
     async def _watch(self, rt: AgentRuntime, handle: CageHandle) -> None:
         info = await handle.wait()
+        self.scheduler.release(rt.name)  # a harness that exits holds no turn slot
+        rt.warm = False
         rt.ready.set()
         if rt.handle is not handle:
             return

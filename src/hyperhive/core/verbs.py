@@ -288,6 +288,15 @@ class Verbs:
         messages = await self.s.broker.recent(who.name, req.limit)
         return {"messages": [m.model_dump() for m in messages]}
 
+    async def v_turn_admit(self, who: Identity, req: p.TurnAdmitReq) -> dict[str, Any]:
+        sched = self.s.lifecycle.scheduler
+        admitted = await sched.admit(who.name, sent_at=req.sent_at, warm=req.warm, wait=req.wait_seconds)
+        return {"admitted": admitted}
+
+    async def v_turn_release(self, who: Identity, req: p.TurnReleaseReq) -> dict[str, Any]:
+        self.s.lifecycle.scheduler.release(who.name)
+        return {}
+
     async def v_report_state(self, who: Identity, req: p.ReportStateReq) -> dict[str, Any]:
         await self.s.lifecycle.report_state(who.name, req.state, req.model, req.last_turn_ms, warm=req.warm)
         return {}

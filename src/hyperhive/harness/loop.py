@@ -305,6 +305,8 @@ class Harness:
         Held system notices go in front of the prompt (a digest carries them in its body)."""
         sender, body = message["sender"], message["body"]
         earlier = [] if digest else self.held.preface()
+        self._stop_cooler()
+        await self._admit(message)  # the turn starts once the core's scheduler has a slot
         self.bus.emit(
             "turn_start",
             {"from": sender, "body": body, "unread": unread, "id": message["id"],
@@ -313,7 +315,6 @@ class Harness:
         prompt = format_wake_prompt(
             message["id"], sender, body, unread, bool(message.get("redelivered")), earlier=earlier
         )
-        self._stop_cooler()
         async with self._turn_lock:
             self.current_message = message
             self.set_state("thinking")
@@ -322,6 +323,7 @@ class Harness:
                 result = await self._run_turn(prompt)
             finally:
                 self.current_message = None
+                await self._release()
         duration_ms = int((time.monotonic() - started) * 1000)
         self.last_turn_ms = duration_ms
         note = result.note
@@ -354,6 +356,24 @@ class Harness:
             await self._back_off(result.note)
         await self.client.call("requeue_inflight")
 
+    async def _admit(self, message: dict[str, Any]) -> None:
+        """Wait for a slot of the core's burst scheduler (oldest message first; a warm CLI costs
+        less). A core that cannot say (an error) does not hold the turn back."""
+        sent_at = float(message.get("sent_at") or time.time())
+        while not self._stopping.is_set():
+            try:
+                reply = await self.poll.call("turn_admit", sent_at=sent_at, warm=self.runner.warm,
+                                             wait_seconds=MAX_RECV_WAIT)  # fmt: skip
+            except HiveError as exc:
+                self.bus.emit("note", {"text": f"turn admission unavailable ({exc.message}): running", "level": "warning"})
+                return
+            if reply.get("admitted"):
+                return
+
+    async def _release(self) -> None:
+        with contextlib.suppress(HiveError, OSError, asyncio.TimeoutError):
+            await self.client.call("turn_release")
+
     def _warn(self, warning: str | None) -> None:
         if warning:
             self.bus.emit("note", {"text": "warning: " + warning, "level": "warning"})
@@ -373,7 +393,8 @@ class Harness:
 
     def _digest(self) -> dict[str, Any]:
         last = self.held.items[-1]
-        return {"id": last.id, "sender": "system", "body": self.held.digest_body(), "redelivered": False, "digest": True}
+        return {"id": last.id, "sender": "system", "body": self.held.digest_body(), "redelivered": False, "digest": True,
+                "sent_at": self.held.first_at()}  # fmt: skip
 
     async def _ack(self) -> None:
         try:
