@@ -1,5 +1,5 @@
 """An agent's events as plain text lines, the way its web page renders them (harness/static/
-agent.js), for `hive events`. Agent text is flattened to one line per item and control
+renderers.js), for `hive events`. Agent text is flattened to one line per item and control
 characters are dropped, so an event cannot move the operator's cursor or forge a line."""
 
 from __future__ import annotations
