@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import click
 from click import Command
@@ -17,24 +19,43 @@ __all__ = ["COMMANDS"]
 
 
 @click.command("spawn")
-@click.argument("name")
-@click.option("--node", metavar="NODE", help="The node (hive serve --node) to run it on; default: this one.")
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@click.option("--node", metavar="NODE", help="The node (hive serve --node) to run them on; default: this one.")
+@click.option("--wait", is_flag=True, help="Return once each harness has reported in (not when its cage started).")
 @run_dir_option
 @handle_errors
-def spawn(name: str, node: str | None, run_dir: Path | None) -> None:
-    """Create an agent with the default config and start it (or revive its kept state)."""
-    validate_agent_name(name, allow_manager=False)
-    fields: dict[str, str] = {"name": name}
+def spawn(names: tuple[str, ...], node: str | None, wait: bool, run_dir: Path | None) -> None:
+    """Create agents with the default config and start them (or revive their kept state).
+
+    Several names are spawned at once (the core starts their cages in parallel, up to the host's
+    cores); each gets its line, and the exit status is 1 if any failed."""
+    for name in names:
+        validate_agent_name(name, allow_manager=False)
+    if len(set(names)) != len(names):
+        raise HiveError("a name is given twice")
+    fields: dict[str, Any] = {"wait": True} if wait else {}
     if node is not None:
         try:
             fields["node"] = validate_node(node)
         except HiveError as exc:
             raise HiveError(f"--node: {exc.message}") from None
-    reply = _call(run_dir, "spawn", **fields)
-    if reply.get("revived"):
-        click.echo(f"{name}: reviving its kept state (config, notes and credentials reused)")
-    agent = reply.get("agent") or {}
-    click.echo(f"{name}: {agent.get('state', 'ok')}" + (f" on node {node}" if node else ""))
+    with ThreadPoolExecutor(max_workers=min(len(names), 32)) as pool:
+        futures = [pool.submit(_call, run_dir, "spawn", name=name, **fields) for name in names]
+    failed = 0
+    for name, future in zip(names, futures, strict=True):
+        try:
+            reply = future.result()
+        except HiveError as exc:
+            failed += 1
+            click.echo(f"{name}: {exc.message}", err=True)
+            continue
+        if reply.get("revived"):
+            click.echo(f"{name}: reviving its kept state (config, notes and credentials reused)")
+        agent = reply.get("agent") or {}
+        state = agent.get("harness_state") if wait and agent.get("harness_state") else agent.get("state", "ok")
+        click.echo(f"{name}: {state}" + (f" on node {node}" if node else ""))
+    if failed:
+        raise SystemExit(1)
 
 
 @click.command("nodes")

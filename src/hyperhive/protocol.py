@@ -130,6 +130,7 @@ class RequestSpawnReq(_Named):
 class SpawnReq(_Named):
     cmd: Literal["spawn"]
     node: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] | None = None  # default: this node
+    wait: bool = False  # answer once the harness has reported in, not when the cage has started
 
     @field_validator("name")
     @classmethod

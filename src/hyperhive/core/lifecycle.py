@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["AgentRuntime", "Lifecycle"]
 
 log = logging.getLogger(__name__)
+START_SLOT_BOUND = 60.0  # a harness that has not reported in by then no longer holds a start slot
 
 
 @dataclass
@@ -105,6 +106,9 @@ class Lifecycle:
         self.deploying: set[str] = set()  # an exit of these is reported by the deploy, not as a crash
         self.pool = Pool(config.pool, self.agents, lambda n: self.paths.agent(n).web_socket)
         self.scheduler = Scheduler(config.pool.turn_limit(), on_change=self._publish)
+        # cages start in parallel up to the host's cores: a slot is held from the cage's start until
+        # its harness reports in (the CPU-heavy part), so a spawn of many does not thrash the host
+        self._start_gate = asyncio.Semaphore(max(1, os.cpu_count() or 1))
         self._kept: dict[str, float] = {}  # destroyed without purge: name -> destroyed_at
         self._kept_sizes: dict[str, int] = {}  # measured once (off the loop): a kept tree no longer changes
         self.nodes: Nodes | None = None  # core/nodes.py: which node runs an agent; the other nodes' rows
@@ -378,12 +382,16 @@ class Lifecycle:
         rt.harness_state = "starting"
         rt.harness_since = time.time()
         self._publish(rt.name)
+        await self._start_gate.acquire()
         try:
             handle = await self.cage.start(self._spec(rt, cfg))
-        except CageError:
-            rt.set_state("crashed")
-            self._publish(rt.name)
+        except BaseException as exc:
+            self._start_gate.release()
+            if isinstance(exc, CageError):
+                rt.set_state("crashed")
+                self._publish(rt.name)
             raise
+        self._spawn_task(self._free_start_slot(rt.ready), f"start-slot-{rt.name}")
         handle.on_line = HarnessLog(ap.root / "harness.log").write  # before any output is read
         rt.handle = handle
         rt.started_at = time.time()
@@ -434,6 +442,15 @@ class Lifecycle:
             rt.crash_restarts = 0  # as start(): a restart by hand begins a fresh count
             await self._stop_locked(rt)
             await self._start_locked(rt, reason)
+
+    async def _free_start_slot(self, ready: asyncio.Event) -> None:
+        try:
+            async with asyncio.timeout(START_SLOT_BOUND):
+                await ready.wait()  # the harness reported in, or its cage exited
+        except TimeoutError:
+            pass
+        finally:
+            self._start_gate.release()
 
     async def _watch(self, rt: AgentRuntime, handle: CageHandle) -> None:
         info = await handle.wait()

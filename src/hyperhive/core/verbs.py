@@ -82,6 +82,8 @@ class Verbs:
         # kept state = a destroyed agent's tree still on disk (a purge removes it)
         revived = req.name not in self.s.lifecycle.agents and self.s.lifecycle.paths.agent(req.name).root.exists()
         await self.s.lifecycle.spawn(req.name)
+        if req.wait:  # hive spawn --wait: until its harness reports in (a CageError if it exits first)
+            await self.s.lifecycle.wait_healthy(req.name)
         return {"agent": self.s.lifecycle.row(req.name).model_dump(), "revived": revived}
 
     def _not_self(self, who: Identity, name: str) -> None:
