@@ -64,7 +64,7 @@ async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
                 return (
                     turns(daemon, "alice") >= 1
                     and turns(daemon, "bob") >= 1
-                    and any(m.sender == "bob" for m in s.broker.recent("operator", 10))
+                    and any(m.sender == "bob" for m in sync(s.broker.recent("operator", 10)))
                 )
 
             await until(s.hub, "the relay, and alice's and bob's turns in the stats", relayed, 120,
