@@ -115,3 +115,19 @@ async def test_the_dashboard_and_the_agent_page_chart_the_series(rig: Rig) -> No
     await page.locator("#term-input").fill("echo one more")
     await page.locator("#term-input").press("Enter")
     await expect(page.locator("#tm-turn_ms")).to_have_attribute("data-points", str(before + 1), timeout=T)
+
+
+async def test_the_dashboard_badge_counts_down_a_rate_limit(rig: Rig) -> None:
+    """The upstream answers 429 with retry-after: the agent's badge reads `rate limited · MM:SS`
+    while the gateway waits, then the turn completes and the badge is back to idle."""
+    page = rig.page
+    await page.goto(rig.base + "/")
+    badge = page.locator("#containers-rows tr[data-agent='alice'] .badge")
+    await expect(badge).to_have_text("idle", timeout=T)
+    assert rig.daemon.services is not None
+    await rig.daemon.services.broker.send("operator", "alice", "ratelimit 4")
+    await expect(badge).to_have_text(re.compile(r"^rate limited · 00:0[0-4]$"), timeout=T)
+    await expect(badge).to_have_class(re.compile(r"\brate-limited\b"))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "dashboard-rate-limited.png"))
+    await expect(badge).to_have_text("idle", timeout=T)
