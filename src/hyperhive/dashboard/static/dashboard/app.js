@@ -222,13 +222,5 @@ logoutAll.addEventListener("click", (ev) => h.busy(ev.currentTarget, async () =>
   window.location.replace("/login");
 }));
 
-/* a small handle for tests and the curious */
-window.__hh = {
-  state: S,
-  reconnect: () => connect(S.seq),
-  resync,
-  get lastSeq() { return S.seq; },
-};
-
 renderNotifyBtn();
 resync();
