@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 import click
-import httpx
 
 from hyperhive.cages import CageChoice
 from hyperhive.client import SyncHiveClient
@@ -26,7 +26,7 @@ from hyperhive.logsetup import FORMATS as LOG_FORMATS
 from hyperhive.logsetup import LEVELS as LOG_LEVELS
 from hyperhive.logsetup import output_is_journal, say
 from hyperhive.names import validate_agent_name
-from hyperhive.paths import HivePaths, default_run_dir
+from hyperhive.paths import default_run_dir
 
 __all__ = ["main"]
 
@@ -479,7 +479,7 @@ def events(name: str, follow: bool, limit: int, run_dir: Path | None, as_json: b
         _echo_event(e, as_json)
         last = e["id"]
     if follow:
-        _follow_events(run_dir or default_run_dir(), name, last, as_json)
+        _follow_events(run_dir, name, last, as_json)
 
 
 def _echo_event(e: dict[str, Any], as_json: bool) -> None:
@@ -490,41 +490,17 @@ def _echo_event(e: dict[str, Any], as_json: bool) -> None:
         click.echo(line)
 
 
-def _follow_events(run_dir: Path, name: str, last: int, as_json: bool) -> None:
-    """Stream the agent's live feed (SSE on its web.sock), resuming after `last` with
-    Last-Event-ID; when the agent is down, say so once and reconnect when it is back."""
-    sock = HivePaths(Path("/"), run_dir).agent(name).web_socket
-    transport = httpx.HTTPTransport(uds=str(sock))
-    waiting = False
-    with httpx.Client(transport=transport, timeout=httpx.Timeout(None, connect=5)) as client:
-        while True:
-            try:
-                headers = {"Last-Event-ID": str(last), "Accept": "text/event-stream"}
-                with client.stream("GET", "http://agent/events/stream", headers=headers) as response:
-                    if response.status_code != 200:
-                        raise HiveError(f"{name}'s event stream answered HTTP {response.status_code}")
-                    waiting = False
-                    for event in iter_sse(response.iter_lines()):
-                        _echo_event(event, as_json)
-                        last = max(last, int(event["id"]))
-            except httpx.TransportError:
-                if not waiting:
-                    click.echo(f"hive: {name} is not running; waiting for it to come back", err=True)
-                    waiting = True
-                time.sleep(1)  # reconnect back-off while the agent is down
-
-
-def iter_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """The JSON `data:` payloads of an SSE stream (comments and keep-alives skipped)."""
-    data: list[str] = []
-    for line in lines:
-        if line.startswith("data:"):
-            data.append(line[5:].lstrip())
-        elif line == "" and data:
-            payload = json.loads("\n".join(data))
-            data = []
-            if isinstance(payload, dict) and "id" in payload:
-                yield payload
+def _follow_events(run_dir: Path | None, name: str, last: int, as_json: bool) -> None:
+    """Stream the agent's live trail through host.sock (`events_follow`: the core relays the
+    agent's page stream), resuming after `last`; when the agent is down, say so once."""
+    client = _client(run_dir)
+    for event in itertools.islice(client.stream("events_follow", name=name, after=last), 1, None):
+        if event.get("kind") == "waiting":
+            click.echo(f"hive: {name} is not running; waiting for it to come back", err=True)
+        elif event.get("kind") == "missed":
+            click.echo(f"hive: {event['data'].get('missed')} events of {name} were missed (too far behind)", err=True)
+        else:
+            _echo_event(event, as_json)
 
 
 # ---- inside a cage -------------------------------------------------------------------------

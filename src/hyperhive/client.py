@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +113,36 @@ class SyncHiveClient:
 
     def request(self, payload: dict[str, Any]) -> dict[str, Any]:
         wait = float(payload.get("wait_seconds") or 0)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self.timeout + wait)
+        with self._connect(self.timeout + wait) as sock:
+            sock.sendall(encode(payload))
+            with sock.makefile("rb") as stream:
+                line = stream.readline(MAX_LINE_BYTES * 8)
+        if not line:
+            raise DaemonNotRunning(f"the daemon at {self.socket_path} closed the connection without answering")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def stream(self, cmd: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        """A streaming verb (`subscribe`, `events_follow`): the checked reply, then each `event`
+        as it comes, until the daemon ends the stream."""
+        payload = {"cmd": cmd, **{k: v for k, v in fields.items() if v is not None}}
+        with self._connect(self.timeout) as sock:
+            sock.sendall(encode(payload))
+            with sock.makefile("rb") as lines:
+                first = lines.readline(MAX_LINE_BYTES * 8)
+                if not first:
+                    raise DaemonNotRunning(f"the daemon at {self.socket_path} closed the connection without answering")
+                yield _check(json.loads(first))
+                sock.settimeout(None)  # a stream may be quiet for as long as nothing happens
+                while line := lines.readline(MAX_LINE_BYTES * 8):
+                    event = _check(json.loads(line)).get("event")
+                    if isinstance(event, dict):
+                        yield event
+
+    def _connect(self, timeout: float) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
             try:
                 sock.connect(str(self.socket_path))
             except (FileNotFoundError, ConnectionRefusedError) as exc:
@@ -126,13 +155,10 @@ class SyncHiveClient:
                     f"permission denied on {self.socket_path}; run as the daemon's user, or point at another "
                     "run dir with --run-dir or HYPERHIVE_RUN_DIR"
                 ) from exc
-            sock.sendall(encode(payload))
-            with sock.makefile("rb") as stream:
-                line = stream.readline(MAX_LINE_BYTES * 8)
-        if not line:
-            raise DaemonNotRunning(f"the daemon at {self.socket_path} closed the connection without answering")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def call(self, cmd: str, **fields: Any) -> dict[str, Any]:
         payload = {"cmd": cmd, **{k: v for k, v in fields.items() if v is not None}}

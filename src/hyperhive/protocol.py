@@ -202,6 +202,14 @@ class EventsReq(_Named):
     limit: int = Field(default=2000, ge=1, le=2000)
 
 
+class EventsFollowReq(_Named):
+    """Turn the connection into the agent's live trail after `after` (relayed by the core from
+    the agent's page): one `event` line each, a `waiting` event while the agent is down."""
+
+    cmd: Literal["events_follow"]
+    after: int = Field(default=0, ge=0)
+
+
 class RevivReq(_Named):
     cmd: Literal["revive"]
 
@@ -434,6 +442,7 @@ Request = Annotated[
     | RetryDeadReq
     | DiscardDeadReq
     | EventsReq
+    | EventsFollowReq
     | RevivReq
     | KeptReq
     | PurgeReq
@@ -475,7 +484,7 @@ VERBS: frozenset[str] = frozenset(
 HOST_VERBS = frozenset(
     {
         "ping", "list", "spawn", "start", "stop", "restart", "destroy", "revive", "send", "inbox",
-        "pending", "approve", "deny", "questions", "answer", "cancel_question", "events",
+        "pending", "approve", "deny", "questions", "answer", "cancel_question", "events", "events_follow",
         "request_spawn", "subscribe", "exec", "shell", "kept", "purge", "config_show", "config_apply",
         "sessions", "dead_letters", "retry_dead", "discard_dead", "stats", "nodes", "manager_claim",
     }

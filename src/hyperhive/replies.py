@@ -185,6 +185,13 @@ class EventsReply(_Reply):
     events: list[dict[str, Any]]
 
 
+class EventsFollowReply(_Reply):
+    """The first line of an `events_follow` stream; each later line carries one agent `event`."""
+
+    following: str  # the agent's name
+    after: int
+
+
 class SubscribeReply(_Reply):
     """The first line of a `subscribe` stream; each later line carries one `event`."""
 
@@ -311,6 +318,7 @@ REPLIES: dict[str, type[BaseModel]] = {
     "retry_dead": MessageReply,
     "discard_dead": MessageReply,
     "events": EventsReply,
+    "events_follow": EventsFollowReply,
     "subscribe": SubscribeReply,
     "exec": TakeoverReply,
     "shell": TakeoverReply,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from hyperhive import __version__
 from hyperhive import protocol as p
-from hyperhive.core import operator_config
+from hyperhive.core import eventfollow, operator_config
 from hyperhive.core.hub import HubEvent
 from hyperhive.core.sockets import Identity, StreamReply, Takeover, peer_gone
 from hyperhive.dashboard import sessions as web_sessions
@@ -189,6 +189,12 @@ class Verbs:
     async def v_events(self, who: Identity, req: p.EventsReq) -> dict[str, Any]:
         events = await asyncio.to_thread(self.s.read_agent_events, req.name, after=req.after, limit=req.limit)
         return {"events": events}
+
+    async def v_events_follow(self, who: Identity, req: p.EventsFollowReq) -> StreamReply:
+        """The agent's live trail after `after`, relayed from its page (core/eventfollow.py)."""
+        self.s.lifecycle.get(req.name)
+        events = eventfollow.follow(self.s.lifecycle, self.s.hub, req.name, req.after)
+        return StreamReply({"following": req.name, "after": req.after}, events)
 
     async def v_subscribe(self, who: Identity, req: p.SubscribeReq) -> StreamReply:
         """The core's live events as a stream: the ring after `after`, then live, each seq once
