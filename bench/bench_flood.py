@@ -137,7 +137,7 @@ def pct(values: list[float], q: float) -> float:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from urllib.parse import urlsplit
 
-    from hyperhive.core import connlimits
+    from hyperhive import connlimits
 
     root = Path(tempfile.mkdtemp(prefix="hhf-", dir="/tmp"))
     root.chmod(0o711)

@@ -16,8 +16,8 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from hyperhive.core import connlimits
-from hyperhive.core.connlimits import Budget
+from hyperhive import connlimits
+from hyperhive.connlimits import Budget
 from hyperhive.errors import StartupError
 
 __all__ = ["DashboardLimits", "EmbeddedServer", "bind_listener", "capped_http_protocol"]

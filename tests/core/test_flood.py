@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from hivetest import make_config, run_hive, start_daemon, stop_daemon, wire_agent
-from hyperhive import webserver
-from hyperhive.core import connlimits, sockets
-from hyperhive.core.connlimits import AGENT_SOCKET_CONNS, HOST_SOCKET_CONNS
+from hyperhive import connlimits, webserver
+from hyperhive.connlimits import AGENT_SOCKET_CONNS, HOST_SOCKET_CONNS
+from hyperhive.core import sockets
 from hyperhive.core.daemon import Daemon
 from hyperhive.protocol import ErrorCode
 

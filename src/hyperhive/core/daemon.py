@@ -16,10 +16,10 @@ import uvicorn
 
 from hyperhive.cages import resolve_cage
 from hyperhive.config import HiveConfig
+from hyperhive.connlimits import HOST_SOCKET_CONNS, Budget, install_flood_log_filter, raise_nofile_limit
 from hyperhive.core.approvals import Approvals
 from hyperhive.core.broker import Broker
 from hyperhive.core.configrepo import ConfigRepos
-from hyperhive.core.connlimits import HOST_SOCKET_CONNS, Budget, install_flood_log_filter, raise_nofile_limit
 from hyperhive.core.eventlog import log_events
 from hyperhive.core.gateway_wiring import GatewayService
 from hyperhive.core.health import Health

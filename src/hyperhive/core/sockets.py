@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hyperhive.core.connlimits import AGENT_SOCKET_CONNS, Budget
+from hyperhive.connlimits import AGENT_SOCKET_CONNS, Budget
 from hyperhive.errors import HiveError
 from hyperhive.framing import LineTooLong, encode, read_line
 from hyperhive.protocol import MAX_LINE_BYTES, ErrorCode, ProtocolFailure, decode_request, error_reply
