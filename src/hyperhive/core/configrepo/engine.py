@@ -9,8 +9,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import hyperhive.core.configrepo.deploytags as deploytags
+import hyperhive.core.configrepo.objects as objects
+import hyperhive.core.configrepo.seeding as seeding
 from hyperhive.agentconfig import AgentConfig, ConfigInvalid, validate_repo_path
-from hyperhive.core.configrepo import deploytags, objects, seeding
 from hyperhive.core.configrepo.deploytags import Deployed
 from hyperhive.core.configrepo.fsops import applied_or_raise, applied_repo, scratch_dir
 from hyperhive.core.configrepo.gitrun import ZERO, git, out, ref_sha
