@@ -8,12 +8,13 @@ directory file descriptors opened with O_NOFOLLOW: a symlink is unlinked, never 
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from pathlib import Path
 
 from hyperhive.errors import ErrorCode, HiveError
 
-__all__ = ["UnsafePath", "is_within", "make_private", "safe_rmtree"]
+__all__ = ["UnsafePath", "is_within", "make_private", "read_or_create_secret", "safe_rmtree"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -144,3 +145,25 @@ def _rmtree_at(parent_fd: int, name: str, expected: os.stat_result) -> None:
     finally:
         for fd, _, _ in stack:
             os.close(fd)
+
+
+def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
+    """The secret in `path`, created (0600, exclusive) on first use; a looser mode is tightened."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        if path.is_symlink():
+            raise PermissionError(f"{path} is a symlink; refusing to read a secret through it") from None
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        value = path.read_text(encoding="ascii").strip()
+        if len(value) >= 32:
+            return value
+        # empty or truncated (a crash mid-write): write a fresh one
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+    value = secrets.token_urlsafe(nbytes)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(value + "\n")
+    path.chmod(0o600)
+    return value

@@ -36,6 +36,7 @@ from hyperhive.core.sockets import Identity, SocketServer
 from hyperhive.core.telemetry import Telemetry
 from hyperhive.core.uidclaim import UidClaim, claim_uid_range
 from hyperhive.core.verbs import Verbs
+from hyperhive.core.websessions import sessions_of
 from hyperhive.errors import HiveError, StartupError
 from hyperhive.names import MANAGER
 from hyperhive.protocol import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS
@@ -160,13 +161,11 @@ class Daemon:
             self.notifier = Notifier(self.config.notify, hub, lambda: self.dashboard_base)
             self.health.notify_failing = lambda: self.notifier.failing if self.notifier else []
             self._spawn(self.notifier.run(), "notify")
-        from hyperhive.dashboard.sessions import sessions_of
-
         await sessions_of(self.services).load_live()  # before the dashboard honours any cookie
         await self._start_dashboard()
         nodes.dashboard_url = self.dashboard_base
         self._spawn(nodes.run(), "nodes")
-        for aid in await approvals.recover():
+        for aid in await approvals.recover(skip=await nodes.busy_approvals()):
             log.warning("approval #%d was interrupted by a restart: marked failed", aid)
         await lifecycle.start_all()
         log.info("hive serve ready: host socket %s", self.paths.host_socket)
@@ -299,6 +298,10 @@ class Daemon:
             task.cancel(msg="hive serve is shutting down")
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._store is not None:
+            nodes = self.services.lifecycle.nodes if self.services is not None else None
+            if nodes is not None:
+                with contextlib.suppress(Exception):  # the store may be what failed
+                    await nodes.leave()
             await self._store.close()
         if self._uid_claim is not None:
             await asyncio.to_thread(self._uid_claim.release)

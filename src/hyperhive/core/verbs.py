@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from hyperhive import __version__
 from hyperhive import protocol as p
 from hyperhive.core import eventfollow, operator_config
+from hyperhive.core import websessions as web_sessions
 from hyperhive.core.hub import HubEvent
 from hyperhive.core.sockets import Identity, StreamReply, Takeover, peer_gone
-from hyperhive.dashboard import sessions as web_sessions
 from hyperhive.errors import AgentNotFound, Conflict, NotAllowed
 from hyperhive.livefeed import Missed, replay
 from hyperhive.names import MANAGER, OPERATOR

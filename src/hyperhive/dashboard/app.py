@@ -20,10 +20,10 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hyperhive.core.websessions import sessions_of
 from hyperhive.dashboard.auth import Auth, Guard
 from hyperhive.dashboard.auth import login_url as _login_url
 from hyperhive.dashboard.proxy import PREFIX, AgentProxy
-from hyperhive.dashboard.sessions import sessions_of
 from hyperhive.dashboard.sessionviews import session_routes
 from hyperhive.dashboard.stats import MetricsBearer, stats_routes
 from hyperhive.dashboard.views import routes

@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import html
 import json
-import os
 import secrets
 from collections.abc import Iterable
 from http.cookies import SimpleCookie
@@ -35,11 +34,12 @@ from urllib.parse import parse_qs, urlencode
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hyperhive.core.websessions import SESSION_MAX_AGE
 from hyperhive.dashboard.loginlimit import LOGIN_FAILURES, LoginLimiter
-from hyperhive.dashboard.sessions import SESSION_MAX_AGE
+from hyperhive.fsutil import read_or_create_secret
 
 if TYPE_CHECKING:
-    from hyperhive.dashboard.sessions import WebSessions
+    from hyperhive.core.websessions import WebSessions
 
 __all__ = [
     "CSRF_COOKIE",
@@ -69,28 +69,6 @@ WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::", ""})
 PUBLIC_PREFIXES: Final = ("/static/",)
 PUBLIC_PATHS: Final = frozenset({"/login", "/favicon.ico"})
 PAGE_PATHS: Final = frozenset({"/api/send"})  # core endpoints an agent page may POST to (its own agent only)
-
-
-def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
-    """The secret in `path`, created (0600, exclusive) on first use; a looser mode is tightened."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        if path.is_symlink():
-            raise PermissionError(f"{path} is a symlink; refusing to read a secret through it") from None
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)
-        value = path.read_text(encoding="ascii").strip()
-        if len(value) >= 32:
-            return value
-        # empty or truncated (a crash mid-write): write a fresh one
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
-    value = secrets.token_urlsafe(nbytes)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(value + "\n")
-    path.chmod(0o600)
-    return value
 
 
 def _url_host(host: str) -> str:

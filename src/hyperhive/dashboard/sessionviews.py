@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from hyperhive.core.websessions import public_rows
 from hyperhive.dashboard.auth import Auth, clear_cookies
-from hyperhive.dashboard.sessions import public_rows
 
 __all__ = ["session_routes"]
 

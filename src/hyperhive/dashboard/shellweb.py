@@ -33,8 +33,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from hyperhive.core.websessions import sessions_of
 from hyperhive.dashboard.auth import SESSION_COOKIE, cookies, header
-from hyperhive.dashboard.sessions import sessions_of
 from hyperhive.errors import HiveError
 
 __all__ = ["TICKET_TTL", "ShellWeb"]

@@ -20,6 +20,8 @@ from typing import Any, Final
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from hyperhive.errors import NotFound, ProtocolError
+from hyperhive.fsutil import read_or_create_secret
 from hyperhive.store.base import Store
 
 __all__ = ["SESSION_MAX_AGE", "WebSessions", "operator_verb", "public_rows", "rotate_secret", "sessions_of"]
@@ -54,8 +56,6 @@ def _printable(text: str) -> str:
 
 class WebSessions:
     def __init__(self, store: Store, secret_file: Path) -> None:
-        from hyperhive.dashboard.auth import read_or_create_secret
-
         self.store = store
         self.secret_file = secret_file
         self._signer = URLSafeTimedSerializer(read_or_create_secret(secret_file, SECRET_BYTES), salt="hh-session")
@@ -136,8 +136,6 @@ def public_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def operator_verb(services: Any, *, revoke: str | None, revoke_all: bool) -> dict[str, Any]:
     """The host verb `sessions`: list, revoke one by short id, or log out everywhere."""
-    from hyperhive.errors import AgentNotFound, ProtocolError
-
     web = sessions_of(services)
     if revoke_all and revoke:
         raise ProtocolError("give revoke or revoke_all, not both")
@@ -146,7 +144,7 @@ async def operator_verb(services: Any, *, revoke: str | None, revoke_all: bool) 
     if revoke:
         matches = [r["sid"] for r in await web.active() if r["sid"].startswith(revoke)]
         if not matches:
-            raise AgentNotFound(f"no active session {revoke!r}")
+            raise NotFound(f"no active session {revoke!r}")
         if len(matches) > 1:
             raise ProtocolError(f"session id {revoke!r} is ambiguous: give more of it")
         await web.revoke(matches[0])
