@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,3 +226,26 @@ async def test_the_manager_runs_on_one_node_and_moves_only_when_its_node_is_gone
     finally:
         await n2.stop()
         await n1.stop()
+
+
+async def test_a_starting_node_leaves_another_live_nodes_deploy_alone(pair: tuple[Node, Node]) -> None:
+    """Recovery at start fails approvals cut off by a crash, but not one a live node is deploying."""
+    n1, n2 = pair
+    s1 = n1.d.services
+    assert s1 is not None
+    row = await s1.store.insert_approval("apply_commit", "a", "in flight on n1", "operator", time.time(),
+                                         status="approving")  # fmt: skip
+    s1.hub.publish("approval_resolving", {"id": row["id"]})  # what Approvals.approve says as it starts deploying
+    async with asyncio.timeout(BOUND):
+        while row["id"] not in {a for n in await s1.store.nodes() if n["name"] == "n1" for a in n["approving"]}:
+            await asyncio.sleep(0.05)  # the heartbeat has no event of its own to wait on
+    await n2.stop()
+    await n2.start()
+    got = await s1.store.get_approval(row["id"])
+    assert got is not None and got["status"] == "approving", "n2's start left n1's deploy alone"
+    await n1.stop()  # n1 leaves with the deploy unfinished: now a starting node fails it
+    await n2.stop()
+    n2_again = await n2.start()
+    assert n2_again.services is not None
+    got = await n2_again.services.store.get_approval(row["id"])
+    assert got is not None and got["status"] == "failed"

@@ -54,7 +54,8 @@ async def test_a_request_is_answered_once_and_events_come_in_order_without_our_o
 async def test_heartbeats_carry_the_nodes_rows_and_url(store: Store, second: Store) -> None:
     await store.node_heartbeat("n1", "http://127.0.0.1:1/", [{"name": "a", "state": "running"}], 100.0)
     await second.node_heartbeat("n2", None, [], 101.0)
-    await store.node_heartbeat("n1", "http://127.0.0.1:1/", [], 102.0)
+    await store.node_heartbeat("n1", "http://127.0.0.1:1/", [], 102.0, approving={7, 3})
     nodes = {n["name"]: n for n in await second.nodes()}
     assert nodes["n1"]["heartbeat_at"] == 102.0 and nodes["n1"]["started_at"] == 100.0 and nodes["n1"]["rows"] == []
+    assert nodes["n1"]["approving"] == [3, 7] and nodes["n2"]["approving"] == []
     assert nodes["n2"]["dashboard_url"] is None

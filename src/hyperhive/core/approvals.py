@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from hyperhive.core.broker import Broker
@@ -53,13 +53,16 @@ class Approvals:
         self.clock = clock
         self.health_timeout = health_timeout
 
-    async def recover(self) -> list[int]:
+    async def recover(self, skip: Collection[int] = ()) -> list[int]:
         """At daemon start: a request cut off mid-flight by a crash (proposing, approving,
-        denying) is marked failed, and a deploy left half-done is rolled back in git."""
+        denying) is marked failed, and a deploy left half-done is rolled back in git. `skip`:
+        approvals another live node is deploying right now (core/nodes.py)."""
         rows = await self.store.approvals(statuses=IN_FLIGHT)
         recovered = []
         for row in rows:
             a = _row(row)
+            if a["id"] in skip:
+                continue
             if a["kind"] == "apply_commit":
                 try:
                     if await self.repos.deploying(a["agent"]) == a["id"]:

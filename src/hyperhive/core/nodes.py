@@ -76,6 +76,7 @@ class Nodes:
         self._beat_wake = asyncio.Event()
         self._replies: dict[int, asyncio.Event] = {}
         self._running: set[int] = set()
+        self._approving: set[int] = set()  # approvals this node is deploying (from its own hub)
         self._seen: deque[int] = deque(maxlen=4 * RELAY_OVERLAP)
         self._seen_set: set[int] = set()
 
@@ -136,14 +137,16 @@ class Nodes:
 
     async def beat(self) -> None:
         rows = [self.lifecycle.row(n).model_dump() for n in self.lifecycle.names()]
-        await self.store.node_heartbeat(self.name, self.dashboard_url, rows, time.time())
+        await self.store.node_heartbeat(self.name, self.dashboard_url, rows, time.time(), self._approving)
         if not self.multi:
             return
         now = time.monotonic()
         self._nodes = {n["name"]: n for n in await self.store.nodes()}
         for node in self._nodes.values():
             seen = self._moved.get(node["name"])
-            if seen is None:  # first sight: trust its timestamp once; from then on only whether it moves
+            if node["heartbeat_at"] == 0:  # it left (a clean stop): unreachable at once
+                self._moved[node["name"]] = (0.0, now - DEAD_AFTER)
+            elif seen is None:  # first sight: trust its timestamp once; from then on only whether it moves
                 fresh = abs(time.time() - node["heartbeat_at"]) < DEAD_AFTER
                 self._moved[node["name"]] = (node["heartbeat_at"], now if fresh else now - DEAD_AFTER)
             elif seen[0] != node["heartbeat_at"]:
@@ -170,6 +173,20 @@ class Nodes:
         self.lifecycle.agents.pop(name, None)
         if self.lifecycle.close_socket is not None:
             await self.lifecycle.close_socket(name)
+
+    async def busy_approvals(self) -> set[int]:
+        """At start, before recovering approvals cut off by a crash: those another live node is
+        deploying right now are not this node's to fail."""
+        if not self.multi:
+            return set()
+        await self.beat()
+        return {aid for n in self._nodes.values() if n["name"] != self.name and self.alive(n["name"])
+                for aid in n["approving"]}  # fmt: skip
+
+    async def leave(self) -> None:
+        """A clean stop: the other nodes show this node's agents unreachable at once."""
+        rows = [self.lifecycle.row(n).model_dump() for n in self.lifecycle.names()]
+        await self.store.node_heartbeat(self.name, self.dashboard_url, rows, 0.0)
 
     def remote_rows(self) -> list[AgentRow]:
         out = []
@@ -324,6 +341,12 @@ class Nodes:
                     sub = self.hub.subscribe()
                     continue
                 batch = [first, *sub.drain()]
+                for e in batch:
+                    if e.kind == "approval_resolving" and "_node" not in e.payload:
+                        self._approving.add(int(e.payload["id"]))
+                        self._beat_wake.set()  # tell the other nodes now, not at the next beat
+                    elif e.kind == "approval_resolved":
+                        self._approving.discard(int(e.payload["id"]))
                 events = [(e.ts, e.kind, e.payload) for e in batch if "_node" not in e.payload]
                 if events:
                     try:

@@ -5,6 +5,7 @@ backends (on SQLite there is only ever one node)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Protocol, TypedDict
 
 __all__ = ["NodeEvent", "NodeRequest", "NodeRow", "NodeStore"]
@@ -16,6 +17,7 @@ class NodeRow(TypedDict):
     started_at: float
     heartbeat_at: float
     rows: list[dict[str, Any]]  # its agents' rows (protocol.AgentRow) at its last heartbeat
+    approving: list[int]  # approvals it is deploying right now (a starting node leaves them be)
 
 
 class NodeRequest(TypedDict):
@@ -38,7 +40,7 @@ class NodeEvent(TypedDict):
 
 class NodeStore(Protocol):
     async def node_heartbeat(self, name: str, dashboard_url: str | None, rows: list[dict[str, Any]],
-                             now: float) -> None:  # fmt: skip
+                             now: float, approving: Collection[int] = ()) -> None:  # fmt: skip
         """Insert or refresh this node's row (heartbeat_at = now)."""
         ...
 

@@ -76,8 +76,8 @@ class NodeOps:
             notify(tx, recipients)
 
     async def node_heartbeat(self, name: str, dashboard_url: str | None, rows: list[dict[str, Any]],
-                             now: float) -> None:  # fmt: skip
-        body = json.dumps(rows)
+                             now: float, approving: Collection[int] = ()) -> None:  # fmt: skip
+        body = json.dumps({"agents": rows, "approving": sorted(approving)})
 
         def run(tx: Tx) -> None:
             tx.run("INSERT INTO nodes (name, dashboard_url, started_at, heartbeat_at, rows_json) VALUES (?, ?, ?, ?, ?)"
@@ -90,8 +90,15 @@ class NodeOps:
     async def nodes(self) -> list[NodeRow]:
         rows = await self._read(lambda tx: tx.rows(
             "SELECT name, dashboard_url, started_at, heartbeat_at, rows_json FROM nodes ORDER BY name"))  # fmt: skip
-        return [NodeRow(name=r["name"], dashboard_url=r["dashboard_url"], started_at=r["started_at"],
-                        heartbeat_at=r["heartbeat_at"], rows=json.loads(r["rows_json"])) for r in rows]  # fmt: skip
+        out = []
+        for r in rows:
+            body = json.loads(r["rows_json"])
+            if isinstance(body, list):  # the column's default: no heartbeat body yet
+                body = {"agents": body}
+            out.append(NodeRow(name=r["name"], dashboard_url=r["dashboard_url"], started_at=r["started_at"],
+                               heartbeat_at=r["heartbeat_at"], rows=list(body.get("agents") or []),
+                               approving=[int(a) for a in body.get("approving") or []]))  # fmt: skip
+        return out
 
     async def agent_nodes(self, *, include_destroyed: bool = False) -> dict[str, str | None]:
         where = "" if include_destroyed else " WHERE destroyed_at IS NULL"
