@@ -16,7 +16,7 @@ import click
 from click import Command
 
 from hyperhive.agentconfig import parse_agent_toml, validate_repo_path
-from hyperhive.cli import (
+from hyperhive.cli_common import (
     _call,
     _client,
     _fail,

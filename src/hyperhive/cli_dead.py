@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from click import Command
 
-from hyperhive.cli import _age, _call, _print_json, handle_errors, json_option, run_dir_option
+from hyperhive.cli_common import _age, _call, _print_json, handle_errors, json_option, run_dir_option
 
 __all__ = ["COMMANDS"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from click import Command
 
-from hyperhive.cli import handle_errors, run_dir_option
+from hyperhive.cli_common import handle_errors, run_dir_option
 from hyperhive.client import SyncHiveClient
 from hyperhive.config import read_env_file
 from hyperhive.errors import HiveError
@@ -209,8 +209,9 @@ def backup(dest: Path, state_dir: Path | None, run_dir: Path | None) -> None:
     from hyperhive.store.backup import backup_state
 
     state = _hive_state_dir(state_dir, run_dir)
-    if not (state / "broker.sqlite").is_file():
-        raise HiveError(f"{state} holds no hive (no broker.sqlite); pass --state-dir")
+    # a hive on SQLite has its store here; one on PostgreSQL at least its agents' tree
+    if not (state / "broker.sqlite").is_file() and not (state / "agents").is_dir():
+        raise HiveError(f"{state} holds no hive (no broker.sqlite, no agents/); pass --state-dir")
     try:
         report = backup_state(state, dest)
     except (FileExistsError, ValueError) as exc:

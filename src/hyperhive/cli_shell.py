@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from click import Command
 
-from hyperhive.cli import handle_errors, run_dir_option
+from hyperhive.cli_common import handle_errors, run_dir_option
 from hyperhive.names import validate_agent_name
 from hyperhive.paths import default_run_dir
 from hyperhive.shellclient import run_exec, run_shell

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from click import Command
 
-from hyperhive.cli import _call, _print_json, handle_errors, json_option, run_dir_option
+from hyperhive.cli_common import _call, _print_json, handle_errors, json_option, run_dir_option
 from hyperhive.errors import HiveError
 
 __all__ = ["COMMANDS", "parse_duration"]

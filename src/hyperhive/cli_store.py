@@ -14,7 +14,7 @@ from typing import Any
 import click
 from click import Command
 
-from hyperhive.cli import _fail, _print_json, handle_errors, json_option
+from hyperhive.cli_common import _fail, _print_json, handle_errors, json_option
 from hyperhive.config import load_config
 from hyperhive.errors import HiveError
 from hyperhive.store import sqlops
