@@ -10,7 +10,7 @@ from typing import Any
 import click
 from click import Command
 
-from hyperhive.cli import _call, _print_json, handle_errors, json_option, run_dir_option
+from hyperhive.cli_common import _call, _print_json, handle_errors, json_option, run_dir_option
 from hyperhive.config import validate_node
 from hyperhive.errors import HiveError
 from hyperhive.names import validate_agent_name
