@@ -1,8 +1,8 @@
 """SSE framing and the "history, then live" stream, against a real uvicorn on a unix socket.
 
 ST's TestClient and httpx's ASGITransport buffer whole responses, so every stream test here goes
-through uvicorn and httpx streaming (STYLE §10). DESIGN §6: clients resume with Last-Event-ID
-without gaps or duplicates; DESIGN §9: the dashboard reuses the same stream over its Hub.
+through uvicorn and httpx streaming (STYLE §10). architecture §6: clients resume with Last-Event-ID
+without gaps or duplicates; architecture §9: the dashboard reuses the same stream over its Hub.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def test_comments_and_keepalives_are_ignored_lines() -> None:
     ],
 )
 def test_a_last_event_id_is_a_non_negative_integer_or_nothing(raw: str | None, expected: int | None) -> None:
-    """Junk in Last-Event-ID means "no resume point", never an error (DESIGN §6)."""
+    """Junk in Last-Event-ID means "no resume point", never an error (architecture §6)."""
     assert parse_event_id(raw) == expected
 
 
@@ -219,7 +219,7 @@ def emit(bus: Bus, n: int) -> list[int]:
 
 
 async def test_a_new_client_gets_the_history_then_live_events(bus: Bus) -> None:
-    """Without Last-Event-ID the stream replays the trail, then follows it live (DESIGN §6)."""
+    """Without Last-Event-ID the stream replays the trail, then follows it live (architecture §6)."""
     emit(bus, 3)
     async with serve(app_for(bus)) as client, stream(client) as reader:
         async with asyncio.timeout(5):
@@ -242,7 +242,7 @@ async def test_the_event_data_is_the_events_json(bus: Bus) -> None:
 
 
 async def test_resuming_with_last_event_id_sends_only_newer_events(bus: Bus) -> None:
-    """A reconnect with Last-Event-ID: n starts at n+1 (DESIGN §6)."""
+    """A reconnect with Last-Event-ID: n starts at n+1 (architecture §6)."""
     emit(bus, 5)
     async with serve(app_for(bus)) as client:
         async with stream(client, last_id=3) as reader, asyncio.timeout(5):
@@ -257,7 +257,7 @@ async def test_resuming_with_last_event_id_sends_only_newer_events(bus: Bus) -> 
 async def test_events_emitted_while_the_stream_opens_are_sent_exactly_once(bus: Bus) -> None:
     """The race window between subscribing and reading history: an event emitted inside it is in
     both the queue and the history, and one emitted right after is only queued; each arrives once
-    (DESIGN §6, §11 "SSE resume without gaps")."""
+    (architecture §6, §11 "SSE resume without gaps")."""
 
     class RacingSource:
         def subscribe(self) -> Subscription:
@@ -279,7 +279,7 @@ async def test_events_emitted_while_the_stream_opens_are_sent_exactly_once(bus: 
 
 async def test_reconnecting_clients_see_every_event_once_while_a_producer_runs(bus: Bus) -> None:
     """A client that keeps disconnecting and resuming with Last-Event-ID, while events keep
-    coming, ends up with every id exactly once and in order (DESIGN §6)."""
+    coming, ends up with every id exactly once and in order (architecture §6)."""
     total = 300
     async with serve(app_for(bus)) as client:
 
@@ -435,7 +435,7 @@ class MiniHub:
 
 async def test_any_source_with_subscribe_and_history_can_be_streamed() -> None:
     """The dashboard's seq-numbered hub reuses the stream: named events, snapshot seq in the
-    query, resume by header (DESIGN §9 "a JSON snapshot with a seq, then SSE events")."""
+    query, resume by header (architecture §9 "a JSON snapshot with a seq, then SSE events")."""
     hub = MiniHub()
     for kind in ("spawned", "approval", "message"):
         hub.publish(kind)

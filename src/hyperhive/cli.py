@@ -1,4 +1,4 @@
-"""The `hive` command line (DESIGN §12, a contract). Commands parse, call, print; this is the
+"""The `hive` command line (architecture §12, a contract). Commands parse, call, print; this is the
 only module that exits the process. `--json` prints exactly one JSON document on stdout."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The schema of an agent's events db (`hyperhive-events.sqlite`, DESIGN §6) and every statement
+"""The schema of an agent's events db (`hyperhive-events.sqlite`, architecture §6) and every statement
 run on it, in one place: the harness's Bus writes it (`harness/bus.py`), the core reads it
 read-only (`store/agent_events.py`). Neither spells the table out itself (issue 10).
 

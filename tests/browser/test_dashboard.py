@@ -1,7 +1,7 @@
 """The operator dashboard in a real browser (Playwright driving Debian's Chromium) against an
 in-process daemon: login, every section, live updates without reload, clicks that resolve
 approvals and questions, the TTL countdown, hostile text, two pages, a killed stream.
-Issue 6 "How it is verified"; DESIGN §9."""
+Issue 6 "How it is verified"; architecture §9."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Fuzz an agent's socket and the manager's socket with hypothesis (issue 5 "How it is verified";
-DESIGN §3): for every random or adversarial JSON line the daemon answers with a well-formed
+architecture §3): for every random or adversarial JSON line the daemon answers with a well-formed
 reply (or closes that one connection cleanly), and clients already connected to the same
 socket and to host.sock are still served. Also: no operator-only verb has an entry point on
 either socket (issue 5 "The boundary"; docs/security.md).
@@ -115,7 +115,7 @@ def test_any_line_on_an_agent_socket_gets_a_well_formed_answer_and_others_are_st
     live: AgentLive, line: bytes
 ) -> None:
     """Random and adversarial lines on agent a's mcp.sock never crash, hang or half-answer the
-    daemon; a's other connection and host.sock keep being served (issue 5; DESIGN §3)."""
+    daemon; a's other connection and host.sock keep being served (issue 5; architecture §3)."""
     _fuzz_one(live, "agent", line)
 
 
@@ -125,7 +125,7 @@ def test_any_line_on_the_manager_socket_gets_a_well_formed_answer_and_others_are
     live: AgentLive, line: bytes
 ) -> None:
     """The same on the manager's socket, with the manager's verbs (request_*, list) in the mix
-    (issue 5; DESIGN §3)."""
+    (issue 5; architecture §3)."""
     _fuzz_one(live, "manager", line)
 
 

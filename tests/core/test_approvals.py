@@ -1,4 +1,4 @@
-"""The approval queue under bad input (issue 4 "How it is verified"; DESIGN §7, §3): each bad
+"""The approval queue under bad input (issue 4 "How it is verified"; architecture §7, §3): each bad
 request gets a clear error through the real socket, leaves no half-applied state (db rows and
 git tags agree), and the daemon still serves the next good request.
 

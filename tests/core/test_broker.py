@@ -1,4 +1,4 @@
-"""Broker semantics (DESIGN §4, issue 2): peek, long-poll wake-ups, max, broadcast,
+"""Broker semantics (architecture §4, issue 2): peek, long-poll wake-ups, max, broadcast,
 at-least-once (ack/requeue), the allow-list, the body cap and the vacuum's boundaries."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def broker(db: Store, clock: Clock) -> Broker:
 
 
 async def test_recv_without_wait_is_a_peek_that_returns_at_once(broker: Broker) -> None:
-    """recv with wait 0 returns immediately, empty when nothing is pending (DESIGN §3)."""
+    """recv with wait 0 returns immediately, empty when nothing is pending (architecture §3)."""
     async with asyncio.timeout(2):
         assert await broker.recv("a", 0) == []
 
@@ -148,7 +148,7 @@ async def test_body_over_the_cap_is_refused_with_a_clear_reason(broker: Broker) 
 
 
 async def test_allow_list_is_enforced_by_the_core_but_manager_is_always_reachable(broker: Broker) -> None:
-    """DESIGN §4: allowed_recipients is enforced by the core; manager is always reachable."""
+    """architecture §4: allowed_recipients is enforced by the core; manager is always reachable."""
     await broker.send("c", "b", "allowed")
     with pytest.raises(NotAllowed, match="may not send to 'a'"):
         await broker.send("c", "a", "not allowed")

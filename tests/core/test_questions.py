@@ -1,4 +1,4 @@
-"""Questions (issue 4 "Questions"; DESIGN §4, §12): ask returns at once, the answer arrives in
+"""Questions (issue 4 "Questions"; architecture §4, §12): ask returns at once, the answer arrives in
 the asker's inbox as `question_answered`; TTL expiry, operator cancel, peer questions and open
 threads, driven through the daemon's real sockets and the `hive` CLI.
 
@@ -71,7 +71,7 @@ class FakeClock:
 
 async def test_an_operator_answer_reaches_the_askers_inbox(qhive: Hive) -> None:
     """ask returns an id at once; the operator's answer arrives as question_answered {id, question,
-    answer, answerer} in the asker's inbox (issue 4; DESIGN §4)."""
+    answer, answerer} in the asker's inbox (issue 4; architecture §4)."""
     reply = await qhive.alice.call("ask", question="ship it?", options=["yes", "no"], multi=True)
     qid = reply["id"]
     assert reply["question"]["target"] == "operator" and reply["question"]["answer"] is None
@@ -214,7 +214,7 @@ async def test_open_threads_are_the_callers_own_and_the_whole_hive_for_the_manag
 
 
 async def test_the_cli_lists_answers_and_cancels_questions(qhive: Hive) -> None:
-    """`hive questions --json`, `hive answer ID TEXT`, `hive cancel-question ID` (DESIGN §12):
+    """`hive questions --json`, `hive answer ID TEXT`, `hive cancel-question ID` (architecture §12):
     one JSON document, exit 0, and a one-line reason with a non-zero exit on a bad id."""
     first = (await qhive.alice.call("ask", question="color?", options=["red", "blue"]))["id"]
     second = (await qhive.bob.call("ask", question="size?", ttl_seconds=600))["id"]

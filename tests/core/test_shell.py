@@ -1,4 +1,4 @@
-"""The operator's shell into a cage (issue 14 §1, DESIGN §14), end to end: the real `hive` CLI
+"""The operator's shell into a cage (issue 14 §1, architecture §14), end to end: the real `hive` CLI
 against the real daemon, real bwrap cages as root with per-agent host uids, the real harness
 talking to the offline model. `hive shell` is driven under a real PTY (the `pty` module).
 

@@ -1,4 +1,4 @@
-"""Hostile input on the real sockets of a running daemon (DESIGN §3, issue 2 "Bad input").
+"""Hostile input on the real sockets of a running daemon (architecture §3, issue 2 "Bad input").
 
 One table of cases, each driven through `host.sock` or an agent's `mcp.sock` with the
 bad-then-good pattern: after the bad line the same connection (or, when the case closes it, a
@@ -272,7 +272,7 @@ CASES = [c for c in CASES if not (c.id.startswith("send-to-name-") and HOSTILE_N
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 async def test_hostile_line_gets_a_canonical_error_and_the_daemon_serves_on(wired: Hive, case: Case) -> None:
     """Every bad line is answered with the error envelope (closing only past the line cap); the
-    same connection or a new one is then served, and no row was written (DESIGN §3, issue 2)."""
+    same connection or a new one is then served, and no row was written (architecture §3, issue 2)."""
     before = row_counts(wired.daemon)
     path = wired.sockets[case.on]
     async with Conn(path) as conn:
@@ -301,7 +301,7 @@ async def test_a_good_send_after_a_bad_one_on_the_same_connection_writes_exactly
 
 
 async def test_a_body_exactly_at_the_cap_is_accepted(wired: Hive) -> None:
-    """The body cap is inclusive: MAX_BODY_BYTES bytes pass, one more is refused (DESIGN §4)."""
+    """The body cap is inclusive: MAX_BODY_BYTES bytes pass, one more is refused (architecture §4)."""
     reply = await ask(wired.sockets["host"], {"cmd": "send", "to": "a", "body": "x" * MAX_BODY_BYTES})
     assert reply is not None and reply["ok"] is True, reply
 
@@ -320,7 +320,7 @@ async def test_an_over_long_line_closes_only_its_own_connection(wired: Hive) -> 
 
 async def test_several_lines_in_one_write_are_answered_in_order(wired: Hive) -> None:
     """Framing is by newline, not by chunk: three requests in one write get three replies in
-    order, blank lines are skipped and CRLF is accepted (DESIGN §3)."""
+    order, blank lines are skipped and CRLF is accepted (architecture §3)."""
     async with Conn(wired.sockets["host"]) as conn:
         await conn.write(b'{"cmd":"ping"}\n\n{"cmd":"nope"}\r\n{"cmd":"list"}\n')
         first, second, third = await conn.read(), await conn.read(), await conn.read()
@@ -330,7 +330,7 @@ async def test_several_lines_in_one_write_are_answered_in_order(wired: Hive) -> 
 
 
 async def test_a_last_line_without_newline_is_answered_at_eof(wired: Hive) -> None:
-    """A request whose newline never comes is still answered when the client half-closes (DESIGN §3)."""
+    """A request whose newline never comes is still answered when the client half-closes (architecture §3)."""
     async with Conn(wired.sockets["host"]) as conn:
         await conn.write(b'{"cmd":"ping"}')
         assert conn.writer is not None
@@ -364,7 +364,7 @@ async def _wait_for_long_poll(daemon: Daemon, agent: str) -> None:
 
 async def test_a_client_that_leaves_mid_long_poll_loses_no_message(wired: Hive) -> None:
     """A recv whose client disconnects mid-wait must not swallow the next message: the next recv
-    gets it, not yet delivered (DESIGN §4 at-least-once, issue 2)."""
+    gets it, not yet delivered (architecture §4 at-least-once, issue 2)."""
     agent_sock = wired.sockets["agent"]
     async with Conn(agent_sock) as poller:
         await poller.write(j({"cmd": "recv", "wait_seconds": 30}))
@@ -383,7 +383,7 @@ async def test_a_client_that_leaves_mid_long_poll_loses_no_message(wired: Hive) 
 
 
 async def test_a_long_poll_is_woken_by_a_send_over_the_sockets(wired: Hive) -> None:
-    """A recv waiting on `b`'s socket returns the message `a` sends, well inside its wait (DESIGN §4)."""
+    """A recv waiting on `b`'s socket returns the message `a` sends, well inside its wait (architecture §4)."""
     async with Conn(wired.daemon.paths.agent("b").socket) as poller:
         await poller.write(j({"cmd": "recv", "wait_seconds": 60}))
         await _wait_for_long_poll(wired.daemon, "b")

@@ -1,5 +1,5 @@
 """The dashboard's JSON API, live stream and agent proxy over real HTTP against an in-process
-daemon (issue 6 "Live model", "Sections"; DESIGN §9)."""
+daemon (issue 6 "Live model", "Sections"; architecture §9)."""
 
 from __future__ import annotations
 
@@ -211,7 +211,7 @@ NAME_ROUTES = [
 
 async def test_hostile_names_are_refused_on_every_name_route(dash: Dash, client: httpx.AsyncClient) -> None:
     """`..`, `a/b`, `%2e%2e` and friends get 400/404 on every route that takes a name, sent byte
-    for byte; afterwards the daemon still answers and nothing was written. DESIGN §2, STYLE §11."""
+    for byte; afterwards the daemon still answers and nothing was written. architecture §2, STYLE §11."""
     headers = {"Cookie": f"hh_session={client.cookies['hh_session']}", "X-CSRF-Token": client.cookies["hh_csrf"]}
     s = dash.services
     before = s.hub.seq

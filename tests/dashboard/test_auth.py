@@ -1,5 +1,5 @@
 """Dashboard access control over real HTTP against an in-process daemon (issue 6 "Access",
-DESIGN §9): token login, session cookie, CSRF on every POST, Host / Origin checks, body cap,
+architecture §9): token login, session cookie, CSRF on every POST, Host / Origin checks, body cap,
 security headers."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ async def test_a_wrong_or_missing_token_gets_no_session(dash: Dash, anon: httpx.
 
 
 async def test_token_and_session_secret_are_0600_files_in_the_state_dir(dash: Dash) -> None:
-    """The token is created at first start as a 0600 file; the login URL carries it. DESIGN §9."""
+    """The token is created at first start as a 0600 file; the login URL carries it. architecture §9."""
     paths = dash.services.config.paths
     for path in (paths.token_file, paths.session_secret_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600

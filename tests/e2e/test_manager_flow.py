@@ -1,4 +1,4 @@
-"""The operator's gate, end to end (issue 4; DESIGN §4, §7, §12): the manager agent, run by the
+"""The operator's gate, end to end (issue 4; architecture §4, §7, §12): the manager agent, run by the
 REAL claude CLI against the offline model in a process cage, asks for a new agent, edits its
 config with git and asks for the apply; the operator approves and denies with the `hive` CLI
 (a separate process). Checks the git tags in the applied repo and the `approval_resolved`
@@ -81,7 +81,7 @@ async def configure(rig: Rig, setting: str) -> dict[str, Any]:
 async def test_the_manager_creates_reconfigures_and_is_refused_through_the_operators_gate(rig: Rig) -> None:
     """Issue 4's end-to-end: init_config → approve (CLI) → config_ready → manager commits →
     apply → approve → scout answers; a breaking change ends failed/<id> with the old config
-    still running; a denied change leaves denied/<id> with its reason (DESIGN §7)."""
+    still running; a denied change leaves denied/<id> with its reason (architecture §7)."""
     await rig.until("the manager's harness to report idle", lambda: rig.idle(MANAGER))
 
     # 1. The operator asks the manager for a new agent; the manager calls request_init_config.

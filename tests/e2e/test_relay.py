@@ -79,7 +79,7 @@ async def test_a_relays_the_operators_token_to_b_and_b_answers_the_operator(rig:
 
 async def test_a_harness_killed_mid_turn_gets_the_message_again_marked_redelivered(rig: Rig) -> None:
     """SIGKILL the harness (its cage's process group) during a turn; after `hive start a` the same
-    message comes back with redelivered=true and the banner in the wake prompt (DESIGN §4, §5; issue 2)."""
+    message comes back with redelivered=true and the banner in the wake prompt (architecture §4, §5; issue 2)."""
     await rig.hive("spawn", "a")
     await rig.until("a to be idle", lambda: rig.idle("a"))
     sent = json.loads((await rig.hive("send", "a", "slow 20", "--json")).stdout)

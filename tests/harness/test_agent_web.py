@@ -169,7 +169,7 @@ async def agent(tmp_path: Path, short_dir: Path) -> AsyncIterator[Agent]:
 
 async def test_page_is_served_with_relative_harness_urls_and_escaped_name(agent: Agent) -> None:
     """GET / is the agent's page; its own assets are relative (it lives under /agent/<name>/),
-    the shared ones are the core's /static/common/ (issue 3, DESIGN §9)."""
+    the shared ones are the core's /static/common/ (issue 3, architecture §9)."""
     resp = await agent.web.get("/")
     assert resp.status_code == 200
     page = resp.text
@@ -206,7 +206,7 @@ async def test_history_then_stream_resumes_after_last_event_id_without_gaps_or_d
 
 async def test_a_turn_streams_turn_start_stream_and_turn_end_live(agent: Agent) -> None:
     """An operator message becomes turn_start {from, body}, the SDK messages as stream events,
-    turn_end {ok, duration_ms, usage} and the state back to idle (DESIGN §5/§6)."""
+    turn_end {ok, duration_ms, usage} and the state back to idle (architecture §5/§6)."""
     end = await agent.turn("bash echo hi-from-bash")
     start = [e for e in agent.trail.events if e["kind"] == "turn_start" and e["payload"]["from"] == "operator"][-1]
     assert start["payload"]["body"] == "bash echo hi-from-bash"
@@ -370,7 +370,7 @@ async def test_oversized_and_malformed_bodies_are_refused_and_the_app_still_serv
 
 
 async def test_a_prompt_too_long_turn_is_compacted_once_and_retried(tmp_path: Path, short_dir: Path) -> None:
-    """DESIGN §5: the API answers `prompt is too long` (the offline model's `overflow` script,
+    """architecture §5: the API answers `prompt is too long` (the offline model's `overflow` script,
     until the session holds a summary) and the CLI reports it (its own auto-compaction is off
     here, DISABLE_AUTO_COMPACT=1); the harness compacts the session once (state `compacting`) and
     retries the same turn, which succeeds and is acknowledged (issue 14 §3)."""

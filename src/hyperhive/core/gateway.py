@@ -1,4 +1,4 @@
-"""The model API gateway (DESIGN §13): every cage reaches the model through its own
+"""The model API gateway (architecture §13): every cage reaches the model through its own
 `/run/hive/api.sock`, and only the core holds the upstream credential.
 
 Each agent gets an HTTP server on its socket (the socket is the identity, like mcp.sock) and a

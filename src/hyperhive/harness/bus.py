@@ -1,4 +1,4 @@
-"""The per-agent event log (DESIGN §6): every `LiveEvent` in SQLite, broadcast to live subscribers.
+"""The per-agent event log (architecture §6): every `LiveEvent` in SQLite, broadcast to live subscribers.
 
 `emit()` inserts one row, commits it (so the event survives a harness crash) and hands the
 event to every subscriber without waiting: each subscriber has a bounded queue, and one that
@@ -88,7 +88,7 @@ _decode = json.JSONDecoder().decode
 
 def default_events_path(state_dir: Path, environ: Mapping[str, str]) -> Path:
     """`$HYPERHIVE_EVENTS_DB` if set and non-empty, else `<state_dir>/hyperhive-events.sqlite`
-    (in the cage `state_dir` is `/state`; DESIGN §2)."""
+    (in the cage `state_dir` is `/state`; architecture §2)."""
     override = environ.get(EVENTS_DB_ENV, "").strip()
     if override:
         return Path(override)
@@ -246,7 +246,7 @@ class Bus:
     # -- vacuum --------------------------------------------------------------------------------
 
     def vacuum(self, now: float | None = None) -> VacuumCounts:
-        """Drop rows older than `max_age`, then keep only the newest `keep` (DESIGN §6).
+        """Drop rows older than `max_age`, then keep only the newest `keep` (architecture §6).
 
         A row exactly `max_age` old is kept. No-store mode has nothing to vacuum (the ring is
         bounded already).

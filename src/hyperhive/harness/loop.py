@@ -1,4 +1,4 @@
-"""The harness turn loop (DESIGN §5): requeue → recv → one claude turn → ack, with back-off on
+"""The harness turn loop (architecture §5): requeue → recv → one claude turn → ack, with back-off on
 failure, the operator's controls (cancel, compact, model, new session, nap) and state reports.
 No SQL, no HTTP: the Bus records, the TurnRunner runs claude, the HiveClient talks to the core.
 """

@@ -1,4 +1,4 @@
-"""Reading an agent's own event trail (`events.sqlite`, written by its harness, DESIGN §6; the
+"""Reading an agent's own event trail (`events.sqlite`, written by its harness, architecture §6; the
 schema and its statements live in `hyperhive.eventdb`) from the core: read-only, a real `events` table only, within a time budget. The agent writes this
 file, so it may hold anything, e.g. an `events` view over an endless recursive query."""
 
