@@ -6,7 +6,8 @@ import { $, el, h, now, S } from "./store.js";
 /* ---------------- C0NTAINERS ---------------- */
 function badgeOf(a) {
   let label;
-  if (a.state === "running") label = a.harness_state || "running";
+  // queued: its next turn waits for a slot of the core's burst scheduler (core/scheduler.py)
+  if (a.state === "running") label = a.queued_since ? "queued" : a.harness_state || "running";
   else if (a.state === "stopped") label = "offline";
   else label = a.state;
   label = String(label).replace(/[_-]+/g, " ");
