@@ -187,7 +187,8 @@ async def test_every_dashboard_lists_the_whole_hive_and_links_an_agent_page_to_i
         assert nodes == {"a": None, "b": "n2"}
         page = await client.get("/agent/b/")
         assert page.status_code == 303 and page.headers["location"] == f"{n2.d.dashboard_base}agent/b/"
-        anon = await httpx.AsyncClient(timeout=10).get(f"{dash_of(n1.d).base}/agent/b/")
+        async with httpx.AsyncClient(timeout=10) as stranger:
+            anon = await stranger.get(f"{dash_of(n1.d).base}/agent/b/")
         assert anon.status_code != 303, "only a logged-in operator learns where the other node is"
     finally:
         await client.aclose()
