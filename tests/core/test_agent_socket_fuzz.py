@@ -134,6 +134,7 @@ OPERATOR_ONLY_ARGS: dict[str, dict[str, Any]] = {
     "destroy": {"name": "b", "purge": True}, "stop": {"name": "b"}, "start": {"name": "b"},
     "restart": {"name": "b"}, "revive": {"name": "zed"}, "events": {"name": "b"}, "inbox": {}, "pending": {},
     "questions": {}, "list": {}, "request_spawn": {"name": "zed"}, "subscribe": {"after": 0},
+    "events_follow": {"name": "b"},
 }  # fmt: skip
 
 
