@@ -202,6 +202,9 @@ class Nodes:
         return out
 
     def node_rows(self) -> list[dict[str, Any]]:
+        if not self.multi:
+            return [{"name": self.name, "dashboard_url": self.dashboard_url, "alive": True,
+                     "agents": len(self.lifecycle.agents), "here": True}]  # fmt: skip
         return [{"name": n["name"], "dashboard_url": n["dashboard_url"], "alive": self.alive(n["name"]),
                  "agents": len(n["rows"]), "here": n["name"] == self.name} for n in self._nodes.values()]  # fmt: skip
 
