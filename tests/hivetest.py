@@ -25,6 +25,7 @@ from hyperhive.core.daemon import Daemon
 from hyperhive.core.hub import Hub
 from hyperhive.core.services import Services
 from hyperhive.offline_model.server import OfflineModelServer
+from hyperhive.protocol import Message
 from hyperhive.store.base import Store
 from hyperhive.store.open import open_store
 from loopwatch import LoopWatch
@@ -207,6 +208,13 @@ def sync(aw: Coroutine[Any, Any, T]) -> T:
     the store's I/O runs on the store's own threads and needs nothing from the test's loop."""
     with ThreadPoolExecutor(1, thread_name_prefix="test-sync") as pool:
         return pool.submit(asyncio.run, aw).result()
+
+
+async def message(s: Services, message_id: int) -> Message:
+    """A message the test knows exists (broker.get, which answers None for an unknown id)."""
+    found = await s.broker.get(message_id)
+    assert found is not None, f"no message #{message_id}"
+    return found
 
 
 def system_events(s: Services, to: str, event: str | None = None) -> list[dict[str, Any]]:

@@ -78,7 +78,7 @@ class PgCluster:
         """A new empty database; its URL."""
         name = f"t_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+            conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql:///{name}?host={self.sock}&user={USER}"
 
     def stop(self) -> None:

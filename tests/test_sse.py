@@ -260,7 +260,7 @@ async def test_events_emitted_while_the_stream_opens_are_sent_exactly_once(bus: 
     (architecture §6, §11 "SSE resume without gaps")."""
 
     class RacingSource:
-        def subscribe(self) -> Subscription:
+        def subscribe(self) -> Subscription[LiveEvent]:
             return bus.subscribe()
 
         def history(self, *, after: int) -> list[LiveEvent]:
@@ -328,11 +328,11 @@ async def test_the_server_lets_go_of_the_subscription_when_the_client_disconnect
     closed = asyncio.Event()
 
     class WatchedSubscription:
-        def __init__(self, sub: Subscription) -> None:
+        def __init__(self, sub: Subscription[LiveEvent]) -> None:
             self.sub = sub
             self.dropped = False
 
-        def __aiter__(self) -> Subscription:
+        def __aiter__(self) -> Subscription[LiveEvent]:
             return self.sub
 
         def drain(self) -> list[LiveEvent]:

@@ -289,7 +289,7 @@ async def test_a_killed_stream_resumes_without_losing_or_repeating_events(dash: 
     s = dash.services
     blocked = {"on": True, "aborted": 0}
 
-    async def cut(route):  # type: ignore[no-untyped-def]
+    async def cut(route):
         if blocked["on"]:
             blocked["aborted"] += 1
             await route.abort()

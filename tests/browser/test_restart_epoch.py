@@ -57,6 +57,7 @@ async def test_a_dashboard_open_across_a_daemon_restart_shows_the_new_runs_event
         for i in range(12):  # the old run's seq ends well past what the new run reaches below
             before += await dash.services.broker.send("system", "operator", f"before the restart {i}")
         await expect(page.locator(f'.hh-term-row[data-flow="{before[-1]}"]')).to_have_count(1, timeout=T)
+        assert daemon.services is not None
         old_epoch = daemon.services.hub.epoch
     finally:
         await stop_daemon(daemon, task)

@@ -328,7 +328,7 @@ def test_approval_ids_must_be_positive_integers(repos: BlockingRepos, iris: Path
     """Approval ids name tags, so only positive integers pass (0 is the seed's)."""
     sha = manager_git(iris, "rev-parse", "HEAD")
     with pytest.raises(InvalidRef, match="approval id"):
-        repos.propose("iris", sha, aid)  # type: ignore[arg-type]
+        repos.propose("iris", sha, aid)
 
 
 INVALID_COMMITS: list[tuple[dict[str, str | None], str]] = [

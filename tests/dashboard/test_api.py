@@ -174,7 +174,7 @@ async def test_operator_send_reaches_the_broker_and_bad_recipients_are_refused(
     msg = (await s.broker.get(mid))
     assert msg is not None and (msg.sender, msg.recipient, msg.body) == ("operator", "delta", "hi delta")
     r = await client.post("/api/send", data={"to": "delta", "body": "a reply", "in_reply_to": str(mid)})
-    assert r.status_code == 200 and (await s.broker.get(r.json()["ids"][0])).in_reply_to == mid  # type: ignore[union-attr]
+    assert r.status_code == 200 and (await s.broker.get(r.json()["ids"][0])).in_reply_to == mid
     assert (await client.post("/api/send", json={"to": "nobody", "body": "x"})).status_code == 404
     assert (await client.post("/api/send", json={"to": "operator", "body": "x"})).status_code == 400
     assert (await client.post("/api/send", json={"to": "Bad/Name", "body": "x"})).status_code == 400
@@ -299,7 +299,7 @@ class FakeHarness:
     async def serving(self, path: Path) -> AsyncIterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         server = uvicorn.Server(uvicorn.Config(self.app, uds=str(path), lifespan="off", log_level="warning"))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         task = asyncio.create_task(server.serve())
         try:
             async with asyncio.timeout(10):

@@ -64,7 +64,7 @@ class Hostile:
     async def serving(self, path: Path) -> AsyncIterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         server = uvicorn.Server(uvicorn.Config(self.app, uds=str(path), lifespan="off", log_level="warning"))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         task = asyncio.create_task(server.serve())
         try:
             async with asyncio.timeout(10):

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon
+from hivetest import HiveRig, diagnostics, make_config, message, require_sdk, start_daemon, stop_daemon
 from hyperhive.harness.prompting import EARLIER_PREFIX
 from hyperhive.names import MANAGER
 from hyperhive.offline_model.server import OfflineModelServer
@@ -70,7 +70,7 @@ async def test_the_spawn_kick_runs_no_turn_and_goes_in_front_of_the_next_message
     await rig.hive("spawn", "a")
     await rig.until("a's kick to be held", lambda: rig.held_notes("a"))
     kick = next(m for m in (await rig.s.broker.recent("a", 10)) if m.sender == "system")
-    assert (await rig.s.broker.get(kick.id)).acked_at is not None, "a held notice is acknowledged"
+    assert (await message(rig.s, kick.id)).acked_at is not None, "a held notice is acknowledged"
     assert rig.events("a", "turn_start") == [], "the kick started no turn"
     assert rig.prompts_with("you were spawned") == [], "the model was not asked about the kick"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon, sync
+from hivetest import HiveRig, diagnostics, make_config, message, require_sdk, start_daemon, stop_daemon, sync
 from hyperhive.offline_model.server import OfflineModelServer
 
 pytestmark = pytest.mark.e2e
@@ -64,5 +64,5 @@ async def test_a_turn_that_always_fails_is_parked_after_three_deliveries(rig: Ri
     assert [m["id"] for m in listed] == [sent["id"]]
 
     after = json.loads((await rig.hive("send", "a", "echo still here", "--json")).stdout)
-    await rig.until("a to handle its next message", lambda: sync(rig.s.broker.get(after["id"])).acked_at)  # type: ignore[union-attr]
+    await rig.until("a to handle its next message", lambda: sync(message(rig.s, after["id"])).acked_at)
     assert [m.id for m in (await rig.s.broker.dead_letters())] == [sent["id"]], "parked, not retried again"

@@ -14,7 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon, sync, wire_agent
+from hivetest import (
+    HiveRig,
+    diagnostics,
+    make_config,
+    message,
+    require_sdk,
+    start_daemon,
+    stop_daemon,
+    sync,
+    wire_agent,
+)
 from hyperhive.agentconfig import default_agent_toml
 from hyperhive.config import ApiSettings
 from hyperhive.core.budget import RAISE
@@ -62,7 +72,7 @@ async def test_an_agent_over_its_budget_pauses_queues_asks_and_resumes_when_rais
     first = json.loads((await rig.hive("send", "a", "echo one", "--json")).stdout)
     # its first turn spends more than the whole budget (the spawn kick runs none of its own)
     await rig.until("a to be over budget", lambda: rig.s.lifecycle.row("a").harness_state == "over_budget")
-    await rig.until("the first turn to complete", lambda: sync(rig.s.broker.get(first["id"])).acked_at)
+    await rig.until("the first turn to complete", lambda: sync(message(rig.s, first["id"])).acked_at)
     listed = json.loads((await rig.hive("list", "--json")).stdout)["agents"]
     assert next(a for a in listed if a["name"] == "a")["harness_state"] == "over_budget"
 
@@ -85,10 +95,10 @@ async def test_an_agent_over_its_budget_pauses_queues_asks_and_resumes_when_rais
     assert spend["budget"]["usd_budget"] == 0.000001 and spend["budget"]["window"] == "calendar"
     assert [e["agent"] for e in rig.system_events("manager", "over_budget")] == ["a"], "the manager is told"
 
-    assert (await rig.s.broker.get(second["id"])).acked_at is None, "the queued message waits"
+    assert (await message(rig.s, second["id"])).acked_at is None, "the queued message waits"
     assert not rig.asked("echo two"), "no model call while over budget"
 
     await rig.hive("answer", str(q["id"]), RAISE)
-    await rig.until("the queued message to be handled", lambda: sync(rig.s.broker.get(second["id"])).acked_at)
+    await rig.until("the queued message to be handled", lambda: sync(message(rig.s, second["id"])).acked_at)
     assert rig.asked("echo two")
     assert [e["agent"] for e in rig.system_events("manager", "budget_resumed")] == ["a"]

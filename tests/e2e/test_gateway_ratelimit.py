@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon, sync
+from hivetest import HiveRig, diagnostics, make_config, message, require_sdk, start_daemon, stop_daemon, sync
 from hyperhive.config import ApiSettings
 from hyperhive.offline_model.server import OfflineModelServer
 
@@ -49,12 +49,13 @@ async def test_a_429_with_retry_after_shows_rate_limited_and_the_turn_completes_
     await rig.until("a to be idle", lambda: rig.idle("a"))
     sent = json.loads((await rig.hive("send", "a", "ratelimit 3", "--json")).stdout)
     limited = await rig.until("a's row to show rate_limited",
-                              lambda: (r := rig.s.lifecycle.row("a")).harness_state == "rate_limited" and r)  # fmt: skip
-    assert limited.blocked_until is not None and limited.blocked_until > limited.state_since - 1
+                              lambda: r if (r := rig.s.lifecycle.row("a")).harness_state == "rate_limited" else None)  # fmt: skip
+    assert limited.blocked_until is not None and limited.state_since is not None
+    assert limited.blocked_until > limited.state_since - 1
     listed = json.loads((await rig.hive("list", "--json")).stdout)["agents"]
     row = next(a for a in listed if a["name"] == "a")
     assert "blocked_until" in row, "hive list --json carries the rate limit's deadline"
-    await rig.until("the turn on 'ratelimit 3' to complete", lambda: sync(rig.s.broker.get(sent["id"])).acked_at)
+    await rig.until("the turn on 'ratelimit 3' to complete", lambda: sync(message(rig.s, sent["id"])).acked_at)
     await rig.until("a to be idle again", lambda: rig.idle("a"))
     after = rig.s.lifecycle.row("a")
     assert after.harness_state == "idle" and after.blocked_until is None

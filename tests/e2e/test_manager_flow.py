@@ -78,6 +78,13 @@ async def configure(rig: Rig, setting: str) -> dict[str, Any]:
     return approval
 
 
+def _pid(rig: Any, name: str) -> int:
+    handle = rig.s.lifecycle.agents[name].handle
+    assert handle is not None, f"{name} is not running"
+    pid: int = handle.pid
+    return pid
+
+
 async def test_the_manager_creates_reconfigures_and_is_refused_through_the_operators_gate(rig: Rig) -> None:
     """Issue 4's end-to-end: init_config → approve (CLI) → config_ready → manager commits →
     apply → approve → scout answers; a breaking change ends failed/<id> with the old config
@@ -122,7 +129,7 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
                     lambda: any(m.sender == "scout" for m in sync(rig.s.broker.recent("operator", 50))))  # fmt: skip
     inbox = json.loads((await rig.hive("inbox", "--json")).stdout)["messages"]
     assert [m["body"] for m in inbox if m["sender"] == "scout"] == ["operator said: hello scout"]
-    old_pid = rig.s.lifecycle.agents["scout"].handle.pid
+    old_pid = _pid(rig, "scout")
 
     # 6. A change that breaks the agent (an MCP server whose command does not exist): failed/<id>,
     #    and scout comes back on the config that was running.
@@ -135,7 +142,7 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
     assert await rig.s.repos.applied_sha("scout") == first["sha"]  # main never moved
     assert rig.s.lifecycle.agent_config("scout").mcp_servers == {}
     await rig.until("scout to come back on its old config", lambda: rig.idle("scout"))
-    assert rig.s.lifecycle.agents["scout"].handle.pid != old_pid  # restarted, not left alone
+    assert _pid(rig, "scout") != old_pid  # restarted, not left alone
     await rig.hive("send", "scout", "still there?")
     await rig.until(
         "scout's answer on the old config",
@@ -143,11 +150,11 @@ async def test_the_manager_creates_reconfigures_and_is_refused_through_the_opera
     )
 
     # 7. A denied change: denied/<id> annotated with the operator's reason; nothing restarts.
-    pid = rig.s.lifecycle.agents["scout"].handle.pid
+    pid = _pid(rig, "scout")
     denied = await configure(rig, 'model="haiku"')
     out = await rig.hive("deny", str(denied["id"]), "--note", "keep scout on sonnet for now")
     assert out.stdout.strip() == f"#{denied['id']} denied (denied/{denied['id']})"
-    assert rig.s.lifecycle.agents["scout"].handle.pid == pid
+    assert _pid(rig, "scout") == pid
     assert rig.s.lifecycle.agent_config("scout").model == "sonnet"
 
     # The applied repo's tags record every request.

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from hivetest import HiveRig, diagnostics, make_config, require_sdk, start_daemon, stop_daemon, sync
+from hivetest import HiveRig, diagnostics, make_config, message, require_sdk, start_daemon, stop_daemon, sync
 from hyperhive.harness.prompting import REDELIVERED_BANNER
 from hyperhive.offline_model.server import OfflineModelServer
 
@@ -95,7 +95,7 @@ async def test_a_harness_killed_mid_turn_gets_the_message_again_marked_redeliver
     assert rt.handle is not None
     os.killpg(os.getpgid(rt.handle.pid), signal.SIGKILL)
     await rig.until("the core to see a's harness die", lambda: rig.s.lifecycle.agents["a"].state == "crashed")
-    assert (await rig.s.broker.get(sent["id"])).acked_at is None, "a killed turn is not acknowledged"
+    assert (await message(rig.s, sent["id"])).acked_at is None, "a killed turn is not acknowledged"
 
     await rig.hive("start", "a")
 
@@ -108,4 +108,4 @@ async def test_a_harness_killed_mid_turn_gets_the_message_again_marked_redeliver
         "the redelivery banner in the model's request log",
         lambda: any(REDELIVERED_BANNER in t and "slow 20" in t for r in rig.model.requests for t in r["user_texts"]),
     )
-    assert (await rig.s.broker.get(sent["id"])).redelivered is True
+    assert (await message(rig.s, sent["id"])).redelivered is True

@@ -69,7 +69,7 @@ class Trail:
                     event_id = int(line[4:])
                 elif line.startswith("data: "):
                     event = json.loads(line[6:])
-                    assert event["id"] == event_id
+                    assert event_id is not None and event["id"] == event_id
                     self.ids.append(event_id)
                     self.events.append(event)
                     self._changed.set()
@@ -144,6 +144,7 @@ async def hive_with_agent(
     agent: Agent | None = None
     try:
         await host.call("spawn", name=AGENT)
+        assert daemon.services is not None
         await daemon.services.lifecycle.wait_healthy(AGENT, 60)
         agent = Agent(daemon, model, web, host)
         if api_key:  # a first turn (the spawn kick runs none of its own: it waits in front of this one)
@@ -299,6 +300,7 @@ async def test_cancel_stops_a_slow_turn_and_its_message_comes_back(agent: Agent)
     notes = [e["payload"]["text"] for e in agent.trail.events if e["kind"] == "note" and e["id"] > start["id"]]
     assert any("cancelled by the operator" in n and "not acknowledged" in n for n in notes)
     again = await agent.trail.wait(kind("turn_start", id=mid, redelivered=True), after=end["id"])
+    assert agent.daemon.services is not None
     (row,) = [m for m in (await agent.daemon.services.broker.recent(AGENT, 50)) if m.id == mid]
     assert row.acked_at is None
     await agent.trail.wait(kind("stream", type="system"), after=again["id"])
@@ -341,6 +343,7 @@ async def test_a_napping_agent_leaves_messages_waiting_until_the_nap_ends(agent:
     nap = await agent.trail.wait(kind("state_changed", state="napping"), after=end["id"] - 1)
     mid = await agent.send("echo after the nap")
     assert (await agent.state())["state"] == "napping"
+    assert agent.daemon.services is not None
     (row,) = [m for m in (await agent.daemon.services.broker.recent(AGENT, 10)) if m.id == mid]
     assert row.delivered_at is None  # waiting: nobody polls during a nap
     resp = await agent.web.post("/api/end-nap")
@@ -388,6 +391,7 @@ async def test_a_prompt_too_long_turn_is_compacted_once_and_retried(tmp_path: Pa
                  for b in e["payload"]["content"] if b.get("type") == "text"]  # fmt: skip
         assert "after compaction: still here" in texts
         assert len([e for e in agent.trail.events if e["kind"] == "turn_start" and e["payload"]["id"] == mid]) == 1
+        assert agent.daemon.services is not None
         (row,) = [m for m in (await agent.daemon.services.broker.recent(AGENT, 20)) if m.id == mid]
         assert row.acked_at is not None
 

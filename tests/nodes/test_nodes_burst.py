@@ -10,6 +10,7 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from hivetest import pg_test_url, run_hive
 from hyperhive.client import HiveClient
@@ -32,7 +33,7 @@ async def _list(run: Path) -> dict[str, dict[str, object]]:
     return {a["name"]: a for a in json.loads(out.stdout)["agents"]}
 
 
-async def _until_listed(run: Path, name: str, want: str, bound: float = 60) -> dict[str, object]:
+async def _until_listed(run: Path, name: str, want: str, bound: float = 60) -> dict[str, Any]:
     """`hive list` on `run` until `name` is in state `want` (heartbeats come every 2 s)."""
     async with asyncio.timeout(bound):
         while True:
