@@ -134,7 +134,10 @@ OPERATOR_ONLY_ARGS: dict[str, dict[str, Any]] = {
     "destroy": {"name": "b", "purge": True}, "stop": {"name": "b"}, "start": {"name": "b"},
     "restart": {"name": "b"}, "revive": {"name": "zed"}, "events": {"name": "b"}, "inbox": {}, "pending": {},
     "questions": {}, "list": {}, "request_spawn": {"name": "zed"}, "subscribe": {"after": 0},
-    "events_follow": {"name": "b"},
+    "events_follow": {"name": "b"}, "kept": {}, "purge": {"name": "zed"}, "dead_letters": {},
+    "retry_dead": {"id": 1}, "discard_dead": {"id": 1}, "config_show": {"name": "b"},
+    "config_apply": {"name": "b", "agent_toml": "", "base_sha": "0" * 40}, "exec": {"name": "b", "argv": ["id"]},
+    "shell": {"name": "b"}, "stats": {}, "sessions": {"revoke_all": True}, "nodes": {}, "manager_claim": {"force": True},
 }  # fmt: skip
 
 
