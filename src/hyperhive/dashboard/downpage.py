@@ -13,6 +13,8 @@ from typing import Any, Final
 
 from starlette.types import Receive, Scope, Send
 
+from hyperhive.core.verbs import Verbs
+from hyperhive.dashboard.actions import operator_verb
 from hyperhive.dashboard.auth import page_token, send_simple
 from hyperhive.errors import HiveError
 
@@ -127,7 +129,7 @@ class DownPage:
             await send({"type": "websocket.close", "code": 4404})
         elif sub == "/start" and method == "POST":
             try:
-                await self.services.lifecycle.start(name, reason="started by the operator")
+                await operator_verb(Verbs(self.services), {"cmd": "start", "name": name})  # as `hive start`
             except HiveError as exc:
                 await self.page(scope, send, name, "not started", note=exc.message)
                 return
