@@ -22,6 +22,7 @@ from hivetest import wire_agent
 from hyperhive.config import HiveConfig
 from hyperhive.core.daemon import Daemon
 from hyperhive.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION
+from loopwatch import LoopWatch
 
 L = TypeVar("L", bound="LiveDaemon")
 
@@ -37,6 +38,7 @@ class LiveDaemon:
         self.thread.start()
         config = HiveConfig(state_dir=root / "state", run_dir=root / "r", port=0, cage="process", manager=False)
         self.ready = threading.Event()
+        self.watch: LoopWatch = self.run(_watch_this_loop())  # issue 10: nothing holds the loop
         self.daemon = Daemon(config, on_ready=lambda _d: self.ready.set())
         self.task = asyncio.run_coroutine_threadsafe(self.daemon.serve(), self.loop)
         if not self.ready.wait(60):
@@ -52,10 +54,21 @@ class LiveDaemon:
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.daemon.should_exit.set)
-        self.task.result(60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        try:
+            self.task.result(60)
+        finally:
+            slow = self.watch.stop()
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+        if slow:
+            raise AssertionError(self.watch.report())
+
+
+async def _watch_this_loop() -> LoopWatch:
+    watch = LoopWatch()  # made on the loop's own thread: that is the thread it watches
+    watch.start()
+    return watch
 
 
 @contextmanager
