@@ -19,7 +19,7 @@ from hyperhive.config import load_config
 from hyperhive.errors import HiveError
 from hyperhive.store import sqlops
 from hyperhive.store.base import Store
-from hyperhive.store.open import describe, is_postgres, open_store
+from hyperhive.store.open import check_url, describe, is_postgres, open_store
 
 __all__ = ["COMMANDS", "copy_store", "refuse_password_in_argv"]
 
@@ -52,6 +52,7 @@ def _options(fn: Any) -> Any:
 def _resolve(state_dir: Path | None, store_url: str | None) -> tuple[str | None, Path, Path]:
     refuse_password_in_argv(store_url)
     config = load_config(state_dir=state_dir, store=store_url)
+    check_url(config.store_url)
     return config.store_url, config.paths.broker_db, config.paths.host_socket
 
 
@@ -154,6 +155,7 @@ async def copy_store(source: Store, dest: Store) -> dict[str, int]:
 def copy(state_dir: Path | None, store_url: str | None, to_url: str, as_json: bool) -> None:
     """Copy this hive's store into another (the daemon stopped), counted and checked."""
     refuse_password_in_argv(to_url)
+    check_url(to_url)
     url, sqlite_path, host_socket = _resolve(state_dir, store_url)
     if _daemon_running(host_socket):
         _fail(f"hive serve is running (it answers on {host_socket}): stop it first, so nothing changes mid-copy")

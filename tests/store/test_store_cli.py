@@ -92,3 +92,14 @@ async def test_copy_refuses_while_the_daemon_answers_and_a_password_in_argv(tmp_
 def test_check_names_a_missing_store(tmp_path: Path) -> None:
     out = hive("store", "check", "--state-dir", str(tmp_path), ok=False)
     assert "no store at" in out.stderr
+
+
+def test_an_unknown_or_unreachable_store_is_one_clear_line(tmp_path: Path, short_dir: Path) -> None:
+    out = hive("store", "check", "--state-dir", str(tmp_path), "--store", "mysql://db/hive", ok=False)
+    assert out.stderr.strip() == "hive: unknown store 'mysql': give postgresql://… or leave it unset for SQLite"
+    gone = f"postgresql:///hive?host={short_dir}"  # a socket dir with no server in it
+    out = hive("store", "check", "--state-dir", str(tmp_path), "--store", gone, ok=False)
+    assert (
+        out.stderr.startswith("hive: cannot open the store at postgresql: dbname=hive")
+        and len(out.stderr.strip().splitlines()) == 1
+    ), out.stderr

@@ -8,11 +8,17 @@ from pathlib import Path
 from hyperhive.errors import HiveError
 from hyperhive.store.base import Store
 
-__all__ = ["describe", "is_postgres", "open_store"]
+__all__ = ["check_url", "describe", "is_postgres", "open_store"]
 
 
 def is_postgres(url: str | None) -> bool:
     return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
+
+
+def check_url(url: str | None) -> None:
+    """Refuse a store URL that names neither backend (unset means SQLite)."""
+    if url and url not in ("sqlite", "sqlite:") and not is_postgres(url):
+        raise HiveError(f"unknown store {url.split(':', 1)[0]!r}: give postgresql://… or leave it unset for SQLite")
 
 
 def describe(url: str | None, sqlite_path: Path) -> str:
@@ -34,4 +40,5 @@ def open_store(url: str | None, sqlite_path: Path, *, migrate: bool = True) -> S
         from hyperhive.store.postgres import PostgresStore
 
         return PostgresStore(url, migrate=migrate)
-    raise HiveError(f"unknown store {url.split(':', 1)[0]!r}: give postgresql://… or leave it unset for SQLite")
+    check_url(url)
+    raise AssertionError("unreachable: check_url refused it")

@@ -103,7 +103,8 @@ class PostgresStore(SqlStore):
                 if migrate:
                     self.applied = apply_pg_migrations(conn, self._migrations)
         except psycopg.Error as exc:
-            raise HiveError(f"cannot open the store at {self.location}: {exc}".strip()) from exc
+            reason = " ".join(str(exc).split())  # libpq's message spans lines: one line here
+            raise HiveError(f"cannot open the store at {self.location}: {reason}") from exc
         if self.applied:
             log.info("%s: applied migrations %s", self.location, ", ".join(self.applied))
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
