@@ -208,8 +208,9 @@ def list_agents(run_dir: Path | None, as_json: bool) -> None:
     for a in reply["agents"]:
         cage = a["cage"] + ("!" if not a.get("isolated", True) else "")
         harness = "queued" if a.get("queued_since") else a.get("harness_state") or "-"  # core/scheduler.py
+        name = f"{a['name']}@{a['node']}" if a.get("node") else a["name"]  # an agent of another node
         click.echo(
-            f"{a['name']:<20} {cage:<8} {a['state']:<9} {harness:<12} "
+            f"{name:<20} {cage:<8} {a['state']:<9} {harness:<12} "
             f"{a.get('model') or '-':<18} {a.get('pid') or '-':>7} {a.get('uid') if a.get('uid') is not None else '-':>7} "
             f"{a.get('unread', 0)}"
         )

@@ -53,6 +53,8 @@ async def test_sigkill_of_n2_mid_burst_loses_and_doubles_nothing(tmp_path: Path,
             assert "b: running on node n2" in placed.stdout, placed.stdout
             assert (await run_hive(r1, "stop", "b", ok=True)).stdout.strip() == "b: stopped"  # run by n2
             await _until_listed(r1, "b", "stopped")
+            table = (await run_hive(r1, "list", ok=True)).stdout
+            assert any(line.split()[:3] == ["b@n2", "process!", "stopped"] for line in table.splitlines()), table
 
             acked: dict[int, str] = {}
             async with HiveClient(r1 / "host.sock") as client:
