@@ -5,10 +5,11 @@ after the fact, and debug mode changes the loop's behaviour. This watch times ev
 loop runs (a wrapper around `asyncio.events.Handle._run`, the one place `_run_once` calls) and a
 watchdog thread grabs the loop thread's stack the moment a callback passes the threshold, so the
 failure names the line that blocked, not just the task. Only the daemon is judged: a stall
-whose stack holds no frame of the `hyperhive` package is the test's own code and is let pass, and
-so is a module's first import (a one-time cost of starting), the default executor waiting for
-a new worker thread to be scheduled, and a write on a non-blocking socket (the loop thread was
-waiting for the GIL or a CPU, not for the peer).
+whose stack holds no frame of the `hyperhive` package is the test's own code and is let pass.
+So are stalls that are the machine's load, not the daemon's code: a module's first import (a
+one-time cost of starting), asyncio waiting for a thread it starts (an executor worker, a child
+watcher) to be scheduled, a write on a non-blocking socket (the loop thread waited for the GIL
+or a CPU, not the peer), and a stall the watchdog thread could not sample (it was starved too).
 
 `start_daemon`/`stop_daemon` in `hivetest` switch it on for every daemon a test starts; the
 threshold is `SLOW_CALLBACK_MS` (100 ms), or `HYPERHIVE_TEST_SLOW_CALLBACK_MS`. Time the loop's
@@ -114,9 +115,13 @@ class LoopWatch:
         took -= (self._waited() - current[2]) / 1e9  # preempted is not held
         if took < self.threshold:
             return
-        if stack is not None and not stack[0]:
+        if stack is None:
+            # the watchdog never ran while the loop thread held on: it was starved of a CPU (a
+            # loop blocked in a syscall releases the GIL and is sampled at once), so not judged
+            return
+        if not stack[0]:
             return  # the test's own code blocked (e.g. building an httpx client), not the daemon
-        self.slow.append(Slow(repr(handle), took, stack[1] if stack else "(no stack captured)"))
+        self.slow.append(Slow(repr(handle), took, stack[1]))
 
     def _watchdog(self) -> None:
         tick = min(self.threshold / 4, 0.02)
@@ -131,9 +136,10 @@ class LoopWatch:
             # A module's first import (the daemon imports the dashboard lazily at startup) is a
             # one-time cost of starting, not a stall a client can cause again: not judged.
             importing = any(f.name == "_find_and_load" for f in summary)
-            # The default executor starting a worker thread waits for the OS to schedule it: on a
-            # loaded machine that is CPU contention once removed, and asyncio's own doing.
-            spawning = any(f.name == "_adjust_thread_count" for f in summary)
+            # Starting a thread (the default executor's worker, asyncio's child watcher for a new
+            # subprocess) waits for the OS to schedule it: on a loaded machine that is CPU
+            # contention once removed, and asyncio's own doing.
+            spawning = any(f.name == "start" and f.filename.endswith("threading.py") for f in summary)
             # A transport's write on a non-blocking socket never waits for the peer; caught there,
             # the loop thread was waiting for the GIL or a CPU (seen at 145 and 323 ms under load).
             writing = bool(summary) and summary[-1].name == "write" and "selector_events" in summary[-1].filename
