@@ -250,3 +250,30 @@ async def test_a_starting_node_leaves_another_live_nodes_deploy_alone(pair: tupl
     assert n2_again.services is not None
     got = await n2_again.services.store.get_approval(row["id"])
     assert got is not None and got["status"] == "failed"
+
+
+async def test_a_question_outlives_the_node_it_was_asked_on(pair: tuple[Node, Node]) -> None:
+    """Asked on n1 with a deadline, n1 stops: n2's watchdog expires it when the deadline comes."""
+    n1, n2 = pair
+    a = await wire(n1, "a")
+    assert n2.d.services is not None
+    stream = n2.d.services.hub.subscribe()
+    try:
+        asked = await ask_socket(a, {"cmd": "ask", "question": "still there?", "ttl_seconds": 2})
+        assert asked["ok"], asked
+        qid = asked["question"]["id"]
+
+        async def next_on_n2(kind: str) -> dict[str, Any]:
+            async with asyncio.timeout(BOUND):
+                while True:
+                    event = await stream.next()
+                    assert event is not None
+                    if event.kind == kind and event.payload.get("id") == qid:
+                        return event.payload
+
+        await next_on_n2("question_added")  # relayed: n2 knows the deadline
+        await n1.stop()
+        resolved = await next_on_n2("question_resolved")
+        assert resolved["answer"] == "[expired]" and "_node" not in resolved, "n2's own watchdog expired it"
+    finally:
+        stream.close()

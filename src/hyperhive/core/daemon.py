@@ -129,6 +129,7 @@ class Daemon:
         await nodes.adopt()  # only this node's agents stay in the lifecycle (core/nodes.py)
         await broker.load()
         questions = Questions(db, broker, hub)
+        nodes.relayed.append(lambda kind: questions.poke() if kind.startswith("question_") else None)
         approvals = Approvals(db, broker, hub, lifecycle, repos)
         self.services = Services(self.config, db, hub, broker, lifecycle, repos, approvals, questions, cage_reason)
         self.health.services = self.services

@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hyperhive.core.hub import Hub
@@ -77,6 +78,7 @@ class Nodes:
         self._replies: dict[int, asyncio.Event] = {}
         self._running: set[int] = set()
         self._approving: set[int] = set()  # approvals this node is deploying (from its own hub)
+        self.relayed: list[Callable[[str], None]] = []  # told the kind of each event another node relayed
         self._seen: deque[int] = deque(maxlen=4 * RELAY_OVERLAP)
         self._seen_set: set[int] = set()
 
@@ -377,6 +379,8 @@ class Nodes:
                         info = self._nodes.get(e["node"])
                         payload.update(node=e["node"], node_url=info["dashboard_url"] if info else None)
                     self.hub.publish(e["kind"], payload)
+                    for hook in self.relayed:
+                        hook(e["kind"])
                     if e["kind"] in ("agent_added", "agent_removed"):
                         self._beat_wake.set()
             except Exception:

@@ -39,6 +39,11 @@ class Questions:
         self.clock = clock
         self._changed = asyncio.Event()
 
+    def poke(self) -> None:
+        """Another node asked or resolved a question (core/nodes.py): the watchdog re-reads the
+        next deadline, so a question outlives the node it was asked on."""
+        self._changed.set()
+
     async def get(self, qid: int) -> dict[str, Any]:
         row = await self.store.get_question(qid)
         if row is None:
