@@ -64,7 +64,8 @@ class ErrorCode(StrEnum):
     STARTUP = "startup"
     """Client side: the daemon refused to start (bad config, socket in use)."""
     ERROR = "error"
-    """Client side: a failure with no more specific code (never sent by the core)."""
+    """A failure with no more specific code (the HiveError root: an unreadable events db, a
+    store that cannot be opened; the CLI's own refusals)."""
 
 
 class HiveError(Exception):

@@ -15,7 +15,7 @@ from hyperhive.core.hub import Hub
 from hyperhive.core.lifecycle import Lifecycle
 from hyperhive.core.questions import Questions
 from hyperhive.core.shell import Shells
-from hyperhive.errors import HiveError
+from hyperhive.errors import AgentNotFound, HiveError
 from hyperhive.store.agent_events import EventsUnreadable, read_events
 from hyperhive.store.base import Store
 
@@ -59,7 +59,7 @@ class Services:
         path = self.config.paths.agent(name).events_db
         if path.is_symlink() or not path.is_file():
             if name not in self.lifecycle.agents:
-                raise HiveError(f"no agent named {name!r}")
+                raise AgentNotFound(f"no agent named {name!r}")
             return []
         # The agent writes this file: only a real table is read, within a budget (store/agent_events.py).
         try:
