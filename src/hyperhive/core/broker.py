@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from hyperhive.core.hub import Hub
-from hyperhive.errors import AgentNotFound, HiveError, NotAllowed, NotFound
+from hyperhive.errors import AgentNotFound, ErrorCode, HiveError, NotAllowed, NotFound
 from hyperhive.names import BROADCAST, MANAGER, OPERATOR, SYSTEM
 from hyperhive.protocol import MAX_BODY_BYTES, MAX_RECV, MAX_RECV_WAIT, Message
 from hyperhive.store.base import MessageRow, Store
@@ -33,11 +33,11 @@ BODY_PREVIEW = 200
 
 
 class BodyTooLarge(HiveError):
-    code = "too_large"
+    code = ErrorCode.TOO_LARGE
 
 
 class UnknownReply(HiveError):
-    code = "unknown_reply"
+    code = ErrorCode.UNKNOWN_REPLY
 
 
 def _row_to_message(row: MessageRow) -> Message:

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from hyperhive.errors import HiveError
+from hyperhive.errors import ErrorCode, HiveError
 from hyperhive.harness.login import LoginSession
 from hyperhive.sse import sse_response
 
@@ -35,7 +35,7 @@ SERIES_KEPT = 100  # turns in the stats chart
 
 
 class BodyTooLarge(HiveError):
-    code = "too_large"
+    code = ErrorCode.TOO_LARGE
 
 
 def _num(value: Any) -> float:
