@@ -251,3 +251,23 @@ async def test_check_reports_every_migration_applied_and_counts(store: Store) ->
     assert report["applied"] == [m.name for m in BROKER_MIGRATIONS] and report["missing"] == []
     assert report["counts"]["messages"] == 2 and report["counts"]["counters"] == 1
     assert report["backend"] in ("sqlite", "postgresql")
+
+
+async def test_racing_requests_for_one_agent_make_one_open_approval(store: Store, second: Store) -> None:
+    racers = 8
+    barrier = asyncio.Barrier(racers)
+
+    async def request(i: int) -> tuple[int, bool]:
+        await barrier.wait()
+        row, created = await (store if i % 2 else second).insert_approval_once("spawn", "scout", None, "manager", 1.0)
+        return row["id"], created
+
+    results = await asyncio.gather(*(request(i) for i in range(racers)))
+    assert sum(created for _, created in results) == 1
+    assert len({aid for aid, _ in results}) == 1
+    (aid,) = {aid for aid, _ in results}
+    await store.transition_approval(aid, ["pending"], "denied")
+    _row, created = await store.insert_approval_once("spawn", "scout", None, "manager", 2.0)
+    assert created  # the earlier one is resolved: a new request may open
+    _other, created = await store.insert_approval_once("init_config", "scout", None, "manager", 2.0)
+    assert created  # another kind is another request

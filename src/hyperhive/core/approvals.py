@@ -101,17 +101,17 @@ class Approvals:
                                                commit_ref=commit_ref)  # fmt: skip
         return row["id"]
 
-    async def _no_duplicate(self, kind: str, agent: str) -> None:
-        for a in await self.pending():
-            if a["kind"] == kind and a["agent"] == agent:
-                raise Conflict(f"a {kind} request for {agent!r} is already pending (#{a['id']})")
+    async def _insert_once(self, kind: ApprovalKind, agent: str, description: str | None, requested_by: str) -> int:
+        row, created = await self.store.insert_approval_once(kind, agent, description, requested_by, self.clock())
+        if not created:
+            raise Conflict(f"a {kind} request for {agent!r} is already pending (#{row['id']})")
+        return row["id"]
 
     async def request_spawn(self, name: str, description: str | None, *, requested_by: str) -> dict[str, Any]:
         name = validate_agent_name(name, allow_manager=False)
         if name in self.lifecycle.agents:
             raise Conflict(f"agent {name!r} already exists")
-        await self._no_duplicate("spawn", name)
-        aid = await self._insert("spawn", name, description, requested_by)
+        aid = await self._insert_once("spawn", name, description, requested_by)
         return await self._added(aid)
 
     async def request_init_config(self, name: str, description: str | None, *, requested_by: str) -> dict[str, Any]:
@@ -120,8 +120,7 @@ class Approvals:
             raise Conflict(f"agent {name!r} already exists")
         if self.lifecycle.paths.agent(name).config.exists():
             raise Conflict(f"{name!r} already has a proposed config repo; edit it and request_apply_commit")
-        await self._no_duplicate("init_config", name)
-        aid = await self._insert("init_config", name, description, requested_by)
+        aid = await self._insert_once("init_config", name, description, requested_by)
         return await self._added(aid)
 
     async def request_apply_commit(

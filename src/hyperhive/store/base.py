@@ -209,6 +209,13 @@ class Store(NodeStore, Protocol):
         commit_ref: str | None = None,
     ) -> ApprovalRow: ...
 
+    async def insert_approval_once(
+        self, kind: ApprovalKind, agent: str, description: str | None, requested_by: str, now: float
+    ) -> tuple[ApprovalRow, bool]:
+        """A pending request, unless one of `kind` for `agent` is already pending or approving:
+        then (that one, False). One step: two racing requests make one row."""
+        ...
+
     async def get_approval(self, aid: int) -> ApprovalRow | None: ...
 
     async def approvals(

@@ -215,6 +215,18 @@ def insert_approval(tx: Tx, kind: str, agent: str, description: str | None, requ
     return approval(r)
 
 
+def insert_approval_once(tx: Tx, kind: str, agent: str, description: str | None, requested_by: str,
+                         now: float) -> tuple[ApprovalRow, bool]:  # fmt: skip
+    """A pending request unless one of this kind for this agent is open: (that one, False)."""
+    if tx.dialect == "postgresql":  # serialize the check-then-insert across writers for this key
+        tx.rows("SELECT pg_advisory_xact_lock(hashtext(?))", (f"approval:{kind}:{agent}",))
+    open_ = _one(tx, f"SELECT {APPROVAL_COLS} FROM approvals WHERE kind = ? AND agent = ? "
+                     "AND status IN ('pending', 'approving') ORDER BY id LIMIT 1", (kind, agent))  # fmt: skip
+    if open_ is not None:
+        return approval(open_), False
+    return insert_approval(tx, kind, agent, description, requested_by, now, "pending", None), True
+
+
 def get_approval(tx: Tx, aid: int) -> ApprovalRow | None:
     r = _one(tx, f"SELECT {APPROVAL_COLS} FROM approvals WHERE id = ?", (aid,))
     return approval(r) if r else None

@@ -118,6 +118,10 @@ class SqlStore(NodeOps):
             lambda tx: ops.insert_approval(tx, kind, agent, description, requested_by, now, status, commit_ref)
         )
 
+    async def insert_approval_once(self, kind: ApprovalKind, agent: str, description: str | None,
+                                   requested_by: str, now: float) -> tuple[ApprovalRow, bool]:  # fmt: skip
+        return await self._write(lambda tx: ops.insert_approval_once(tx, kind, agent, description, requested_by, now))
+
     async def get_approval(self, aid: int) -> ApprovalRow | None:
         return await self._read(lambda tx: ops.get_approval(tx, aid))
 
