@@ -108,7 +108,7 @@ class PostgresStore(SqlStore):
         if self.applied:
             log.info("%s: applied migrations %s", self.location, ", ".join(self.applied))
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
-            url, min_size=1, max_size=POOL_SIZE, kwargs={"row_factory": dict_row}, open=True,
+            url, min_size=1, max_size=POOL_SIZE, kwargs={"row_factory": dict_row, "autocommit": True}, open=True,
             name="hyperhive-store",
         )  # fmt: skip
         self._executor = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="pg-store")
@@ -121,7 +121,13 @@ class PostgresStore(SqlStore):
     # ---- running operations ----------------------------------------------------------------
 
     def run_now(self, fn: Callable[[Tx], T]) -> T:
+        """A write: one transaction (BEGIN … COMMIT)."""
         with self._pool.connection() as conn, conn.transaction():
+            return fn(PgTx(conn))
+
+    def read_now(self, fn: Callable[[Tx], T]) -> T:
+        """A read: each statement on its own (autocommit), one round trip, no BEGIN/COMMIT."""
+        with self._pool.connection() as conn:
             return fn(PgTx(conn))
 
     async def _write(self, fn: Callable[[Tx], T]) -> T:
@@ -129,7 +135,10 @@ class PostgresStore(SqlStore):
             raise RuntimeError("store is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.run_now, fn)
 
-    _read = _write
+    async def _read(self, fn: Callable[[Tx], T]) -> T:
+        if self._closed:
+            raise RuntimeError("store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.read_now, fn)
 
     # ---- wake-up hints -----------------------------------------------------------------------
 
