@@ -50,7 +50,6 @@ def short_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-
 @pytest.fixture
 async def hive(tmp_path: Path, short_dir: Path) -> AsyncIterator[Daemon]:
     """A real daemon, in-process, on tmp dirs: process cages, no manager, dashboard on port 0."""

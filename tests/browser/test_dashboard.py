@@ -29,8 +29,6 @@ XSS = "<img src=x onerror=window.__xss=1>"
 T = 10_000  # ms: the bound on every wait
 
 
-
-
 @pytest.fixture
 def dash(hive: Daemon) -> Dash:
     return dash_of(hive)
@@ -168,7 +166,7 @@ async def test_compose_sends_to_an_agent_and_a_peer_reply_appears_without_reload
     await expect(page.locator("#compose-prompt")).to_have_text("@delta>", timeout=T)
     row = page.locator(".hh-term-row.sent", has_text="hello from the browser")
     await expect(row).to_have_count(1, timeout=T)
-    [sent] = (await s.broker.recent(recipient="delta"))
+    [sent] = await s.broker.recent(recipient="delta")
     assert (sent.sender, sent.body) == ("operator", "hello from the browser")
     assert await page.evaluate("localStorage.getItem('hh.compose.to')") == "delta"
 
@@ -205,7 +203,7 @@ async def test_approvals_and_questions_appear_live_and_resolve_by_click(dash: Da
     await card.locator('input[name="note"]').fill("not today")
     await card.locator('button[data-action="deny"]').click()
     await expect(card).to_have_count(0, timeout=T)
-    denied = (await s.approvals.get(a["id"]))
+    denied = await s.approvals.get(a["id"])
     assert (denied["status"], denied["note"]) == ("denied", "not today")
 
     q = await s.questions.ask("manager", "which colour?", options=["red", "green"])

@@ -195,7 +195,10 @@ async def test_resolving_an_unknown_or_already_resolved_approval_is_refused(ahiv
         assert err.code == "conflict" and "already denied" in err.message
     assert (await refused(ahive.host, "approve", id=aid + 1000)).code == "not_found"
     assert (await refused(ahive.host, "approve", id=0)).code == "bad_request"
-    assert (await ahive.s.approvals.get(aid)) == row and await ahive.tags("scout") == tags == [f"proposal/{aid}", f"denied/{aid}"]
+    assert (await ahive.s.approvals.get(aid)) == row and await ahive.tags("scout") == tags == [
+        f"proposal/{aid}",
+        f"denied/{aid}",
+    ]
     assert [(e["id"], e["status"]) for e in ahive.resolved()][-1] == (aid, "denied")
     assert len([e for e in ahive.resolved() if e["id"] == aid]) == 1
 

@@ -87,7 +87,9 @@ async def test_tokens_per_day_resume_once_and_keep_paused(
             refused = await a.call()
             assert refused.status_code == 403 and refused.json()["error"]["type"] == "permission_error"
             assert "over its calendar budget" in refused.json()["error"]["message"]
-            assert daemon.gateway is not None and (await daemon.gateway.spend_summary())["agents"]["a"]["paused"] is True
+            assert (
+                daemon.gateway is not None and (await daemon.gateway.spend_summary())["agents"]["a"]["paused"] is True
+            )
             assert (await b.call()).status_code == 200, "another agent is not affected"
             await s.broker.send("operator", "a", "queued while paused")
             held = await a.mcp("recv", wait_seconds=0.2)

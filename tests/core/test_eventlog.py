@@ -31,7 +31,7 @@ async def test_each_event_is_one_info_line_without_message_text(hive: Daemon, ca
     assert (await ask_socket(asker, {"cmd": "ask", "question": "the secret plan?"}))["ok"]
     manager = await wire_agent(hive, "manager")
     assert (await ask_socket(manager, {"cmd": "request_spawn", "name": "newbie"}))["ok"]
-    pending = (await s.approvals.pending())
+    pending = await s.approvals.pending()
     await s.approvals.deny(pending[0]["id"], note="not now")
     try:
         async with asyncio.timeout(10):

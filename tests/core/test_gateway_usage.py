@@ -60,7 +60,7 @@ async def test_streamed_and_plain_responses_are_recorded_per_agent_and_model_and
                 counted = await client.post("/v1/messages/count_tokens", json=ask("x", "claude-test-x"), headers=hdr)
             assert streamed.status_code == plain.status_code == counted.status_code == 200
             s_usage, p_usage = sse_usage(streamed.text), plain.json()["usage"]
-            rows = (await daemon.gateway.usage.recent("a"))
+            rows = await daemon.gateway.usage.recent("a")
             assert len(rows) == 2, "count_tokens is not a model response"
             by_model = {r["model"]: r for r in rows}
             x, sonnet = by_model["claude-test-x"], by_model["claude-sonnet-4-5"]
@@ -74,13 +74,13 @@ async def test_streamed_and_plain_responses_are_recorded_per_agent_and_model_and
             assert abs(x["cost_usd"] - expected_x) < 1e-9, "the hive.toml override prices claude-test-x"
             expected_s = (sonnet["input_tokens"] * 3.0 + sonnet["output_tokens"] * 15.0) / 1e6
             assert abs(sonnet["cost_usd"] - expected_s) < 1e-9
-            before = (await daemon.gateway.usage.summary())
+            before = await daemon.gateway.usage.summary()
         finally:
             await stop_daemon(daemon, task)
         daemon, task = await start_daemon(config)
         try:
             assert daemon.gateway is not None
-            after = (await daemon.gateway.usage.summary())
+            after = await daemon.gateway.usage.summary()
             assert after["agents"] == before["agents"] and after["agents"]["a"]["today"]["requests"] == 2
             assert after["today"]["usd"] == before["today"]["usd"] > 0
         finally:

@@ -101,7 +101,7 @@ async def test_the_watchdog_expires_a_question_at_its_deadline_on_an_injected_cl
     await qhive.bob.call("ask", question="unrelated")
     # question_answered is the last thing _resolve writes
     await qhive.until("the watchdog's expiry", lambda: qhive.events("alice", "question_answered"), 5)
-    q = (await qhive.s.questions.get(qid))
+    q = await qhive.s.questions.get(qid)
     assert (q["answer"], q["answerer"], q["answered_at"]) == (EXPIRED, WATCHDOG, clock.now)
     assert qhive.events("alice", "question_answered") == [
         {"event": "question_answered", "id": qid, "question": "still needed?", "answer": EXPIRED, "answerer": WATCHDOG}

@@ -75,8 +75,20 @@ async def test_an_agent_past_the_claimed_range_gets_no_uid(tmp_path: Path) -> No
         assert daemon.services is not None
         last = UID_RANGE - 1  # a kept (destroyed) agent holds the last id of the range (as a copy brings it)
         store = daemon.services.store
-        await store.import_rows("agents", [{"name": "old", "id": last, "created_at": 0.0, "desired": "stopped",
-                                            "uid": config.uid_base + last, "description": None, "destroyed_at": 1.0}])
+        await store.import_rows(
+            "agents",
+            [
+                {
+                    "name": "old",
+                    "id": last,
+                    "created_at": 0.0,
+                    "desired": "stopped",
+                    "uid": config.uid_base + last,
+                    "description": None,
+                    "destroyed_at": 1.0,
+                }
+            ],
+        )
         await store.import_rows("counters", [{"name": "agent_id", "value": last}])
         with pytest.raises(Conflict, match="no host uid left"):
             await daemon.services.lifecycle.spawn("beta", seed=False)

@@ -171,7 +171,7 @@ async def test_operator_send_reaches_the_broker_and_bad_recipients_are_refused(
     r = await client.post("/api/send", json={"to": "@delta", "body": "hi delta"})
     assert r.status_code == 200, r.text
     [mid] = r.json()["ids"]
-    msg = (await s.broker.get(mid))
+    msg = await s.broker.get(mid)
     assert msg is not None and (msg.sender, msg.recipient, msg.body) == ("operator", "delta", "hi delta")
     r = await client.post("/api/send", data={"to": "delta", "body": "a reply", "in_reply_to": str(mid)})
     assert r.status_code == 200 and (await s.broker.get(r.json()["ids"][0])).in_reply_to == mid
