@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -22,11 +21,13 @@ from hyperhive.errors import HiveError
 from hyperhive.harness.bookkeeping import DEFAULT_DIGEST_SECONDS, HeldEvents, quiet_event
 from hyperhive.harness.bus import NOTES_COMPACTED, NOTES_COMPACTION_FAILED, Bus
 from hyperhive.harness.compaction import DEFAULT_COMPACT_BYTES, NotesCompactor
-from hyperhive.harness.modelchoice import ModelRecord, load_record, save_record
+from hyperhive.harness.modelchoice import load_record
+from hyperhive.harness.modelctl import ModelMixin
+from hyperhive.harness.pooling import DEFAULT_WARM_IDLE, PoolingMixin, Refused
 from hyperhive.harness.prompting import format_wake_prompt, load_system_prompt
 from hyperhive.harness.turnspec import TurnResult, TurnSpec
 from hyperhive.protocol import HARNESS_STATES as STATES
-from hyperhive.protocol import MAX_NAP_SECONDS, MAX_RECV_WAIT
+from hyperhive.protocol import MAX_NAP_SECONDS
 
 if TYPE_CHECKING:  # the SDK is imported only where a turn runs: the worker (issue 13)
     from hyperhive.harness.turn import TurnRunner
@@ -36,13 +37,6 @@ __all__ = ["Harness", "HarnessPaths", "Refused"]
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
-DEFAULT_WARM_IDLE = 300.0
-
-
-class Refused(HiveError):
-    """An operator control that cannot run now (the reason says why)."""
-
-    code = "conflict"
 
 
 @dataclass(frozen=True)
@@ -71,7 +65,7 @@ class HarnessPaths:
         )
 
 
-class Harness:
+class Harness(ModelMixin, PoolingMixin):
     def __init__(
         self,
         *,
@@ -149,83 +143,6 @@ class Harness:
         task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    # ---- model -------------------------------------------------------------------------
-
-    def default_model(self) -> str | None:
-        value = self.config.get("model")
-        return str(value) if value else None
-
-    def model_override(self) -> str | None:
-        try:
-            text = self.paths.model_file.read_text(encoding="utf-8").strip()
-        except OSError:
-            return None
-        return text or None
-
-    def model(self) -> str | None:
-        """Read at every turn: the operator's override wins over the config's default."""
-        return self.model_override() or self.default_model()
-
-    def set_model(self, name: str | None) -> str | None:
-        """Persist the operator's choice (None clears it). A failed write is a warning event,
-        and the choice still holds for this run... except it cannot be read back, so say so."""
-        warning = None
-        try:
-            if name:
-                self.paths.model_file.write_text(name + "\n", encoding="utf-8")
-            else:
-                self.paths.model_file.unlink(missing_ok=True)
-        except OSError as exc:
-            warning = f"could not persist the model choice to {self.paths.model_file}: {exc}"
-            self.bus.emit("note", {"text": "warning: " + warning, "level": "warning"})
-        record = self.model_record or ModelRecord(config_model=self.default_model())
-        record.switched("operator")
-        self.model_record = record
-        self.model_queued_at = record.switched_at
-        warning = self._save_model_record() or warning
-        self.bus.emit(
-            "model_changed",
-            {"model": name or self.default_model(), "override": name, "default": self.default_model(),
-             "source": "operator", "queued": self.state == "thinking", "at": self.model_queued_at,
-             "hidden_by_override": self.config_model_hidden(), "warning": warning},
-        )  # fmt: skip
-        self._background(self._report(), "report-model")
-        return warning
-
-    def config_model_hidden(self) -> bool:
-        """True when the operator's override hides a different model in the config."""
-        override = self.model_override()
-        return bool(override and override != self.default_model())
-
-    def _save_model_record(self) -> str | None:
-        assert self.model_record is not None
-        warning = save_record(self.model_record_path, self.model_record)
-        if warning:
-            self.bus.emit("note", {"text": "warning: " + warning, "level": "warning"})
-        return warning
-
-    def note_config_model(self) -> None:
-        """At start: a deploy that changed the config's model is a switch ("last switched" moves,
-        source `config`); the first start only records the config's model."""
-        default = self.default_model()
-        record = self.model_record
-        if record is None:
-            self.model_record = ModelRecord(config_model=default)
-            self._save_model_record()
-            return
-        if record.config_model == default:
-            return
-        previous, record.config_model = record.config_model, default
-        record.switched("config")
-        self.model_queued_at = record.switched_at
-        self._save_model_record()
-        self.bus.emit(
-            "model_changed",
-            {"model": self.model(), "override": self.model_override(), "default": default, "source": "config",
-             "previous_default": previous, "queued": False, "at": record.switched_at,
-             "hidden_by_override": self.config_model_hidden()},
-        )  # fmt: skip
 
     # ---- session -----------------------------------------------------------------------
 
@@ -356,45 +273,9 @@ class Harness:
             await self._back_off(result.note)
         await self.client.call("requeue_inflight")
 
-    async def _admit(self, message: dict[str, Any]) -> None:
-        """Wait for a slot of the core's burst scheduler (oldest message first; a warm CLI costs
-        less). A core that cannot say (an error) does not hold the turn back."""
-        sent_at = float(message.get("sent_at") or time.time())
-        while not self._stopping.is_set():
-            try:
-                reply = await self.poll.call("turn_admit", sent_at=sent_at, warm=self.runner.warm,
-                                             wait_seconds=MAX_RECV_WAIT)  # fmt: skip
-            except HiveError as exc:
-                self.bus.emit("note", {"text": f"turn admission unavailable ({exc.message}): running", "level": "warning"})
-                return
-            if reply.get("admitted"):
-                return
-
-    async def _release(self) -> None:
-        with contextlib.suppress(HiveError, OSError, asyncio.TimeoutError):
-            await self.client.call("turn_release")
-
     def _warn(self, warning: str | None) -> None:
         if warning:
             self.bus.emit("note", {"text": "warning: " + warning, "level": "warning"})
-
-    async def _hold(self, message: dict[str, Any], event: str) -> None:
-        """A notice that needs no decision: persisted, acknowledged, folded into the next turn."""
-        self._warn(self.held.add(message, event))
-        await self._ack()
-        self.bus.emit("note", {"text": f"system notice #{message['id']} ({event}) held for the next turn"})
-
-    def _recv_wait(self) -> float:
-        """The long-poll's bound: shorter when the manager's digest falls due sooner."""
-        first = self.held.first_at()
-        if not self.manager or first is None:
-            return MAX_RECV_WAIT
-        return max(0.0, min(float(MAX_RECV_WAIT), first + self.digest_seconds - time.time()))
-
-    def _digest(self) -> dict[str, Any]:
-        last = self.held.items[-1]
-        return {"id": last.id, "sender": "system", "body": self.held.digest_body(), "redelivered": False, "digest": True,
-                "sent_at": self.held.first_at()}  # fmt: skip
 
     async def _ack(self) -> None:
         try:
@@ -420,48 +301,6 @@ class Harness:
 
     def login_succeeded(self) -> None:
         self._logged_in.set()
-
-    # ---- the warm CLI (issue 13) --------------------------------------------------------
-
-    def _start_cooler(self) -> None:
-        self._stop_cooler()
-        if self.runner.warm:
-            self._cooler = asyncio.ensure_future(self._cool_when_idle())
-            self._cooler.set_name("cool-when-idle")
-
-    def _stop_cooler(self) -> None:
-        if self._cooler is not None and not self._cooler.done():
-            self._cooler.cancel()
-        self._cooler = None
-
-    async def _cool_when_idle(self) -> None:
-        await asyncio.sleep(self.warm_idle)
-        if not self._turn_lock.locked():
-            await self.cool(f"idle for {self.warm_idle:g} s")
-
-    def pool_state(self) -> dict[str, Any]:
-        """Warm or cold, the turn worker's pid, and whether this process holds the SDK (it
-        should not: only the worker imports it)."""
-        worker = getattr(self.runner, "worker_pid", None)
-        return {
-            "warm": self.runner.warm,
-            "cli_pid": self.runner.warm_pid(),
-            "worker_pid": worker() if worker is not None else None,
-            "sdk_loaded": "claude_agent_sdk" in sys.modules,
-            "cooled": self.runner.cooled,
-        }
-
-    async def cool(self, why: str) -> str:
-        """End the kept claude CLI (idle, or the core's pool needs the room); the session stays
-        and the next turn starts cold. Refused while a turn runs."""
-        if self._turn_lock.locked() or self.runner.busy:
-            raise Refused("a turn is running: the CLI is cooled after it")
-        pid = self.runner.warm_pid()
-        if not await self.runner.cool(why):
-            return "nothing to cool: no claude CLI is kept"
-        self.bus.emit("note", {"text": f"cooled the claude CLI (pid {pid}): {why}", "pool": "cooled", "pid": pid})
-        self._background(self._report(), "report-cooled")
-        return "cooled"
 
     # ---- operator controls -------------------------------------------------------------
 

@@ -1,0 +1,136 @@
+"""The harness's share of issue 13, mixed into `Harness` (harness/loop.py): notices held for
+the next turn (harness/bookkeeping.py), the manager's digest, the core's turn admission
+(core/scheduler.py) and the warm claude CLI's cooling (idle, or the core's pool)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from hyperhive.errors import HiveError
+from hyperhive.harness.bookkeeping import HeldEvents
+from hyperhive.protocol import MAX_RECV_WAIT
+
+if TYPE_CHECKING:
+    from hyperhive.client import HiveClient
+    from hyperhive.harness.bus import Bus
+    from hyperhive.harness.turn import TurnRunner
+    from hyperhive.harness.workerclient import WorkerRunner
+
+__all__ = ["DEFAULT_WARM_IDLE", "PoolingMixin", "Refused"]
+
+DEFAULT_WARM_IDLE = 300.0
+
+
+class Refused(HiveError):
+    """An operator control that cannot run now (the reason says why)."""
+
+    code = "conflict"
+
+
+class PoolingMixin:
+    manager: bool
+    client: HiveClient
+    poll: HiveClient
+    bus: Bus
+    runner: TurnRunner | WorkerRunner
+    held: HeldEvents
+    digest_seconds: float
+    warm_idle: float
+    _cooler: asyncio.Task[None] | None
+    _stopping: asyncio.Event
+    _turn_lock: asyncio.Lock
+
+    def _warn(self, warning: str | None) -> None:
+        if warning:
+            self.bus.emit("note", {"text": "warning: " + warning, "level": "warning"})
+
+    async def _ack(self) -> None:
+        raise NotImplementedError
+
+    def _background(self, coro: Any, name: str) -> None:
+        raise NotImplementedError
+
+    async def _report(self) -> None:
+        raise NotImplementedError
+
+    async def _admit(self, message: dict[str, Any]) -> None:
+        """Wait for a slot of the core's burst scheduler (oldest message first; a warm CLI costs
+        less). A core that cannot say (an error) does not hold the turn back."""
+        sent_at = float(message.get("sent_at") or time.time())
+        while not self._stopping.is_set():
+            try:
+                reply = await self.poll.call("turn_admit", sent_at=sent_at, warm=self.runner.warm,
+                                             wait_seconds=MAX_RECV_WAIT)  # fmt: skip
+            except HiveError as exc:
+                self.bus.emit(
+                    "note", {"text": f"turn admission unavailable ({exc.message}): running", "level": "warning"}
+                )
+                return
+            if reply.get("admitted"):
+                return
+
+    async def _release(self) -> None:
+        with contextlib.suppress(HiveError, OSError, asyncio.TimeoutError):
+            await self.client.call("turn_release")
+
+    async def _hold(self, message: dict[str, Any], event: str) -> None:
+        """A notice that needs no decision: persisted, acknowledged, folded into the next turn."""
+        self._warn(self.held.add(message, event))
+        await self._ack()
+        self.bus.emit("note", {"text": f"system notice #{message['id']} ({event}) held for the next turn"})
+
+    def _recv_wait(self) -> float:
+        """The long-poll's bound: shorter when the manager's digest falls due sooner."""
+        first = self.held.first_at()
+        if not self.manager or first is None:
+            return MAX_RECV_WAIT
+        return max(0.0, min(float(MAX_RECV_WAIT), first + self.digest_seconds - time.time()))
+
+    def _digest(self) -> dict[str, Any]:
+        last = self.held.items[-1]
+        return {"id": last.id, "sender": "system", "body": self.held.digest_body(), "redelivered": False, "digest": True,
+                "sent_at": self.held.first_at()}  # fmt: skip
+
+    def _start_cooler(self) -> None:
+        self._stop_cooler()
+        if self.runner.warm:
+            self._cooler = asyncio.ensure_future(self._cool_when_idle())
+            self._cooler.set_name("cool-when-idle")
+
+    def _stop_cooler(self) -> None:
+        if self._cooler is not None and not self._cooler.done():
+            self._cooler.cancel()
+        self._cooler = None
+
+    async def _cool_when_idle(self) -> None:
+        await asyncio.sleep(self.warm_idle)
+        if not self._turn_lock.locked():
+            await self.cool(f"idle for {self.warm_idle:g} s")
+
+    def pool_state(self) -> dict[str, Any]:
+        """Warm or cold, the turn worker's pid, and whether this process holds the SDK (it
+        should not: only the worker imports it)."""
+        worker = getattr(self.runner, "worker_pid", None)
+        return {
+            "warm": self.runner.warm,
+            "cli_pid": self.runner.warm_pid(),
+            "worker_pid": worker() if worker is not None else None,
+            "sdk_loaded": "claude_agent_sdk" in sys.modules,
+            "cooled": self.runner.cooled,
+        }
+
+    async def cool(self, why: str) -> str:
+        """End the kept claude CLI (idle, or the core's pool needs the room); the session stays
+        and the next turn starts cold. Refused while a turn runs."""
+        if self._turn_lock.locked() or self.runner.busy:
+            raise Refused("a turn is running: the CLI is cooled after it")
+        pid = self.runner.warm_pid()
+        if not await self.runner.cool(why):
+            return "nothing to cool: no claude CLI is kept"
+        self.bus.emit("note", {"text": f"cooled the claude CLI (pid {pid}): {why}", "pool": "cooled", "pid": pid})
+        self._background(self._report(), "report-cooled")
+        return "cooled"
