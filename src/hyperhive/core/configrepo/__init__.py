@@ -127,9 +127,7 @@ class ConfigRepos:
         """
         return await asyncio.to_thread(self._engine.propose, name, commit_ref, approval_id)
 
-    async def commit_operator_edit(
-        self, name: str, files: dict[str, str], base_sha: str, approval_id: int
-    ) -> Proposal:
+    async def commit_operator_edit(self, name: str, files: dict[str, str], base_sha: str, approval_id: int) -> Proposal:
         """The operator's direct edit (`hive config edit`): a commit on applied main with `files`
         replaced, built by the core in the applied repo (never in the manager's proposed repo),
         validated, and tagged `proposal/<id>` and `operator/<id>`; the deploy steps then run as

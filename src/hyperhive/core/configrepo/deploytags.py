@@ -181,4 +181,6 @@ def tag_message(repo: Path, name: str, tag: str) -> str | None:
         raise RefNotFound(f"no {tag} for {name!r}")
     if r.stdout.strip() != b"tag":
         return None
-    return git(repo, "for-each-ref", "--format=%(contents)", f"refs/tags/{tag}").stdout.decode("utf-8", "replace").strip()
+    return (
+        git(repo, "for-each-ref", "--format=%(contents)", f"refs/tags/{tag}").stdout.decode("utf-8", "replace").strip()
+    )

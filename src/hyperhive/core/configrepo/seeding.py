@@ -88,11 +88,16 @@ def _refuse_existing(paths: HivePaths, name: str, *, applied: bool) -> None:
 def _seed_files(name: str, description: str | None, toml: str | None, network: str) -> dict[str, str]:
     if toml is None:
         if name == MANAGER:
-            return {AGENT_TOML: manager_agent_toml(description, network=network), INSTRUCTIONS_MD: manager_instructions()}
+            return {
+                AGENT_TOML: manager_agent_toml(description, network=network),
+                INSTRUCTIONS_MD: manager_instructions(),
+            }
         toml = default_agent_toml(name, description, network=network)
     cfg = parse_agent_toml(toml)
     if cfg.instructions not in (None, INSTRUCTIONS_MD):
-        raise ConfigInvalid(f"agent.toml: `instructions`: a seed provides only {INSTRUCTIONS_MD!r}", field="instructions")
+        raise ConfigInvalid(
+            f"agent.toml: `instructions`: a seed provides only {INSTRUCTIONS_MD!r}", field="instructions"
+        )
     instructions = manager_instructions() if name == MANAGER else default_instructions(name, description)
     return {AGENT_TOML: toml, INSTRUCTIONS_MD: instructions}
 
