@@ -10,50 +10,16 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from nodes_rig import BOUND, Node, run_dir
 
 from dashboard.dashkit import dash_of, logged_in
-from hivetest import ask_socket, make_config, pg_test_url, run_hive, start_daemon, stop_daemon, until, wire_agent
-from hyperhive.config import HiveConfig
-from hyperhive.core.daemon import Daemon
+from hivetest import ask_socket, make_config, pg_test_url, run_hive, wire_agent
 from hyperhive.core.nodes import DEAD_AFTER
-
-BOUND = 30.0
-
-
-@dataclass
-class Node:
-    config: HiveConfig
-    daemon: Daemon | None = None
-    task: Any = None
-
-    async def start(self) -> Daemon:
-        self.daemon, self.task = await start_daemon(self.config)
-        return self.daemon
-
-    async def stop(self) -> None:
-        if self.daemon is not None:
-            await stop_daemon(self.daemon, self.task)
-            self.daemon = None
-
-    @property
-    def d(self) -> Daemon:
-        assert self.daemon is not None
-        return self.daemon
-
-    def rows(self) -> dict[str, Any]:
-        assert self.d.services is not None
-        return {r.name: r for r in self.d.services.lifecycle.rows()}
-
-    async def until(self, what: str, check: Any, bound: float = BOUND) -> Any:
-        assert self.d.services is not None
-        return await until(self.d.services.hub, what, check, bound, explain=lambda: f"rows: {self.rows()}",
-                           recheck=0.5)  # fmt: skip
 
 
 async def wire(node: Node, name: str) -> Path:
@@ -65,19 +31,12 @@ async def wire(node: Node, name: str) -> Path:
     return path
 
 
-def _run(short_dir: Path, name: str) -> Path:
-    run = short_dir / name
-    run.mkdir(exist_ok=True)
-    run.chmod(0o711)
-    return run
-
-
 @pytest.fixture
 async def pair(tmp_path: Path, short_dir: Path) -> AsyncIterator[tuple[Node, Node]]:
     url = pg_test_url()
     nodes = []
     for name in ("n1", "n2"):
-        nodes.append(Node(make_config(tmp_path / name, _run(short_dir, name), store_url=url, node=name)))
+        nodes.append(Node(make_config(tmp_path / name, run_dir(short_dir, name), store_url=url, node=name)))
     try:
         for node in nodes:
             await node.start()
@@ -199,7 +158,8 @@ async def test_the_manager_runs_on_one_node_and_moves_only_when_its_node_is_gone
 ) -> None:
     url = pg_test_url()
     n1, n2 = (
-        Node(make_config(tmp_path / n, _run(short_dir, n), store_url=url, node=n, manager=True)) for n in ("n1", "n2")
+        Node(make_config(tmp_path / n, run_dir(short_dir, n), store_url=url, node=n, manager=True))
+        for n in ("n1", "n2")
     )
     try:
         await n1.start()

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hyperhive.core.hub import Hub
+from hyperhive.core.nodeconfig import CONFIG_FILES, NodeConfigs
 from hyperhive.core.sockets import Identity
 from hyperhive.errors import Conflict, ErrorCode, HiveError, NotFound
 from hyperhive.names import MANAGER, OPERATOR
@@ -80,6 +81,8 @@ class Nodes:
         self._approving: set[int] = set()  # approvals this node is deploying (from its own hub)
         self.relayed: list[Callable[[str], None]] = []  # told the kind of each event another node relayed
         self._seen: deque[int] = deque(maxlen=4 * RELAY_OVERLAP)
+        self.configs = NodeConfigs(self)
+        self._seeding: asyncio.Task[None] | None = None
         self._seen_set: set[int] = set()
 
     # ---- start ------------------------------------------------------------------------------
@@ -127,7 +130,11 @@ class Nodes:
         loops = [self._heartbeat_loop()]
         if self.multi:
             loops += [self._requests_loop(), self._export_loop(), self._import_loop()]
-        await asyncio.gather(*loops)
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            if self._seeding is not None:
+                self._seeding.cancel()
 
     # ---- heartbeat, the whole hive's rows ------------------------------------------------------
 
@@ -216,6 +223,8 @@ class Nodes:
                 await self.beat()
                 if self.multi:
                     await self.store.node_housekeeping(time.time() - KEEP_EVENTS, time.time() - KEEP_EVENTS)
+                    if self._seeding is None or self._seeding.done():  # it may wait on other nodes
+                        self._seeding = asyncio.ensure_future(self.configs.seed_proposed())
             except Exception:
                 log.exception("node heartbeat failed; retrying")
             self._beat_wake.clear()
@@ -226,6 +235,8 @@ class Nodes:
 
     async def route(self, who: Identity, req: Any) -> dict[str, Any] | None:
         """A host or manager verb that another node must run: its reply; None: run it here."""
+        if req.cmd == "approve" and self.multi:
+            return await self.configs.route_approve(who, req)
         if req.cmd == "spawn":
             node = getattr(req, "node", None)
             if node is None or node == self.name:
@@ -297,10 +308,14 @@ class Nodes:
         try:
             if time.time() - created_at > REQUEST_TTL:
                 raise NodeUnreachable(f"the request waited {REQUEST_TTL:.0f} s for node {self.name}; not run late")
+            if request.get("cmd") == CONFIG_FILES:
+                files = await self.configs.files(str(request["agent"]), int(request["id"]))
+                await self.store.node_request_done(rid, {"ok": True, "result": {"files": files}}, time.time())
+                return
             req = decode_request(json.dumps(request))
-            if req.cmd not in FORWARDED | {"spawn"}:
+            if req.cmd not in FORWARDED | {"spawn", "approve"}:
                 raise Conflict(f"{req.cmd} is not run for another node")
-            if req.cmd != "spawn" and req.name not in self.lifecycle.agents:  # never passed on again
+            if req.cmd not in ("spawn", "approve") and req.name not in self.lifecycle.agents:  # never passed on again
                 raise NotFound(f"agent {req.name!r} does not run on node {self.name}")
             reply = {"ok": True, "result": await self.handle(who, req)}
         except ProtocolFailure as exc:
