@@ -190,7 +190,12 @@ class Broker:
                 if abandon is not None and abandon.is_set():
                     rows = []
                     break
-                rows = await self.store.claim_pending(agent, max_messages, self._clock())
+                if self.store.recheck_interval is None and not self._unread.get(agent):
+                    # nothing pending (the count is re-read after every commit, before the wake):
+                    # park without a writer transaction (issue 13)
+                    rows = []
+                else:
+                    rows = await self.store.claim_pending(agent, max_messages, self._clock())
                 if rows or wait_seconds <= 0:
                     break
                 remaining = deadline - loop.time()

@@ -71,6 +71,7 @@ class Database:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name=f"sqlite-writer-{path.name}", daemon=True)
         self._closed = False
+        self.writes = 0  # writer transactions asked for (what the broker's economy is measured by)
         self._writer.start()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -78,6 +79,7 @@ class Database:
             raise RuntimeError("database is closed")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
+        self.writes += 1
         self._queue.put((fn, fut, loop))
         return await fut
 
