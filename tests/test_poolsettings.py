@@ -8,12 +8,14 @@ import pytest
 
 from hyperhive.config import load_config
 from hyperhive.errors import StartupError
-from hyperhive.poolsettings import PoolSettings, pool_settings
+from hyperhive.poolsettings import PoolSettings, default_budget_mib, pool_settings
 
 
 def test_defaults_and_a_full_table() -> None:
     assert pool_settings({}) == PoolSettings()
-    assert PoolSettings().warm_limit() is None
+    budget = default_budget_mib()
+    assert budget is not None, "this host's memory can be read"
+    assert PoolSettings().warm_limit() == max(1, budget // PoolSettings().warm_mib), "half the host's memory"
     s = pool_settings({"pool": {"max_warm": 8, "budget_mib": 1040, "warm_idle_seconds": 30, "digest_seconds": 2.5,
                                 "max_turns": 3, "warm_mib": 260}})  # fmt: skip
     assert (s.max_warm, s.budget_mib, s.warm_idle_seconds, s.digest_seconds, s.turn_limit()) == (8, 1040, 30.0, 2.5, 3)

@@ -9,16 +9,17 @@ from typing import Any
 
 from hyperhive.errors import StartupError
 
-__all__ = ["DEFAULT_WARM_MIB", "PoolSettings", "default_turn_limit", "pool_settings"]
+__all__ = ["DEFAULT_WARM_MIB", "PoolSettings", "default_budget_mib", "default_turn_limit", "pool_settings"]
 
-DEFAULT_WARM_MIB = 260
-"""What one warm agent holds (its claude CLI and the worker), for the budget's arithmetic."""
+DEFAULT_WARM_MIB = 290
+"""What one warm agent holds (its claude CLI ~210 MiB and the turn worker ~75 MiB, measured by
+bench/bench_swarm.py), for the budget's arithmetic."""
 _KEYS = {"budget_mib", "max_warm", "warm_idle_seconds", "digest_seconds", "max_turns", "warm_mib"}
 
 
 @dataclass(frozen=True)
 class PoolSettings:
-    budget_mib: int | None = None  # MiB of warm agents the host affords (None: no memory bound)
+    budget_mib: int | None = None  # MiB of warm agents the host affords (None: half the host's memory)
     max_warm: int | None = None  # warm agents at most (None: only the budget bounds it)
     warm_idle_seconds: float = 300.0  # an agent idle this long is cooled
     digest_seconds: float = 300.0  # the manager's digest of held notices, at most this late
@@ -26,14 +27,25 @@ class PoolSettings:
     warm_mib: int = DEFAULT_WARM_MIB
 
     def warm_limit(self) -> int | None:
-        """How many agents may be warm at once (None: unbounded)."""
-        limits = [n for n in (self.max_warm, self.budget_mib and self.budget_mib // max(1, self.warm_mib)) if n]
+        """How many agents may be warm at once (None: unbounded, only when the host's memory
+        cannot be read)."""
         if self.max_warm == 0 or self.budget_mib == 0:
             return 0
+        budget = self.budget_mib if self.budget_mib is not None else default_budget_mib()
+        limits = [n for n in (self.max_warm, budget and max(1, budget // max(1, self.warm_mib))) if n]
         return min(limits) if limits else None
 
     def turn_limit(self) -> int:
         return self.max_turns if self.max_turns else default_turn_limit()
+
+
+def default_budget_mib() -> int | None:
+    """Half the host's memory (MemTotal), for warm agents when `[pool] budget_mib` is not set."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
+    return max(1, pages * size // (2 * 1024 * 1024))
 
 
 def default_turn_limit() -> int:
