@@ -182,6 +182,7 @@ class Broker:
         max_messages = min(max(max_messages, 1), MAX_RECV)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
+        rows: list[MessageRow] = []
         while True:
             event = asyncio.Event()
             # register before looking, so a send committed in between still wakes us

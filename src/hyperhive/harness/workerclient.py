@@ -99,7 +99,9 @@ class WorkerRunner:
     async def compact(
         self, spec: TurnSpec, session_id: str, on_message: MessageCallback, on_note: NoteCallback
     ) -> TurnResult:
-        return await self.run(dataclasses.replace(spec, prompt="/compact", resume_session=session_id), on_message, on_note)
+        return await self.run(
+            dataclasses.replace(spec, prompt="/compact", resume_session=session_id), on_message, on_note
+        )
 
     async def cancel(self) -> bool:
         if not self._busy or self._proc is None:
