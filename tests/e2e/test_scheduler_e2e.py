@@ -5,6 +5,8 @@ shows b queued and b's model is not asked — and b runs once a's turn ends."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,3 +73,18 @@ async def test_a_turn_waits_for_the_only_slot_and_runs_when_it_frees(rig: Rig) -
     await rig.until("b's turn to end", lambda: rig.events("b", "turn_end"))
     assert rig.events("b", "turn_end")[0]["ok"] and rig.asked("echo queued-b")
     assert rig.s.lifecycle.row("b").queued_since is None
+
+
+async def test_a_harness_that_dies_holding_the_slot_frees_it(rig: Rig) -> None:
+    await rig.hive("spawn", "a")
+    await rig.hive("spawn", "b")
+    await rig.until("a and b to be idle", lambda: rig.idle("a") and rig.idle("b"))
+    await rig.hive("send", "a", "slow 60")
+    await rig.until("a's model to be asked", lambda: rig.asked("slow 60"))
+    await rig.hive("send", "b", "echo after-a-died")
+    await rig.until("b to be queued", lambda: rig.s.lifecycle.row("b").queued_since)
+    rt = rig.s.lifecycle.agents["a"]
+    assert rt.handle is not None
+    os.killpg(os.getpgid(rt.handle.pid), signal.SIGKILL)
+    await rig.until("b's turn to end", lambda: rig.events("b", "turn_end"))
+    assert rig.events("b", "turn_end")[0]["ok"] and rig.s.lifecycle.row("a").warm is False
