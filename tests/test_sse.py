@@ -106,9 +106,7 @@ async def serve(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(path)
     sock.listen(64)
-    config = uvicorn.Config(
-        app, uds=path, lifespan="off", ws="none", log_level="warning", timeout_graceful_shutdown=1
-    )
+    config = uvicorn.Config(app, uds=path, lifespan="off", ws="none", log_level="warning", timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

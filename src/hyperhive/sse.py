@@ -255,10 +255,7 @@ def sse_response(request: Request, source: EventSource[E], **options: Any) -> SS
     """`SSEResponse` resuming from the request's `Last-Event-ID` header or `?last_event_id=`, in
     the epoch `?epoch=` names (if any)."""
     epoch = request.query_params.get("epoch") or None
-    return SSEResponse(
-        source, last_id=last_event_id(request.headers, request.query_params), epoch=epoch, **options
-    )
-
+    return SSEResponse(source, last_id=last_event_id(request.headers, request.query_params), epoch=epoch, **options)
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

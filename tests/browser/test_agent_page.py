@@ -357,7 +357,6 @@ async def test_stats_chart_is_uplot_and_a_new_turn_adds_a_point_live(hive: Hive)
     assert csp == [] and console_errors == [], console_errors
 
 
-
 # ---- issue 14: the compact buttons, the notes, the terminal's height, the dashboard ---------------
 
 
@@ -393,7 +392,9 @@ async def test_the_notes_chip_shows_the_size_and_the_button_compacts_them(hive: 
     await expect(chip).to_contain_text("32")  # the threshold, 32 KiB
     await page.locator("#compact-notes-btn").click()
     await expect(page.locator(".note", has_text="notes compacted")).to_be_visible(timeout=T)
-    await expect(page.locator(".ui-note", has_text=f"notes compacted: {len(before)} → {len(after)} bytes")).to_be_visible()
+    await expect(
+        page.locator(".ui-note", has_text=f"notes compacted: {len(before)} → {len(after)} bytes")
+    ).to_be_visible()
     await expect(chip).to_have_attribute("data-bytes", str(len(after)), timeout=T)
     assert notes.read_text(encoding="utf-8") == after
     await hive.shot("notes-compacted")

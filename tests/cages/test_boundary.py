@@ -1,5 +1,5 @@
 """The boundary holds with REAL bubblewrap cages run by the REAL daemon (issue 5 "The boundary"
-and "How it is verified"; DESIGN §8).
+and "How it is verified"; architecture §8).
 
 Every probe runs "as the agent would run it": the operator sends the agent `bash <command>`,
 the offline model (a scripted stand-in for the Anthropic API) turns that into a Bash tool call,
@@ -202,7 +202,7 @@ async def mrig(tmp_path: Path, short_dir: Path, model: OfflineModelServer) -> As
 async def test_an_agent_cannot_reach_another_agents_state_the_broker_host_sock_or_the_applied_repos(rig: Rig) -> None:
     """From inside a's cage (its real Bash tool): b's state dir, broker.sqlite, host.sock, b's
     mcp.sock, the applied repos and the hive state root are not there; a's own socket and state
-    are (the positive control) (issue 5; DESIGN §8)."""
+    are (the positive control) (issue 5; architecture §8)."""
     await rig.spawn("a", bash=["*"])
     await rig.spawn("b", bash=[])
     b = rig.ap("b")
@@ -239,7 +239,7 @@ async def test_an_agent_cannot_reach_another_agents_state_the_broker_host_sock_o
 async def test_writes_outside_state_home_and_tmp_fail_and_files_belong_to_the_agents_own_host_uid(rig: Rig) -> None:
     """Inside, the agent is uid 1000 and writes only /state, $HOME and the cage's private tmpfs
     (/tmp, /dev); on the host the file it wrote belongs to uid_base + its id — an ordinary uid,
-    not root (issue 5; DESIGN §8)."""
+    not root (issue 5; architecture §8)."""
     await rig.spawn("a", bash=["*"])
     token = f"probe-{os.getpid()}"
     writable = ["/state", "/home/agent", "/tmp", "/dev/shm", "/dev"]  # the last three: tmpfs private to the cage
@@ -275,10 +275,12 @@ async def test_writes_outside_state_home_and_tmp_fail_and_files_belong_to_the_ag
 
 async def test_no_process_of_another_cage_or_of_the_host_is_visible(rig: Rig) -> None:
     """a's cage sees its own pid namespace only: bwrap as pid 1, one harness (its own), all uid
-    1000 — not b's harness, not the daemon (issue 5; DESIGN §8)."""
+    1000 — not b's harness, not the daemon (issue 5; architecture §8)."""
     await rig.spawn("a", bash=["*"])
     await rig.spawn("b", bash=[])
-    b_pid = rig.s.lifecycle.get("b").handle.pid
+    b_handle = rig.s.lifecycle.get("b").handle
+    assert b_handle is not None
+    b_pid = b_handle.pid
     os.kill(b_pid, 0)  # b's cage is running on the host
     result = await rig.bash("a", "ps -e -o pid=,uid=,args=")
     procs = [line.split(None, 2) for line in result.text.splitlines() if line.strip()]
@@ -364,7 +366,7 @@ async def test_bash_outside_the_allow_list_is_denied_in_a_real_turn_and_inside_i
 
 async def test_send_outside_allowed_recipients_is_refused_with_a_reason_and_manager_is_reachable(mrig: Rig) -> None:
     """The core refuses a's send to b (not in `allowed_recipients`) and the tool result says why;
-    a send to the manager goes through (issue 5; DESIGN §4)."""
+    a send to the manager goes through (issue 5; architecture §4)."""
     await mrig.spawn("b", bash=[])
     await mrig.spawn("a", bash=[], allowed=["operator"])
     refused = tool_results(await mrig.turn("a", "relay psst to b"))
@@ -474,7 +476,7 @@ async def test_planted_symlinks_do_not_make_restart_events_kept_state_revive_or_
 async def test_a_hostile_events_db_planted_by_the_agent_neither_hangs_nor_fails_the_core(rig: Rig) -> None:
     """a replaces its events db with one whose `events` is a view over an endless query, then
     with one holding a malformed row: `hive events a` answers with a one-line reason in bounded
-    time and the daemon keeps serving (issue 5; DESIGN §3 "never hangs on a client")."""
+    time and the daemon keeps serving (issue 5; architecture §3 "never hangs on a client")."""
     await rig.spawn("a", bash=["*"])
     a = rig.ap("a")
     hostile = {
@@ -491,7 +493,11 @@ async def test_a_hostile_events_db_planted_by_the_agent_neither_hangs_nor_fails_
         planted_before = a.events_db.stat().st_ino
         await rig.s.broker.send("operator", "a", f"bash {shlex.quote(sys.executable)} -c {shlex.quote(code)}")
         # this turn's own trail goes to the replaced file, so wait on the host's view
-        await rig.until(f"the {key} db to be planted", lambda ino=planted_before: a.events_db.stat().st_ino != ino)
+
+        def planted(ino: int = planted_before) -> bool:
+            return a.events_db.stat().st_ino != ino
+
+        await rig.until(f"the {key} db to be planted", planted)
         out = await rig.hive("events", "a", "--json")
         assert out.returncode != 0, (key, out)
         assert "could not read a's events" in out.stderr or "no events table" in out.stderr, (key, out.stderr)

@@ -531,7 +531,9 @@ def test_refs_and_files_that_do_not_exist_are_not_found(repos: BlockingRepos, ir
 
 
 @pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"), reason="chown needs root")
-def test_a_proposed_repo_owned_by_another_uid_works_from_root(repos: BlockingRepos, paths: HivePaths, iris: Path) -> None:
+def test_a_proposed_repo_owned_by_another_uid_works_from_root(
+    repos: BlockingRepos, paths: HivePaths, iris: Path
+) -> None:
     """The proposed repo belongs to the manager's uid while the core runs as root; proposing still
     works (architecture §2, §7)."""
     sha = commit(iris, edit_toml(iris, 'model = "sonnet"', 'model = "haiku"'))

@@ -73,7 +73,9 @@ async def test_every_series_after_a_few_turns(rig: Rig) -> None:
     assert st["exits"]["ok"] >= 1 and st["exits"]["compact_retry"] >= 1 and "failure" in st["exits"]
     assert st["inbox_depth"] and st["inbox_depth_current"] == 0 and st["inbox_depth_max"] >= 0
     assert st["sent"]["peer"] >= 1, "a sent to b"
-    assert st["received"]["operator"] >= 2 and st["received"]["system"] == 0, "the operator's messages; the kick ran no turn (issue 13)"
+    assert st["received"]["operator"] >= 2 and st["received"]["system"] == 0, (
+        "the operator's messages; the kick ran no turn (issue 13)"
+    )
     assert set(st["sent_per_turn"]) == {"peer", "operator", "manager", "system"}
     assert "approval_queue" in st and st["approval_queue_current"] == 0
     assert st["tools"]["mcp__hyperhive__send"] >= 1

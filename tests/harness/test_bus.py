@@ -317,9 +317,7 @@ def test_no_store_history_is_a_small_bounded_ring() -> None:
         assert [e.id for e in tail] == list(range(1201 - len(tail), 1201))
 
 
-async def test_a_store_that_fails_mid_run_switches_to_no_store_once(
-    db: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_store_that_fails_mid_run_switches_to_no_store_once(db: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A full disk while running: the event is still broadcast with the next id, the page keeps
     its tail, and the log says so once (architecture §6)."""
     caplog.set_level(logging.WARNING, logger="hyperhive.harness.bus")

@@ -53,7 +53,7 @@ async def test_a_on_n1_sends_to_b_on_n2_by_name_and_the_inbox_and_stream_are_hiv
     await n1.until("n1 to list b as n2's", lambda: n1.rows().get("b") and n1.rows()["b"].node == "n2")
     await n2.until("n2 to list a as n1's", lambda: n2.rows().get("a") and n2.rows()["a"].node == "n1")
     assert n1.rows()["b"].node_url == n2.d.dashboard_base, "the row links to b's own node's dashboard"
-    assert "b" not in n1.d.services.lifecycle.agents and "a" not in n2.d.services.lifecycle.agents  # type: ignore[union-attr]
+    assert "b" not in n1.d.services.lifecycle.agents and "a" not in n2.d.services.lifecycle.agents
 
     recv = asyncio.create_task(ask_socket(b, {"cmd": "recv", "wait_seconds": 60}, bound=BOUND))
     sent = await ask_socket(a, {"cmd": "send", "to": "b", "body": "hello from n1"})
@@ -164,8 +164,8 @@ async def test_the_manager_runs_on_one_node_and_moves_only_when_its_node_is_gone
     try:
         await n1.start()
         await n2.start()
-        assert "manager" in n1.d.services.lifecycle.agents  # type: ignore[union-attr]
-        assert "manager" not in n2.d.services.lifecycle.agents  # type: ignore[union-attr]
+        assert "manager" in n1.d.services.lifecycle.agents
+        assert "manager" not in n2.d.services.lifecycle.agents
         await n2.until(
             "n2 to list n1's manager", lambda: n2.rows().get("manager") and n2.rows()["manager"].node == "n1"
         )
@@ -180,7 +180,7 @@ async def test_the_manager_runs_on_one_node_and_moves_only_when_its_node_is_gone
         assert n2.rows()["manager"].state == "running" and n2.rows()["manager"].node is None
 
         await n1.start()  # it comes back: the manager stays on n2
-        assert "manager" not in n1.d.services.lifecycle.agents  # type: ignore[union-attr]
+        assert "manager" not in n1.d.services.lifecycle.agents
         await n1.until("n1 to list the manager as n2's", lambda: n1.rows()["manager"].node == "n2")
         again = await run_hive(n1.config.run_dir, "manager", "claim")
         assert again.returncode != 0 and "runs on node n2, which is alive" in again.stderr

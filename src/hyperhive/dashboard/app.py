@@ -76,7 +76,12 @@ def create_app(services: Any, *, health: Any = None) -> ASGIApp:
     paths = services.config.paths
     auth = Auth(paths.token_file, sessions_of(services), services.config.host)
     app = Starlette(
-        routes=[*routes(services, auth), *session_routes(auth), *stats_routes(services), Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static")],
+        routes=[
+            *routes(services, auth),
+            *session_routes(auth),
+            *stats_routes(services),
+            Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
+        ],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.services = services

@@ -99,7 +99,9 @@ def _safe_location(value: str, request_path: str, prefix: str) -> bytes | None:
         return None
     if not (target.path + "/").startswith(prefix + "/"):
         return None
-    out = target.path + (f"?{target.query}" if target.query else "") + (f"#{target.fragment}" if target.fragment else "")
+    out = (
+        target.path + (f"?{target.query}" if target.query else "") + (f"#{target.fragment}" if target.fragment else "")
+    )
     return out.encode("latin-1")
 
 

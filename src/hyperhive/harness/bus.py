@@ -86,6 +86,7 @@ DEFAULT_SUBSCRIBER_QUEUE: Final = 1024
 NO_STORE_RING: Final = 500
 _decode = json.JSONDecoder().decode
 
+
 def default_events_path(state_dir: Path, environ: Mapping[str, str]) -> Path:
     """`$HYPERHIVE_EVENTS_DB` if set and non-empty, else `<state_dir>/hyperhive-events.sqlite`
     (in the cage `state_dir` is `/state`; architecture §2)."""

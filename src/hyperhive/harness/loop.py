@@ -381,7 +381,9 @@ class Harness(ModelMixin, PoolingMixin):
 
     async def _compact_notes_if_due(self) -> None:
         if self.notes_due():
-            self.bus.emit("note", {"text": f"notes are {self.notes.size()} bytes (over {self.notes_compact_bytes()}): compacting"})
+            self.bus.emit(
+                "note", {"text": f"notes are {self.notes.size()} bytes (over {self.notes_compact_bytes()}): compacting"}
+            )
             await self.compact_notes()
 
     async def request_nap(self, seconds: float) -> str:

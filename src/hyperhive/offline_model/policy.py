@@ -453,7 +453,9 @@ def _compact_notes(ctx: _Ctx, notes_file: str) -> Decision:
             outside = notes_file.rsplit("/", 2)[0] + "/escaped-by-compaction.md"
             return ctx.tool("Write", {"file_path": outside, "content": "written by the compaction session\n"})
         if COMPACT_FAIL in notes:
-            return Decision(blocks=[], error=(400, "invalid_request_error", "offline model: scripted compaction failure"))
+            return Decision(
+                blocks=[], error=(400, "invalid_request_error", "offline model: scripted compaction failure")
+            )
         content = notes + notes if COMPACT_GARBAGE in notes else _compacted(notes)
         return ctx.tool("Write", {"file_path": notes_file, "content": content})
     return ctx.done("done.")
