@@ -57,6 +57,16 @@ def test_every_hive_error_class_carries_an_error_code_member() -> None:
     assert not bad, f"HiveError classes with a code outside ErrorCode: {bad}"
 
 
+def test_error_classes_name_their_code_by_member_not_by_string() -> None:
+    """`code = ErrorCode.X` in every error class, so a typo cannot pass as a new code."""
+    strays = [
+        f"{path.relative_to(ROOT)}: {m.group(0).strip()}"
+        for path in _sources()
+        for m in re.finditer(r"^\s+code(?::\s*\w+)?\s*=\s*[\"'][a-z_]+[\"']", path.read_text(encoding="utf-8"), re.M)
+    ]
+    assert strays == []
+
+
 def test_protocol_md_documents_every_error_code() -> None:
     """docs/protocol.md has a row for each ErrorCode member."""
     text = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from hyperhive.errors import HiveError
+from hyperhive.errors import ErrorCode, HiveError
 from hyperhive.harness.bookkeeping import HeldEvents
 from hyperhive.protocol import MAX_RECV_WAIT
 
@@ -28,7 +28,7 @@ DEFAULT_WARM_IDLE = 300.0
 class Refused(HiveError):
     """An operator control that cannot run now (the reason says why)."""
 
-    code = "conflict"
+    code = ErrorCode.CONFLICT
 
 
 class PoolingMixin:
