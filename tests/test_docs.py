@@ -91,3 +91,20 @@ def test_no_page_cites_the_design_document_that_is_not_in_the_repository() -> No
     citing = [str(p.relative_to(ROOT)) for p in places if re.search(r"\bDESIGN\b", p.read_text(encoding="utf-8"))]
     assert citing == []
     assert (DOCS / "architecture.md").is_file()
+
+
+def test_architecture_md_names_every_module_with_its_job() -> None:
+    """docs/architecture.md §16 has a row for each module of the package (issue 10): a new module
+    gets its one job written down."""
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    rooms = text[text.index("## 16. The rooms") : text.index("## 17.")]
+    package = ROOT / "src" / "hyperhive"
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        if "__pycache__" in path.parts or (path.name == "__init__.py" and not path.read_text(encoding="utf-8").strip()):
+            continue
+        rel = path.relative_to(package)
+        shown = rel.name if len(rel.parts) == 1 else "/".join(rel.parts[1:])
+        if f"| `{shown}` |" not in rooms:
+            missing.append(str(rel))
+    assert missing == [], f"modules missing from docs/architecture.md §16: {missing}"
