@@ -46,6 +46,8 @@ def spawn(names: tuple[str, ...], node: str | None, wait: bool, run_dir: Path | 
         try:
             reply = future.result()
         except HiveError as exc:
+            if len(names) == 1:
+                raise  # one name: the usual one-line `hive: …` failure
             failed += 1
             click.echo(f"{name}: {exc.message}", err=True)
             continue

@@ -108,6 +108,8 @@ async def run_harness() -> None:
             if task.get_name() != "agent-web":
                 task.cancel()
         await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        with contextlib.suppress(FileNotFoundError):
+            web_sock.unlink()  # asyncio on 3.11 leaves a unix server's path behind
         bus.close()
         await client.close()
         await poll.close()
