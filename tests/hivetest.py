@@ -120,13 +120,18 @@ async def start_daemon(config: HiveConfig) -> tuple[Daemon, asyncio.Task[None]]:
     watch.start()
     task = asyncio.create_task(daemon.serve(), name="test-daemon")
     _watches[task] = watch
-    async with asyncio.timeout(60):
-        waiter = asyncio.create_task(ready.wait())
-        done, _ = await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            waiter.cancel()
-            task.result()  # raises the startup error
-            raise AssertionError("daemon exited during startup")
+    try:
+        async with asyncio.timeout(60):
+            waiter = asyncio.create_task(ready.wait())
+            done, _ = await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                waiter.cancel()
+                task.result()  # raises the startup error
+                raise AssertionError("daemon exited during startup")
+    except BaseException:
+        _watches.pop(task, None)
+        watch.stop()  # a daemon that never came up leaves no watch behind for the next test
+        raise
     return daemon, task
 
 

@@ -149,7 +149,8 @@ class LoopWatch:
 
 
 def _timed_run(handle: asyncio.Handle) -> None:
-    watch = next((w for w in _active if w.thread_id == threading.get_ident()), None)
+    # the newest watch of this thread: one a failed test never stopped must not hide a later one
+    watch = next((w for w in reversed(_active) if w.thread_id == threading.get_ident()), None)
     if watch is None or watch._depth:
         _original_run(handle)
         return
