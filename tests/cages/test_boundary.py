@@ -511,7 +511,7 @@ def test_a_directory_swapped_for_a_link_during_the_chown_walk_is_not_followed(tm
     directory in them for a link to another tree, racing the walk, never gets that tree chowned
     (issue 5; docs/security.md "ownership changes ... never follow"). Bounded by rounds, not time."""
     require(os.geteuid() == 0, "chowning to another uid needs root")
-    from hyperhive.core.lifecycle import _chown_tree
+    from hyperhive.core.agentfs import chown_tree as _chown_tree
 
     tree, victim = tmp_path / "proposed", tmp_path / "victim"
     tree.mkdir()

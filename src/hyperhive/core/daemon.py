@@ -28,6 +28,7 @@ from hyperhive.core.lifecycle import Lifecycle
 from hyperhive.core.nodes import Nodes
 from hyperhive.core.notify import Notifier
 from hyperhive.core.questions import Questions
+from hyperhive.core.registry import Registry
 from hyperhive.core.sdnotify import sd_notify
 from hyperhive.core.services import Services
 from hyperhive.core.shell import Shells
@@ -108,23 +109,14 @@ class Daemon:
         repos = ConfigRepos(self.paths)
         if self.config.gateway:
             repos.default_network = "none"  # new agents reach the model through the core alone
-        lifecycle_ref: list[Lifecycle] = []
-
-        def hive_agents() -> list[str]:  # every node's agents: a send reaches an agent on any node
-            lc = lifecycle_ref[0]
-            return lc.names() + (list(lc.nodes.remote) if lc.nodes is not None else [])
-
+        registry = Registry(repos)  # who exists and their allow-lists: the broker asks it
         broker = Broker(
-            db,
-            hub,
-            agents=hive_agents,
-            allow_list=lambda name: lifecycle_ref[0].allow_list(name),
-            max_attempts=self.config.max_attempts,
+            db, hub, agents=registry.hive_names, allow_list=registry.allow_list, max_attempts=self.config.max_attempts
         )
-        lifecycle = Lifecycle(self.config, db, broker, hub, cage, repos)
-        lifecycle_ref.append(lifecycle)
+        lifecycle = Lifecycle(self.config, db, broker, hub, cage, repos, registry=registry)
         nodes = Nodes(self.config.node, db, hub, lifecycle)
         lifecycle.nodes = nodes
+        registry.remote_names = lambda: nodes.remote  # every node's agents: a send reaches any of them
         await lifecycle.load()
         await nodes.adopt()  # only this node's agents stay in the lifecycle (core/nodes.py)
         await broker.load()

@@ -16,7 +16,6 @@ its own history), the tags are the same.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +68,7 @@ class NodeConfigs:
                     self._failed.add(name)
                     log.warning("cannot seed a proposed repo for %s of node %s: %s", name, node, exc.message)
         if seeded:  # the manager's uid owns the proposed repos it edits
-            await asyncio.to_thread(self.lifecycle._grant_manager_repos)
+            await self.lifecycle._grant_manager_repos()  # off the loop (agentfs in a thread)
 
     async def files(self, agent: str, aid: int) -> dict[str, str]:
         """On the node that holds `proposal/<aid>`: the proposed agent.toml, and the instructions
