@@ -466,7 +466,7 @@ async def test_planted_symlinks_do_not_make_restart_events_kept_state_revive_or_
     unchanged()
 
     # purge: the links are removed, never followed
-    out = await rig.hive("destroy", "a", "--purge")
+    out = await rig.hive("destroy", "a", "--purge", "--yes")
     assert out.returncode == 0, out.stderr
     assert not a.root.exists() and not a.run.exists()
     unchanged()
