@@ -39,6 +39,7 @@ from hyperhive.core.uidclaim import UidClaim, claim_uid_range
 from hyperhive.core.verbs import Verbs
 from hyperhive.core.websessions import sessions_of
 from hyperhive.errors import HiveError, StartupError
+from hyperhive.fsutil import read_or_create_secret
 from hyperhive.names import MANAGER
 from hyperhive.protocol import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS
 from hyperhive.store.base import Store
@@ -154,7 +155,9 @@ class Daemon:
             self.notifier = Notifier(self.config.notify, hub, lambda: self.dashboard_base)
             self.health.notify_failing = lambda: self.notifier.failing if self.notifier else []
             self._spawn(self.notifier.run(), "notify")
-        await sessions_of(self.services).load_live()  # before the dashboard honours any cookie
+        # reading (or creating) the signing key is file I/O: off the loop, once, before any cookie
+        web_sessions = await asyncio.to_thread(sessions_of, self.services)
+        await web_sessions.load_live()  # before the dashboard honours any cookie
         await self._start_dashboard()
         nodes.dashboard_url = self.dashboard_base
         self._spawn(nodes.run(), "nodes")
@@ -188,6 +191,9 @@ class Daemon:
         from hyperhive.dashboard.app import create_app, login_url
 
         assert self.services is not None
+        # creating the login token is a write that can stall on a busy disk: in a thread, before
+        # create_app and login_url only read it
+        await asyncio.to_thread(read_or_create_secret, self.services.config.paths.token_file)
         app = create_app(self.services, health=self.health)
         config = uvicorn.Config(
             app, host=self.config.host, port=self.config.port, log_level="warning", lifespan="off",
