@@ -15,11 +15,16 @@ or a CPU, not the peer), and a stall the watchdog thread could not sample (it wa
 threshold is `SLOW_CALLBACK_MS` (100 ms), or `HYPERHIVE_TEST_SLOW_CALLBACK_MS`. Time the loop's
 thread spent waiting for a CPU (another process ran: `/proc/<tid>/schedstat`) is not counted,
 so a loaded machine does not fail a test; time blocked in a syscall (git, a lock, a disk) is.
+Nor is a garbage collection that ran in the loop's thread (`gc.callbacks`): its length is set by
+the whole test process's heap (pytest, Playwright, every earlier test's leftovers), not by the
+callback it interrupted; CI saw two such pauses, 171 and 251 ms, each sampled in a weakref
+callback the collection fired.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import threading
@@ -51,13 +56,16 @@ class LoopWatch:
     threshold: float = SLOW_CALLBACK_MS / 1000
     thread_id: int = field(default_factory=threading.get_ident)
     slow: list[Slow] = field(default_factory=list)
-    _current: tuple[int, float, int] | None = None  # (serial, started, run-queue wait) of the running handle
+    # (serial, started, run-queue wait, time in gc) when the running handle began
+    _current: tuple[int, float, int, float] | None = None
     _serial: int = 0
     _stacks: dict[int, tuple[bool, str]] = field(default_factory=dict)  # serial -> (ours, stack)
     _stop: threading.Event = field(default_factory=threading.Event)
     _depth: int = 0
     _thread: threading.Thread | None = None
     _schedstat: int | None = None  # fd of the loop thread's /proc schedstat
+    _gc_started: float | None = None  # a collection in the loop thread began here
+    _gc_seconds: float = 0.0  # all collections the loop thread has run so far
 
     def start(self) -> None:
         try:
@@ -68,11 +76,14 @@ class LoopWatch:
             if not _active:
                 asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign,assignment]
             _active.append(self)
+        gc.callbacks.append(self._on_gc)
         self._thread = threading.Thread(target=self._watchdog, name="loopwatch", daemon=True)
         self._thread.start()
 
     def stop(self) -> list[Slow]:
         self._stop.set()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         if self._schedstat is not None:
             os.close(self._schedstat)
             self._schedstat = None
@@ -98,9 +109,18 @@ class LoopWatch:
             return 0
         return int(os.pread(self._schedstat, 128, 0).split()[1])
 
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if threading.get_ident() != self.thread_id:
+            return
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started is not None:
+            self._gc_seconds += time.perf_counter() - self._gc_started
+            self._gc_started = None
+
     def _begin(self) -> int:
         self._serial += 1
-        self._current = (self._serial, time.perf_counter(), self._waited())
+        self._current = (self._serial, time.perf_counter(), self._waited(), self._gc_seconds)
         return self._serial
 
     def _end(self, serial: int, handle: asyncio.Handle) -> None:
@@ -113,6 +133,7 @@ class LoopWatch:
         if took < self.threshold:
             return
         took -= (self._waited() - current[2]) / 1e9  # preempted is not held
+        took -= self._gc_seconds - current[3]  # nor is collecting the process's garbage
         if took < self.threshold:
             return
         if stack is None:
