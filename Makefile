@@ -13,11 +13,9 @@ $(STAMP): pyproject.toml scripts/bootstrap
 
 deps: $(STAMP)
 
-# the suite twice: on the embedded SQLite store, then on PostgreSQL (a throw-away cluster per run;
-# tests/store/ already runs every store contract on both, so the second pass skips it)
+# the suite twice at once: on the embedded SQLite store and on PostgreSQL (scripts/test-both)
 test: deps
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
-	$(VENV)/bin/pytest --store=postgresql --ignore=tests/store $(PYTEST_ARGS)
+	PYTEST=$(VENV)/bin/pytest scripts/test-both $(PYTEST_ARGS)
 
 demo: deps
 	$(VENV)/bin/hive demo --state-dir $(DEMO_STATE) --run-dir $(DEMO_RUN)

@@ -91,6 +91,11 @@ def open_test_store(tmp_path: Path) -> Store:
     return open_store(store_url_for(tmp_path), tmp_path / "broker.sqlite")
 
 
+# Host uids of this test process's root bwrap agents: a range of its own, so agents of two test
+# runs at once (make test runs two) or of a test run beside `make demo` are never one host uid.
+TEST_UID_BASE = 1_000_000 + (os.getpid() % 4096) * 65_536
+
+
 def make_config(tmp_path: Path, run_dir: Path, **overrides: object) -> HiveConfig:
     state = tmp_path / "state"
     state.mkdir(parents=True, exist_ok=True)
@@ -100,7 +105,7 @@ def make_config(tmp_path: Path, run_dir: Path, **overrides: object) -> HiveConfi
             break
         parent.chmod(parent.stat().st_mode | 0o011)
     base: dict[str, object] = {"state_dir": state, "run_dir": run_dir, "port": 0, "cage": "process",
-                               "manager": False, "stop_grace": 5.0,
+                               "manager": False, "stop_grace": 5.0, "uid_base": TEST_UID_BASE,
                                "store_url": store_url_for(state.resolve())}  # fmt: skip
     base.update(overrides)
     return HiveConfig(**base)  # type: ignore[arg-type]
