@@ -87,7 +87,8 @@ class SqliteStore(SqlStore):
         return await self._read(run)
 
     async def close(self) -> None:
-        self.close_now()
+        # joining the writer and reader threads waits for their last statement: not on the loop
+        await asyncio.to_thread(self.close_now)
 
     def close_now(self) -> None:
         """Idempotent: drain the writer, stop the readers."""
