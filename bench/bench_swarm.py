@@ -98,7 +98,7 @@ def tree_rss(root: int) -> dict[str, int]:
         pid = frontier.pop()
         frontier += parents.get(pid, [])
         cmd = _cmd(pid)
-        role = ("worker" if "hyperhive.harness.worker" in cmd else "harness" if "agent serve" in cmd
+        role = ("worker" if "hyperhive.harness.worker" in cmd else "harness" if "-m hyperhive.harness" in cmd
                 else "claude" if "claude" in cmd and "--output-format" in cmd else "other")  # fmt: skip
         roles[role] += rss_kib(pid)
     return roles

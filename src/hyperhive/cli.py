@@ -456,10 +456,9 @@ def agent() -> None:
 @handle_errors
 def agent_serve(verbose: bool) -> None:
     """Run the harness: the turn loop, the event log and the agent's web page."""
-    from hyperhive.harness.main import run_harness
+    from hyperhive.harness.__main__ import main as harness_main
 
-    _setup_logging(verbose)
-    asyncio.run(run_harness())
+    sys.exit(harness_main(["--verbose"] if verbose else []))
 
 
 # ---- command groups in their own modules -----------------------------------------------------

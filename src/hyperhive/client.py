@@ -16,7 +16,7 @@ from typing import Any
 
 from hyperhive.errors import DaemonNotRunning, HiveError
 from hyperhive.framing import encode
-from hyperhive.protocol import MAX_LINE_BYTES, MAX_RECV_WAIT
+from hyperhive.wirecaps import MAX_LINE_BYTES, MAX_RECV_WAIT
 
 __all__ = ["HiveClient", "RemoteError", "SyncHiveClient"]
 

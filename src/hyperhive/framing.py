@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from hyperhive.protocol import MAX_LINE_BYTES
+from hyperhive.wirecaps import MAX_LINE_BYTES
 
 __all__ = ["LineTooLong", "encode", "read_line"]
 

@@ -2,41 +2,47 @@
 
 One JSON object per line, UTF-8. Requests carry `{"cmd": "<verb>", ...}`; replies carry
 `{"version": 1, "ok": true|false, "error"?, "code"?, ...}`. Requests are strict (unknown
-verbs and unknown fields are refused); this module does no I/O.
+verbs and unknown fields are refused); this module does no I/O. The version, caps and harness states live in `wirecaps.py` (no
+pydantic, so a waiting harness can import them) and are re-exported here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from hyperhive.errors import ErrorCode, InvalidName, ProtocolError
 from hyperhive.names import validate_agent_name, validate_recipient
+from hyperhive.wirecaps import (
+    HARNESS_STATES,
+    MAX_BODY_BYTES,
+    MAX_LINE_BYTES,
+    MAX_NAP_SECONDS,
+    MAX_QUESTION_TTL,
+    MAX_RECV,
+    MAX_RECV_WAIT,
+    MAX_TEXT,
+    PROTOCOL_VERSION,
+    HarnessState,
+)
 
 __all__ = [
+    "HARNESS_STATES",
     "MAX_BODY_BYTES",
     "MAX_LINE_BYTES",
+    "MAX_NAP_SECONDS",
+    "MAX_QUESTION_TTL",
     "MAX_RECV",
     "MAX_RECV_WAIT",
+    "MAX_TEXT",
     "PROTOCOL_VERSION",
     "ErrorCode",
+    "HarnessState",
     "Request",
     "decode_request",
 ]
-
-PROTOCOL_VERSION = 1
-MAX_LINE_BYTES = 1024 * 1024
-"""A request line longer than this is refused and the connection closed."""
-MAX_BODY_BYTES = 64 * 1024
-"""A message body over this many UTF-8 bytes is refused; pass larger things as /state paths."""
-MAX_RECV_WAIT = 180
-MAX_RECV = 32
-MAX_QUESTION_TTL = 6 * 3600
-MAX_NAP_SECONDS = 6 * 3600
-MAX_TEXT = 16 * 1024
-"""Cap on short free-text fields (descriptions, notes, questions, answers)."""
 
 
 class _Req(BaseModel):
@@ -327,11 +333,6 @@ class AgentConfigReq(_Req):
 class RecentReq(_Req):
     cmd: Literal["recent"]
     limit: int = Field(default=20, ge=1, le=200)
-
-
-HarnessState = Literal["starting", "idle", "thinking", "compacting", "napping", "needs_login"]
-HARNESS_STATES: tuple[str, ...] = get_args(HarnessState)
-"""Every state a harness reports (harness/loop.py sets only these)."""
 
 
 class ReportStateReq(_Req):

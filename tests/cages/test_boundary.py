@@ -286,7 +286,7 @@ async def test_no_process_of_another_cage_or_of_the_host_is_visible(rig: Rig) ->
     procs = [line.split(None, 2) for line in result.text.splitlines() if line.strip()]
     assert procs and {uid for _, uid, _ in procs} == {"1000"}, result.text
     assert [cmd for pid, _, cmd in procs if pid == "1"][0].startswith("bwrap"), result.text
-    harnesses = [cmd for _, _, cmd in procs if cmd.endswith("-m hyperhive agent serve") and not cmd.startswith("bwrap")]
+    harnesses = [cmd for _, _, cmd in procs if cmd.endswith("-m hyperhive.harness") and not cmd.startswith("bwrap")]
     assert len(harnesses) == 1, result.text  # a's own; b's would be a second
     assert len([cmd for _, _, cmd in procs if cmd.startswith("bwrap")]) == 1, result.text  # and b's bwrap
     assert not any("/agents/b/" in cmd for _, _, cmd in procs), result.text

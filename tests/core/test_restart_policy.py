@@ -1,6 +1,6 @@
 """Agents that stay up, and say why when they don't (issue 15): agent.toml's `restart`,
 `restart_limit` and `restart_backoff` with a real daemon and a real harness that exits non-zero
-(an MCP server command that does not exist makes `hive agent serve` fail at startup, exit 3),
+(an MCP server command that does not exist makes the harness (`python -m hyperhive.harness`) fail at startup, exit 3),
 in process cages and, where it works, bwrap cages. What the core decided is read where the
 operator reads it: `hive list --json` rows and the agent's down page."""
 

@@ -134,7 +134,7 @@ async def test_agents_with_no_network_relay_through_the_gateway_and_no_cage_hold
     a_token = rig.daemon.gateway.tokens["a"]
     procs = [proc_env(pid) for pid in descendants(rt.handle.pid)]
     assert procs and all(REAL_KEY not in json.dumps(env) and REAL_KEY not in cmd for cmd, env in procs)
-    harness = [env for cmd, env in procs if "hyperhive agent serve" in cmd]
+    harness = [env for cmd, env in procs if cmd.rstrip().endswith("-m hyperhive.harness")]
     claude = [env for cmd, env in procs if "_bundled/claude" in cmd]
     assert harness and claude, f"found no harness or claude among {[c for c, _ in procs]}"
     for env in harness + claude:

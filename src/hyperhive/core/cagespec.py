@@ -25,7 +25,7 @@ def agent_spec(paths: HivePaths, name: str, uid: int | None, cfg: AgentConfig, e
     limits = Limits(memory_bytes=cfg.limits.memory, pids=cfg.limits.pids) if cfg.limits else Limits()
     return CageSpec(
         name=name,
-        argv=[sys.executable, "-m", "hyperhive", "agent", "serve"],
+        argv=[sys.executable, "-m", "hyperhive.harness"],  # not the CLI: see harness/__main__.py
         state_dir=ap.state,
         home_dir=ap.home,
         run_dir=ap.run,

@@ -26,8 +26,8 @@ from hyperhive.harness.modelctl import ModelMixin
 from hyperhive.harness.pooling import DEFAULT_WARM_IDLE, PoolingMixin, Refused
 from hyperhive.harness.prompting import format_wake_prompt, load_system_prompt
 from hyperhive.harness.turnspec import TurnResult, TurnSpec
-from hyperhive.protocol import HARNESS_STATES as STATES
-from hyperhive.protocol import MAX_NAP_SECONDS
+from hyperhive.wirecaps import HARNESS_STATES as STATES
+from hyperhive.wirecaps import MAX_NAP_SECONDS
 
 if TYPE_CHECKING:  # the SDK is imported only where a turn runs: the worker (issue 13)
     from hyperhive.harness.turn import TurnRunner

@@ -1,4 +1,4 @@
-"""`hive agent serve`: wire the harness inside a cage (client, Bus, runner, web page, loop)."""
+"""The harness in a cage (`python -m hyperhive.harness`, `hive agent serve`): wire the harness inside a cage (client, Bus, runner, web page, loop)."""
 
 from __future__ import annotations
 

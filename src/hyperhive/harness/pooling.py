@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from hyperhive.errors import ErrorCode, HiveError
 from hyperhive.harness.bookkeeping import HeldEvents
-from hyperhive.protocol import MAX_RECV_WAIT
+from hyperhive.wirecaps import MAX_RECV_WAIT
 
 if TYPE_CHECKING:
     from hyperhive.client import HiveClient
