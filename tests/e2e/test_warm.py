@@ -98,6 +98,7 @@ async def test_one_cli_serves_two_turns_and_a_model_switch_runs_on_it(rig: Rig) 
     pool = await rig.pool("a")
     assert pool["warm"] and pool["cli_pid"] == first["cli_pid"] and alive(pool["worker_pid"])
     assert pool["sdk_loaded"] is False, "the turn ran in the worker, not in the harness"
+    assert pool["heavy_loaded"] == [], "a harness imports none of a turn's libraries, nor the CLI's"
     second = await rig.turn("a", "echo two")
     assert second["ok"] and second["warm"] is True and second["cli_pid"] == first["cli_pid"]
 
@@ -166,6 +167,7 @@ async def test_an_idle_warm_cli_is_cooled_and_the_next_turn_starts_cold(idle_rig
     assert not alive(first["cli_pid"])
     after = await rig.pool("a")
     assert after["worker_pid"] is None and after["sdk_loaded"] is False and after["cooled"] == 1
+    assert before["heavy_loaded"] == after["heavy_loaded"] == [], "nor pydantic or the config models"
     assert after["warm"] is False
     second = await rig.turn("a", "echo two")
     assert second["ok"] and second["warm"] is False

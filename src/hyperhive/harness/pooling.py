@@ -14,6 +14,11 @@ from hyperhive.errors import ErrorCode, HiveError
 from hyperhive.harness.bookkeeping import HeldEvents
 from hyperhive.wirecaps import MAX_RECV_WAIT
 
+# What a turn or the `hive` CLI needs and a waiting harness must not carry (issue 13): the SDK
+# and MCP (the worker's), pydantic with the typed requests and the config models (the CLI's and
+# the core's). click is not listed: uvicorn imports it.
+HEAVY_MODULES = ("claude_agent_sdk", "mcp", "pydantic", "hyperhive.protocol", "hyperhive.agentconfig")
+
 if TYPE_CHECKING:
     from hyperhive.client import HiveClient
     from hyperhive.harness.bus import Bus
@@ -112,14 +117,15 @@ class PoolingMixin:
             await self.cool(f"idle for {self.warm_idle:g} s")
 
     def pool_state(self) -> dict[str, Any]:
-        """Warm or cold, the turn worker's pid, and whether this process holds the SDK (it
-        should not: only the worker imports it)."""
+        """Warm or cold, the turn worker's pid, and which of a turn's heavy libraries this
+        process holds (none should be: only the worker imports them)."""
         worker = getattr(self.runner, "worker_pid", None)
         return {
             "warm": self.runner.warm,
             "cli_pid": self.runner.warm_pid(),
             "worker_pid": worker() if worker is not None else None,
             "sdk_loaded": "claude_agent_sdk" in sys.modules,
+            "heavy_loaded": sorted(m for m in HEAVY_MODULES if m in sys.modules),
             "cooled": self.runner.cooled,
         }
 
