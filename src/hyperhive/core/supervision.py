@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from hyperhive.cages.base import CageHandle
@@ -28,7 +29,7 @@ __all__ = ["Supervision"]
 log = logging.getLogger(__name__)
 
 
-class Supervision:
+class Supervision(ABC):
     registry: Registry
     hub: Hub
     broker: Broker
@@ -37,11 +38,11 @@ class Supervision:
     deploying: set[str]
     _closing: bool
 
-    def _publish(self, name: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _publish(self, name: str) -> None: ...
 
-    async def _start_locked(self, rt: AgentRuntime, reason: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def _start_locked(self, rt: AgentRuntime, reason: str) -> None: ...
 
     async def _watch(self, rt: AgentRuntime, handle: CageHandle) -> None:
         info = await handle.wait()

@@ -4,6 +4,7 @@ switches (harness/modelchoice.py)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from hyperhive.harness.modelchoice import ModelRecord, save_record
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["ModelMixin"]
 
 
-class ModelMixin:
+class ModelMixin(ABC):
     config: dict[str, Any]
     paths: HarnessPaths
     bus: Bus
@@ -24,11 +25,11 @@ class ModelMixin:
     model_record_path: Any
     model_queued_at: float | None
 
-    def _background(self, coro: Any, name: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _background(self, coro: Any, name: str) -> None: ...
 
-    async def _report(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def _report(self) -> None: ...
 
     def default_model(self) -> str | None:
         value = self.config.get("model")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
@@ -60,15 +61,15 @@ def _request(r: dict[str, Any]) -> NodeRequest:
                        reply=json.loads(r["reply"]) if r["reply"] is not None else None)  # fmt: skip
 
 
-class NodeOps:
+class NodeOps(ABC):
     """Mixed into `SqlStore`: each operation is one transaction through the backend's
     `_write` / `_read`."""
 
-    async def _write(self, fn: Callable[[Tx], T]) -> T:
-        raise NotImplementedError
+    @abstractmethod
+    async def _write(self, fn: Callable[[Tx], T]) -> T: ...
 
-    async def _read(self, fn: Callable[[Tx], T]) -> T:
-        raise NotImplementedError
+    @abstractmethod
+    async def _read(self, fn: Callable[[Tx], T]) -> T: ...
 
     def _hint(self, tx: Tx, recipients: Collection[str]) -> None:
         notify = getattr(self, "_notify", None)  # PostgresStore: NOTIFY on commit
