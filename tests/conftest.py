@@ -31,6 +31,18 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"store: {os.environ.get('HYPERHIVE_TEST_STORE', 'sqlite')}"
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """A failure's whole report goes to test-output/failures-<store>.log the moment it happens:
+    a long run's first failure can be read while the run goes on (pytest prints it at the end)."""
+    if not report.failed:
+        return
+    out = Path(__file__).resolve().parent.parent / "test-output"
+    out.mkdir(exist_ok=True)
+    store = os.environ.get("HYPERHIVE_TEST_STORE", "sqlite")
+    with (out / f"failures-{store}.log").open("a", encoding="utf-8") as f:
+        f.write(f"===== {report.nodeid} ({report.when})\n{report.longreprtext}\n")
+
+
 @pytest.fixture(autouse=True)
 def _own_uid_registry(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's hives claim their host uid ranges in a registry of their own, so tests (and
