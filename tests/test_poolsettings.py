@@ -22,6 +22,10 @@ def test_defaults_and_a_full_table() -> None:
     assert s.warm_limit() == 4, "the budget allows 4 at 260 MiB each, fewer than max_warm"
     assert pool_settings({"pool": {"max_warm": 0}}).warm_limit() == 0
     assert PoolSettings().turn_limit() >= 1
+    assert (
+        PoolSettings().warm_on_start is True
+        and pool_settings({"pool": {"warm_on_start": False}}).warm_on_start is False
+    )
 
 
 @pytest.mark.parametrize(
@@ -33,6 +37,8 @@ def test_defaults_and_a_full_table() -> None:
         ("[pool]\nmax_warm = true", "max_warm must be an integer"),
         ("[pool]\nwarm_idle_seconds = 0", "warm_idle_seconds must be a number >= 0.1"),
         ("[pool]\nmax_turns = 0", "max_turns must be an integer >= 1"),
+        ("[pool]\nwarm_on_start = 1", "warm_on_start must be true or false"),
+        ('[pool]\nwarm_on_start = "no"', "warm_on_start must be true or false"),
     ],
 )
 def test_bad_tables_are_one_clear_line(tmp_path: Path, table: str, message: str) -> None:
@@ -43,6 +49,6 @@ def test_bad_tables_are_one_clear_line(tmp_path: Path, table: str, message: str)
 
 
 def test_the_table_reaches_the_config(tmp_path: Path) -> None:
-    (tmp_path / "hive.toml").write_text("[pool]\nmax_warm = 2\ndigest_seconds = 60\n")
+    (tmp_path / "hive.toml").write_text("[pool]\nmax_warm = 2\ndigest_seconds = 60\nwarm_on_start = false\n")
     config = load_config(state_dir=tmp_path, run_dir=tmp_path / "run")
-    assert config.pool.max_warm == 2 and config.pool.digest_seconds == 60.0
+    assert config.pool.max_warm == 2 and config.pool.digest_seconds == 60.0 and config.pool.warm_on_start is False

@@ -14,7 +14,7 @@ __all__ = ["DEFAULT_WARM_MIB", "PoolSettings", "default_budget_mib", "default_tu
 DEFAULT_WARM_MIB = 290
 """What one warm agent holds (its claude CLI ~210 MiB and the turn worker ~75 MiB, measured by
 bench/bench_swarm.py), for the budget's arithmetic."""
-_KEYS = {"budget_mib", "max_warm", "warm_idle_seconds", "digest_seconds", "max_turns", "warm_mib"}
+_KEYS = {"budget_mib", "max_warm", "warm_idle_seconds", "digest_seconds", "max_turns", "warm_mib", "warm_on_start"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class PoolSettings:
     digest_seconds: float = 300.0  # the manager's digest of held notices, at most this late
     max_turns: int | None = None  # turns at once (None: from the host's cores and memory)
     warm_mib: int = DEFAULT_WARM_MIB
+    warm_on_start: bool = True  # an idle harness starts its CLI before its first message (a pre-warm)
 
     def warm_limit(self) -> int | None:
         """How many agents may be warm at once (None: unbounded, only when the host's memory
@@ -79,6 +80,9 @@ def pool_settings(toml: dict[str, Any]) -> PoolSettings:
         raise StartupError(f"hive.toml: [pool] has unknown keys: {', '.join(sorted(unknown))}")
     defaults = PoolSettings()
     idle = _number(section, "warm_idle_seconds", integer=False, low=0.1)
+    on_start = section.get("warm_on_start", defaults.warm_on_start)
+    if not isinstance(on_start, bool):
+        raise StartupError("hive.toml: [pool] warm_on_start must be true or false")
     digest = _number(section, "digest_seconds", integer=False, low=0.1)
     return PoolSettings(
         budget_mib=_number(section, "budget_mib", integer=True, low=0),
@@ -87,4 +91,5 @@ def pool_settings(toml: dict[str, Any]) -> PoolSettings:
         digest_seconds=float(digest) if digest is not None else defaults.digest_seconds,
         max_turns=_number(section, "max_turns", integer=True, low=1),
         warm_mib=_number(section, "warm_mib", integer=True, low=1) or DEFAULT_WARM_MIB,
+        warm_on_start=on_start,
     )

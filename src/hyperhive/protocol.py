@@ -352,10 +352,14 @@ class TurnAdmitReq(_Req):
     sent_at: float = Field(ge=0)  # the message the turn is for (oldest first)
     warm: bool = False  # the agent's claude CLI is already up (a cheaper turn)
     wait_seconds: float = Field(default=MAX_RECV_WAIT, ge=0, le=MAX_RECV_WAIT)
+    # an idle harness starting its CLI before any message (warm on start): admitted after every
+    # waiting turn, refused when the warm pool is full
+    prewarm: bool = False
 
 
 class TurnReleaseReq(_Req):
     cmd: Literal["turn_release"]
+    prewarm: bool = False  # free the slot only if it is still the pre-warm's (not a turn's since)
 
 
 class AskReq(_Req):

@@ -277,6 +277,7 @@ class EmptyReply(_Reply):
 
 class TurnAdmitReply(_Reply):
     admitted: bool  # false: the wait ended first; ask again
+    refused: str | None = None  # a pre-warm the warm pool has no room for: stay cold (why)
 
 
 class AskReply(_Reply):

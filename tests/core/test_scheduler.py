@@ -4,8 +4,13 @@ barrier), warm turns cheaper than cold ones, and a harness that goes away frees 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from hyperhive.core.scheduler import Scheduler
+import pytest
+
+from hivetest import ask_socket, make_config, start_daemon, stop_daemon, wire_agent
+from hyperhive.core.scheduler import PrewarmRefused, Scheduler
+from hyperhive.poolsettings import PoolSettings
 
 
 async def _arrive_together(
@@ -71,3 +76,88 @@ async def test_a_wait_that_ends_or_a_release_frees_everything() -> None:
     assert await waiting is False and sched.queued() == {}
     sched.release("a")
     assert sched.in_use == 0 and await sched.admit("d", sent_at=3.0, warm=False, wait=1)
+
+
+# ---- pre-warms (warm on start): the lowest priority, and only while the warm pool has room ----
+
+
+async def test_a_waiting_turn_is_admitted_before_an_older_prewarm() -> None:
+    sched = Scheduler(1)
+    assert await sched.admit("holder", sent_at=0.0, warm=False, wait=1)
+    order: list[str] = []
+    barrier = asyncio.Barrier(3)
+
+    async def one(agent: str, sent_at: float, prewarm: bool) -> bool:
+        await barrier.wait()
+        ok = await sched.admit(agent, sent_at=sent_at, warm=False, wait=60, prewarm=prewarm)
+        order.append(agent)
+        return ok
+
+    tasks = [asyncio.create_task(one("p", 1.0, True)), asyncio.create_task(one("t", 50.0, False))]
+    await barrier.wait()
+    while sched.prewarms()[0] != ["p"] or "t" not in sched.queued():
+        await asyncio.sleep(0)
+    assert list(sched.queued()) == ["t"], "a pre-warm is not a queued turn"
+    sched.release("holder")
+    while "t" not in order:
+        await asyncio.sleep(0)
+    assert sched.running() == ["t"] and sched.prewarms() == (["p"], []), "the younger turn went first"
+    sched.release("t")
+    assert await asyncio.gather(*tasks) == [True, True]
+    assert order == ["t", "p"] and sched.prewarms() == ([], ["p"])
+
+
+async def test_a_prewarm_over_the_warm_room_is_refused() -> None:
+    room = [1]
+    sched = Scheduler(4, warm_room=lambda: room[0])
+    assert await sched.admit("a", sent_at=0.0, warm=False, wait=1, prewarm=True)
+    with pytest.raises(PrewarmRefused, match="warm pool is full"):
+        await sched.admit("b", sent_at=0.0, warm=False, wait=1, prewarm=True)  # a's pre-warm takes the room
+    room[0] = 0  # a is warm now
+    sched.release("a", prewarm=True)
+    with pytest.raises(PrewarmRefused):
+        await sched.admit("b", sent_at=0.0, warm=False, wait=1, prewarm=True)
+    assert await sched.admit("b", sent_at=0.0, warm=False, wait=1), "a turn is never refused"
+    assert sched.running() == ["b"]
+
+
+async def test_waiting_prewarms_are_refused_when_the_room_goes_while_they_wait() -> None:
+    room = [2]
+    sched = Scheduler(1, warm_room=lambda: room[0])
+    assert await sched.admit("holder", sent_at=0.0, warm=False, wait=1)
+    waiting = [asyncio.create_task(sched.admit(n, sent_at=1.0, warm=False, wait=60, prewarm=True)) for n in "pq"]
+    while sched.prewarms()[0] != ["p", "q"]:
+        await asyncio.sleep(0)
+    room[0] = 0  # other agents warmed meanwhile
+    sched.release("holder")
+    for task in waiting:
+        with pytest.raises(PrewarmRefused):
+            await task
+    assert sched.prewarms() == ([], []) and sched.in_use == 0
+
+
+async def test_releasing_a_prewarm_never_frees_the_turn_admitted_since() -> None:
+    sched = Scheduler(1)
+    assert await sched.admit("a", sent_at=0.0, warm=False, wait=1, prewarm=True)
+    assert await sched.admit("a", sent_at=1.0, warm=False, wait=1), "a's message replaces its pre-warm"
+    sched.release("a", prewarm=True)  # the pre-warm ends after the turn was admitted
+    assert sched.running() == ["a"] and sched.prewarms() == ([], [])
+    assert await sched.admit("b", sent_at=2.0, warm=False, wait=0.01) is False, "a's turn still holds the slot"
+
+
+async def test_the_turn_admit_verb_refuses_a_prewarm_when_the_pool_is_full(tmp_path: Path, short_dir: Path) -> None:
+    config = make_config(tmp_path, short_dir, pool=PoolSettings(max_warm=1, max_turns=4))
+    daemon, task = await start_daemon(config)
+    try:
+        a, b = await wire_agent(daemon, "a"), await wire_agent(daemon, "b")
+        admit = {"cmd": "turn_admit", "sent_at": 1.0, "prewarm": True, "wait_seconds": 5}
+        first = await ask_socket(a, admit)
+        assert first["ok"] and first["admitted"] is True and not first.get("refused")
+        refused = await ask_socket(b, admit)
+        assert refused["ok"] and refused["admitted"] is False and "warm pool is full" in refused["refused"]
+        bad = await ask_socket(b, {**admit, "prewarm": "yes"})
+        assert bad["ok"] is False, "a request is strict"
+        assert (await ask_socket(a, {"cmd": "turn_release", "prewarm": True}))["ok"]
+        assert (await ask_socket(b, admit))["admitted"] is True, "a's pre-warm freed the room"
+    finally:
+        await stop_daemon(daemon, task)

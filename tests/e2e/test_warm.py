@@ -76,9 +76,10 @@ def rig_fixture(**pool: Any) -> Callable[[Path, Path], AsyncIterator[Rig]]:
     return make
 
 
-rig = pytest.fixture(rig_fixture(warm_idle_seconds=3600.0))
-idle_rig = pytest.fixture(rig_fixture(warm_idle_seconds=0.5))
-pool_rig = pytest.fixture(rig_fixture(warm_idle_seconds=3600.0, max_warm=1))
+# these start cold (no warm on start: tests/e2e/test_prewarm.py) to see each warm-up and cooling
+rig = pytest.fixture(rig_fixture(warm_idle_seconds=3600.0, warm_on_start=False))
+idle_rig = pytest.fixture(rig_fixture(warm_idle_seconds=0.5, warm_on_start=False))
+pool_rig = pytest.fixture(rig_fixture(warm_idle_seconds=3600.0, max_warm=1, warm_on_start=False))
 
 
 def alive(pid: int) -> bool:

@@ -76,7 +76,7 @@ class Lifecycle(Supervision):
         self._closing = False
         self.deploying: set[str] = set()  # an exit of these is reported by the deploy, not as a crash
         self.pool = Pool(config.pool, self.agents, lambda n: self.paths.agent(n).web_socket)
-        self.scheduler = Scheduler(config.pool.turn_limit(), on_change=self._publish)
+        self.scheduler = Scheduler(config.pool.turn_limit(), on_change=self._publish, warm_room=self.pool.warm_room)
         # cages start in parallel up to the host's cores: a slot is held from the cage's start until
         # its harness reports in (the CPU-heavy part), so a spawn of many does not thrash the host
         self._start_gate = asyncio.Semaphore(max(1, os.cpu_count() or 1))

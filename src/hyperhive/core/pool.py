@@ -41,16 +41,23 @@ class Pool:
         self.cooled = 0  # cool requests the core sent (the budget was exceeded)
 
     def cage_env(self) -> dict[str, str]:
-        """What a harness needs to know: whether to keep its CLI, for how long, the digest."""
+        """What a harness needs to know: whether to keep its CLI, for how long, whether to start
+        it when idle (warm on start, through the scheduler's pre-warms), the digest."""
         s = self.settings
         return {
             "HYPERHIVE_WARM": "0" if s.warm_limit() == 0 else "1",
+            "HYPERHIVE_WARM_ON_START": "1" if s.warm_on_start else "0",
             "HYPERHIVE_WARM_IDLE_SECONDS": str(s.warm_idle_seconds),
             "HYPERHIVE_DIGEST_SECONDS": str(s.digest_seconds),
         }
 
     def warm(self) -> list[AgentRuntime]:
         return [rt for rt in self._agents.values() if rt.warm and rt.state == "running"]
+
+    def warm_room(self) -> int | None:
+        """How many more agents may be warm now (None: unbounded); the scheduler's pre-warm gate."""
+        limit = self.settings.warm_limit()
+        return None if limit is None else limit - len(self.warm())
 
     def rebalance(self) -> list[str]:
         """Cool the longest-idle warm agents above the limit; returns the names asked to cool."""

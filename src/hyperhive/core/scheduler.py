@@ -6,6 +6,12 @@ already up) a quarter; the slots are `[pool] max_turns`, by default two per core
 memory (poolsettings.default_turn_limit). Waiting turns are admitted oldest message first; a
 warm turn may use capacity the oldest (cold) one cannot use yet, never capacity it could. An
 agent holds at most one admission: a new admit, a release or the harness's exit frees it.
+
+A pre-warm (an idle harness starting its claude CLI before any message: "warm on start") costs
+a cold slot but has the lowest priority: it is admitted after every waiting turn, whatever their
+ages, and only while the warm pool has room (`warm_room`: how many more agents may be warm;
+pre-warms admitted and not yet released count against it). A pre-warm that finds no room is
+refused (`PrewarmRefused`): the agent stays cold. Pre-warms are not queued turns (`queued()`).
 """
 
 from __future__ import annotations
@@ -16,27 +22,40 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["COLD_COST", "WARM_COST", "Scheduler"]
+__all__ = ["COLD_COST", "WARM_COST", "PrewarmRefused", "Scheduler"]
 
 COLD_COST = 1.0
 WARM_COST = 0.25
 
 
+class PrewarmRefused(Exception):
+    """No pre-warm now: the warm pool is full (the reason says how full)."""
+
+
 @dataclass(order=True)
 class _Waiter:
+    prewarm: bool  # after every real turn, whatever its age
     sent_at: float
     seq: int
     agent: str = field(compare=False)
     cost: float = field(compare=False)
     since: float = field(compare=False)
-    admitted: asyncio.Future[None] = field(compare=False)
+    admitted: asyncio.Future[bool] = field(compare=False)  # False: a pre-warm refused
 
 
 class Scheduler:
-    def __init__(self, capacity: float, *, on_change: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        capacity: float,
+        *,
+        on_change: Callable[[str], None] | None = None,
+        warm_room: Callable[[], int | None] | None = None,
+    ) -> None:
         self.capacity = max(COLD_COST, float(capacity))
         self._on_change = on_change or (lambda _name: None)
+        self._warm_room = warm_room or (lambda: None)
         self._running: dict[str, float] = {}  # agent -> cost
+        self._prewarming: set[str] = set()  # of _running: admitted pre-warms
         self._waiting: list[_Waiter] = []
         self._seq = itertools.count()
         self.admitted_total = 0
@@ -46,25 +65,41 @@ class Scheduler:
         return sum(self._running.values())
 
     def queued(self) -> dict[str, float]:
-        """Agents waiting for a slot, with when they started to wait."""
-        return {w.agent: w.since for w in self._waiting}
+        """Agents waiting for a slot for a turn, with when they started to wait."""
+        return {w.agent: w.since for w in self._waiting if not w.prewarm}
+
+    def prewarms(self) -> tuple[list[str], list[str]]:
+        """Pre-warms (waiting, admitted)."""
+        return sorted(w.agent for w in self._waiting if w.prewarm), sorted(self._prewarming)
+
+    def _prewarm_refusal(self) -> str | None:
+        room = self._warm_room()
+        if room is None or len(self._prewarming) < room:
+            return None
+        return f"the warm pool is full ({len(self._prewarming)} pre-warm(s) starting, room for {max(0, room)} more)"
 
     def running(self) -> list[str]:
         return sorted(self._running)
 
-    async def admit(self, agent: str, *, sent_at: float, warm: bool, wait: float) -> bool:
-        """Wait up to `wait` seconds for a slot; True once admitted (the caller must release)."""
+    async def admit(self, agent: str, *, sent_at: float, warm: bool, wait: float, prewarm: bool = False) -> bool:
+        """Wait up to `wait` seconds for a slot; True once admitted (the caller must release).
+        A pre-warm with no room in the warm pool raises PrewarmRefused."""
+        if prewarm and (why := self._prewarm_refusal()) is not None:
+            raise PrewarmRefused(why)
         self.release(agent)
-        cost = WARM_COST if warm else COLD_COST
-        waiter = _Waiter(sent_at, next(self._seq), agent, cost, time.time(), asyncio.get_running_loop().create_future())
+        cost = WARM_COST if warm and not prewarm else COLD_COST
+        waiter = _Waiter(
+            prewarm, sent_at, next(self._seq), agent, cost, time.time(), asyncio.get_running_loop().create_future()
+        )
         self._waiting.append(waiter)
         self._waiting.sort()
         self._dispatch()
-        if not waiter.admitted.done():
+        if not waiter.admitted.done() and not prewarm:
             self._on_change(agent)
         try:
             async with asyncio.timeout(wait):
-                await asyncio.shield(waiter.admitted)
+                if not await asyncio.shield(waiter.admitted):
+                    raise PrewarmRefused(self._prewarm_refusal() or "the warm pool is full")
         except TimeoutError:
             return self._give_up(waiter)
         except asyncio.CancelledError:
@@ -79,14 +114,19 @@ class Scheduler:
     def _give_up(self, waiter: _Waiter) -> bool:
         """Stop waiting; True if it was admitted meanwhile (the slot is held)."""
         if waiter.admitted.done() and not waiter.admitted.cancelled():
-            return True
+            return waiter.admitted.result()
         if waiter in self._waiting:
             self._waiting.remove(waiter)
-            self._on_change(waiter.agent)
+            if not waiter.prewarm:
+                self._on_change(waiter.agent)
         return False
 
-    def release(self, agent: str) -> None:
-        """The agent's turn ended (or its harness is gone): free its slot, admit the next."""
+    def release(self, agent: str, *, prewarm: bool = False) -> None:
+        """The agent's turn ended (or its harness is gone): free its slot, admit the next.
+        `prewarm`: only if what it holds is a pre-warm's slot (a turn admitted since keeps its own)."""
+        if prewarm and agent not in self._prewarming:
+            return
+        self._prewarming.discard(agent)
         if self._running.pop(agent, None) is not None:
             self._dispatch()
             self._on_change(agent)
@@ -102,11 +142,17 @@ class Scheduler:
             fits = waiter.cost <= free + 1e-9
             if fits and (not head_blocked or waiter.cost < COLD_COST):
                 self._waiting.remove(waiter)
+                if waiter.prewarm and self._prewarm_refusal() is not None:
+                    if not waiter.admitted.done():
+                        waiter.admitted.set_result(False)
+                    continue
                 self._running[waiter.agent] = waiter.cost
+                if waiter.prewarm:
+                    self._prewarming.add(waiter.agent)
                 free -= waiter.cost
                 self.admitted_total += 1
                 if not waiter.admitted.done():
-                    waiter.admitted.set_result(None)
+                    waiter.admitted.set_result(True)
                 self._on_change(waiter.agent)
             elif not fits and waiter.cost >= COLD_COST:
                 head_blocked = True  # later cold turns wait behind the oldest one

@@ -15,6 +15,7 @@ from hyperhive import protocol as p
 from hyperhive.core import eventfollow, operator_config
 from hyperhive.core import websessions as web_sessions
 from hyperhive.core.hub import HubEvent
+from hyperhive.core.scheduler import PrewarmRefused
 from hyperhive.core.sockets import Identity, StreamReply, Takeover, peer_gone
 from hyperhive.errors import AgentNotFound, Conflict, NotAllowed
 from hyperhive.livefeed import Missed, replay
@@ -298,11 +299,16 @@ class Verbs:
 
     async def v_turn_admit(self, who: Identity, req: p.TurnAdmitReq) -> dict[str, Any]:
         sched = self.s.lifecycle.scheduler
-        admitted = await sched.admit(who.name, sent_at=req.sent_at, warm=req.warm, wait=req.wait_seconds)
+        try:
+            admitted = await sched.admit(
+                who.name, sent_at=req.sent_at, warm=req.warm, wait=req.wait_seconds, prewarm=req.prewarm
+            )
+        except PrewarmRefused as exc:
+            return {"admitted": False, "refused": str(exc)}
         return {"admitted": admitted}
 
     async def v_turn_release(self, who: Identity, req: p.TurnReleaseReq) -> dict[str, Any]:
-        self.s.lifecycle.scheduler.release(who.name)
+        self.s.lifecycle.scheduler.release(who.name, prewarm=req.prewarm)
         return {}
 
     async def v_report_state(self, who: Identity, req: p.ReportStateReq) -> dict[str, Any]:

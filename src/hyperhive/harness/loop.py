@@ -121,6 +121,8 @@ class Harness(ModelMixin, PoolingMixin):
         self.digest_seconds = _positive(self.environ.get("HYPERHIVE_DIGEST_SECONDS"), DEFAULT_DIGEST_SECONDS)
         self.keep_warm = self.environ.get("HYPERHIVE_WARM", "1") != "0"
         self.warm_idle = _positive(self.environ.get("HYPERHIVE_WARM_IDLE_SECONDS"), DEFAULT_WARM_IDLE)
+        self.warm_on_start = self.environ.get("HYPERHIVE_WARM_ON_START") == "1"  # set by the core's pool
+        self._turn_asked = False
         self._cooler: asyncio.Task[None] | None = None
 
     # ---- state -------------------------------------------------------------------------
@@ -428,6 +430,7 @@ class Harness(ModelMixin, PoolingMixin):
         if requeued:
             self.bus.emit("note", {"text": f"{requeued} unacknowledged message(s) requeued after a restart"})
         self.set_state("idle")
+        self._background(self._prewarm(), "prewarm")  # warm on start (harness/pooling.py)
         while not self._stopping.is_set():
             await self._nap_if_asked()
             wait = self._recv_wait()

@@ -10,6 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from hyperhive.client import HiveClient
 from hyperhive.errors import ErrorCode, HiveError
 from hyperhive.harness.bookkeeping import HeldEvents
 from hyperhive.wirecaps import MAX_RECV_WAIT
@@ -20,9 +21,9 @@ from hyperhive.wirecaps import MAX_RECV_WAIT
 HEAVY_MODULES = ("claude_agent_sdk", "mcp", "pydantic", "hyperhive.protocol", "hyperhive.agentconfig")
 
 if TYPE_CHECKING:
-    from hyperhive.client import HiveClient
     from hyperhive.harness.bus import Bus
     from hyperhive.harness.turn import TurnRunner
+    from hyperhive.harness.turnspec import TurnSpec
     from hyperhive.harness.workerclient import WorkerRunner
 
 __all__ = ["DEFAULT_WARM_IDLE", "PoolingMixin", "Refused"]
@@ -45,6 +46,9 @@ class PoolingMixin:
     held: HeldEvents
     digest_seconds: float
     warm_idle: float
+    keep_warm: bool
+    warm_on_start: bool
+    _turn_asked: bool  # a turn (or the operator) has asked for the CLI: no pre-warm now
     _cooler: asyncio.Task[None] | None
     _stopping: asyncio.Event
     _turn_lock: asyncio.Lock
@@ -62,9 +66,13 @@ class PoolingMixin:
     async def _report(self) -> None:
         raise NotImplementedError
 
+    def _spec(self, prompt: str) -> TurnSpec:
+        raise NotImplementedError
+
     async def _admit(self, message: dict[str, Any]) -> None:
         """Wait for a slot of the core's burst scheduler (oldest message first; a warm CLI costs
         less). A core that cannot say (an error) does not hold the turn back."""
+        self._turn_asked = True
         sent_at = float(message.get("sent_at") or time.time())
         while not self._stopping.is_set():
             try:
@@ -77,6 +85,48 @@ class PoolingMixin:
                 return
             if reply.get("admitted"):
                 return
+
+    async def _prewarm(self) -> None:
+        """Warm on start: an idle harness starts its worker and connects the claude CLI its first
+        turn would use (same options: the turn reuses it), with no query, so the first message
+        finds a warm CLI. The core admits it after every waiting turn and refuses it when the warm
+        pool is full (the agent stays cold); a CLI that cannot start leaves the agent cold."""
+        if not (self.keep_warm and self.warm_on_start) or self.runner.warm or self._turn_asked:
+            return
+        admission = HiveClient(self.client.socket_path)  # its own connection: the wait is a long-poll
+        admitted = False
+        try:
+            while not (admitted or self._stopping.is_set() or self._turn_asked):
+                try:
+                    reply = await admission.call("turn_admit", sent_at=time.time(), prewarm=True,
+                                                 wait_seconds=MAX_RECV_WAIT)  # fmt: skip
+                except (HiveError, OSError, TimeoutError) as exc:
+                    self.bus.emit(
+                        "note", {"text": f"no pre-warm: turn admission unavailable ({exc})", "level": "warning"}
+                    )
+                    return
+                if reply.get("refused"):
+                    self.bus.emit("note", {"text": f"no pre-warm, cold until the first message: {reply['refused']}",
+                                           "pool": "prewarm_refused"})  # fmt: skip
+                    return
+                admitted = bool(reply.get("admitted"))
+            if not admitted or self._turn_asked or self._turn_lock.locked() or self.runner.busy or self.runner.warm:
+                return
+            pid, why = await self.runner.prewarm(self._spec(""))
+            if pid is None:
+                self.bus.emit("note", {"text": f"pre-warm failed, cold until the first message: {why}",
+                                       "level": "warning", "pool": "prewarm_failed"})  # fmt: skip
+                return
+            self.bus.emit("note", {"text": f"pre-warmed the claude CLI (pid {pid}) for the first message",
+                                   "pool": "prewarmed", "pid": pid})  # fmt: skip
+            await self._report()  # counted warm by the core before the pre-warm's slot is freed
+            if not self._turn_asked:  # else the turn's end starts the idle timer
+                self._start_cooler()
+        finally:
+            if admitted:
+                with contextlib.suppress(HiveError, OSError, TimeoutError):
+                    await admission.call("turn_release", prewarm=True)
+            await admission.close()
 
     async def _release(self) -> None:
         with contextlib.suppress(HiveError, OSError, asyncio.TimeoutError):

@@ -219,6 +219,42 @@ class TurnRunner:
         if self._stderr_sink is not None:
             self._stderr_sink(line)
 
+    async def prewarm(self, spec: TurnSpec) -> tuple[int | None, str]:
+        """Start and connect the CLI a turn on `spec` would start (same options, so that turn
+        reuses it), with no query: no model request. (pid, "") once kept; (None, why) if it
+        could not start or a CLI is already kept."""
+        async with self._lock:
+            if self._warm is not None:
+                return None, "a claude CLI is already kept"
+            tail: list[str] = []
+
+            def note(line: str) -> None:
+                tail.append(line)
+                del tail[:-5]
+
+            warm: WarmCli | None = None
+            try:
+                cli_path = str(spec.cli_path) if spec.cli_path is not None else await asyncio.to_thread(find_claude_cli)
+                spec = dataclasses.replace(spec, cli_path=cli_path)
+                prompt_file = PromptFile(spec.system_prompt)
+                client = ClaudeSDKClient(build_options(spec, stderr=self._stderr, system_prompt_file=prompt_file.path))
+                warm = WarmCli(client, prompt_file, options_key(spec), spec.resume_session, spec.model, cli_path)
+                self._stderr_sink = note
+                await client.connect()
+                warm.pid = await asyncio.to_thread(TrackedChild(cli_path).pid)
+            except (ClaudeSDKError, OSError) as exc:
+                if warm is not None:
+                    await warm.close()
+                detail = " | ".join(tail)
+                return None, _short(f"{type(exc).__name__}: {exc}" + (f" ({detail})" if detail else ""), 600)
+            finally:
+                self._stderr_sink = None
+            if warm.pid is None or not await asyncio.to_thread(warm.alive):
+                await warm.close()
+                return None, "the claude CLI exited while connecting"
+            self._warm = warm
+            return warm.pid, ""
+
     async def run(self, spec: TurnSpec, on_message: MessageCallback, on_note: NoteCallback) -> TurnResult:
         """Run one turn; never raises for a CLI or API failure (they come back in the result)."""
         async with self._lock:

@@ -6,6 +6,8 @@ given (its own stdout then points at stderr, so nothing else can corrupt the str
 
 - `{"op": "run", "spec": {...}}` → `message` / `note` events, then `result` (with `warm_after`:
   whether the CLI is kept); one run at a time.
+- `{"op": "prewarm", "spec": {...}}` → `prewarmed {pid, note}`: the CLI that spec's turn would
+  start, connected with no query (warm on start); pid null (and why in note) if it could not.
 - `{"op": "cancel"}` → `cancelled {stopped, how, pid}` (the CLI is this process's child).
 - `{"op": "cool"}` → `cooled {was_warm}`, then the worker exits: its memory goes back.
 - the `nap` tool → `call {cid, seconds}`, answered by `{"op": "reply", "cid", "text"}`.
@@ -27,7 +29,7 @@ from typing import IO, Any
 
 from hyperhive.client import HiveClient
 from hyperhive.harness.tools import allowed_tool_names, build_hyperhive_server
-from hyperhive.harness.turn import TurnRunner
+from hyperhive.harness.turn import TurnRunner, TurnSpec
 from hyperhive.harness.turnspec import spec_from_wire
 
 log = logging.getLogger("hyperhive.harness.worker")
@@ -65,11 +67,23 @@ class Worker:
             self._servers[role] = build_hyperhive_server(self.client, manager=role == "manager", nap=self._nap)
         return self._servers[role]
 
-    async def _run(self, wire: dict[str, Any]) -> None:
+    def _spec(self, wire: dict[str, Any]) -> TurnSpec:
         spec = spec_from_wire(wire)
         if spec.hyperhive:
             spec = dataclasses.replace(spec, mcp_server=self._server(spec.hyperhive),
                                        mcp_tools=allowed_tool_names(manager=spec.hyperhive == "manager"))  # fmt: skip
+        return spec
+
+    async def _prewarm(self, wire: dict[str, Any]) -> None:
+        try:
+            pid, note = await self.runner.prewarm(self._spec(wire))
+        except Exception as exc:  # never leave the harness waiting
+            log.exception("pre-warm failed in the worker")
+            pid, note = None, f"worker: {exc!r}"[:600]
+        self.send({"ev": "prewarmed", "pid": pid, "note": note})
+
+    async def _run(self, wire: dict[str, Any]) -> None:
+        spec = self._spec(wire)
         try:
             result = await self.runner.run(
                 spec, lambda m: self.send({"ev": "message", "data": m}), lambda t: self.send({"ev": "note", "text": t})
@@ -95,8 +109,9 @@ class Worker:
             while line := await reader.readline():
                 request = json.loads(line)
                 op = request.get("op")
-                if op == "run":
-                    self._turn = asyncio.create_task(self._run(request["spec"]))
+                if op in ("run", "prewarm"):
+                    work = self._run if op == "run" else self._prewarm
+                    self._turn = asyncio.create_task(work(request["spec"]))
                     tasks.add(self._turn)
                     self._turn.add_done_callback(tasks.discard)
                 elif op == "cancel":

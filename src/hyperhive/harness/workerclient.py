@@ -96,6 +96,24 @@ class WorkerRunner:
                 self._busy = False
                 self._on_message = self._on_note = None
 
+    async def prewarm(self, spec: TurnSpec) -> tuple[int | None, str]:
+        """Start the worker and connect the CLI `spec`'s turn would use, with no query (warm on
+        start). (pid, "") once kept; (None, why) otherwise, and the worker is ended."""
+        async with self._lock:
+            if self.warm:
+                return None, "a claude CLI is already kept"
+            try:
+                await self._ensure()
+                reply = await self._request({"op": "prewarm", "spec": spec_to_wire(spec)}, "prewarmed")
+            except (WorkerGone, TimeoutError) as exc:
+                reply = {"pid": None, "note": f"the turn worker exited: {exc}"}
+            pid = reply.get("pid")
+            self._warm_pid = int(pid) if pid else None
+            if self._warm_pid is None:
+                await self._end()
+                return None, str(reply.get("note") or "the claude CLI did not start")
+            return self._warm_pid, ""
+
     async def compact(
         self, spec: TurnSpec, session_id: str, on_message: MessageCallback, on_note: NoteCallback
     ) -> TurnResult:
