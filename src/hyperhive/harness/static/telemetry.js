@@ -11,21 +11,7 @@
   window.__hiveTelemetryCharts = charts;
   const SINCE = 24 * 3600;
 
-  function compact(v) {
-    if (v === null || v === undefined) return "";
-    const a = Math.abs(v);
-    if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
-    if (a >= 1e3) return (v / 1e3).toFixed(1) + "k";
-    if (a > 0 && a < 0.01) return v.toExponential(0);
-    return String(Math.round(v * 100) / 100);
-  }
-  /* one point (or none) still gets a readable time axis: ±1 min around it */
-  const xRange = (_u, min, max) => (min === max || min == null ? [(min || Date.now() / 1000) - 60, (max || Date.now() / 1000) + 60] : [min, max]);
-
-  function cssVar(n, fallback) {
-    const v = getComputedStyle(document.documentElement).getPropertyValue(n).trim();
-    return v || fallback;
-  }
+  const { compact, xRange, cssVar } = window.hiveChartKit; /* /static/common/chartkit.js */
 
   /* [[ts, v], ...] series → uPlot columns on one shared x (seconds) */
   function columns(list) {
