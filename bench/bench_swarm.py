@@ -7,15 +7,19 @@ in the same run.
 Setup: the offline model (a labelled scripted stand-in that answers in about a millisecond) and
 a real `Daemon` in this process (no manager, `[pool]` defaults: every agent may stay warm).
 
-- spawn → ready: from the first `spawn` until every harness reports idle.
+- spawn → ready: from the first `spawn` until every harness reports idle (it takes messages).
+- spawn → warm: until every agent's pre-warm is decided (warm on start, `[pool] warm_on_start`:
+  an idle harness connects its claude CLI before its first message; each trail gets a `note`
+  with `pool` "prewarmed", "prewarm_refused" or "prewarm_failed"); the first burst starts then.
+  With `--cold-start` (warm_on_start = false) it is not measured.
 - burst: the operator sends agent i "relay TOKEN to agent i+1" to all N at once; done when every
   token has been through both turns (the sender's relay turn and the receiver's turn on it) and
   every message is acknowledged. Each relay is two turns, so a burst is 2N turns.
-- per-turn: `duration_ms` of every turn_end in the agents' trails, cold (first burst) and warm
-  (the later ones), p50 / p95.
-- memory: VmRSS of each agent's process tree (harness, worker, claude) at idle before the
-  first burst (cold harnesses), peak while the bursts run, and at idle after the last burst
-  (warm: harness + worker + CLI), split by process.
+- per-turn: `duration_ms` of every turn_end in the agents' trails, cold and warm (its `warm`:
+  it reused a connected CLI), p50 / p95; and how many of the first burst's turns found a warm CLI.
+- memory: VmRSS of each agent's process tree (harness, worker, claude) at ready (cold
+  harnesses; the first pre-warms may have begun), when the pre-warms are decided, peak while
+  the bursts run, and at idle after the last burst (warm: harness + worker + CLI), by process.
 - lost / duplicated: every token must start exactly one turn in its receiver's trail and none
   may be unacknowledged at the end (both must be 0).
 - baseline: 2N bare `claude -p` runs (the SDK's bundled CLI) at once against the same model —
@@ -151,7 +155,19 @@ async def baseline(model_url: str, runs: int) -> float:
     return time.monotonic() - started
 
 
-async def main(agents: int, bursts: int, cage: str, with_baseline: bool = True) -> dict[str, Any]:
+PREWARM_OUTCOMES = ("prewarmed", "prewarm_refused", "prewarm_failed")
+
+
+def prewarm_outcome(events: list[dict[str, Any]]) -> str | None:
+    for e in events:
+        if e["kind"] == "note" and e["payload"].get("pool") in PREWARM_OUTCOMES:
+            return str(e["payload"]["pool"])
+    return None
+
+
+async def main(
+    agents: int, bursts: int, cage: str, with_baseline: bool = True, warm_on_start: bool = True
+) -> dict[str, Any]:
     names = [f"s{i:03d}" for i in range(agents)]
     with tempfile.TemporaryDirectory(prefix="hh-swarm-") as tmp, tempfile.TemporaryDirectory(dir="/tmp") as run:
         async with OfflineModelServer() as model:
@@ -159,7 +175,8 @@ async def main(agents: int, bursts: int, cage: str, with_baseline: bool = True) 
             if os.environ.get("PYTHONPATH"):  # the cages run the same source as this script
                 env["PYTHONPATH"] = os.environ["PYTHONPATH"]
             config = HiveConfig(state_dir=Path(tmp) / "state", run_dir=Path(run), port=0, cage=cage, manager=False,
-                                agent_env=env, pool=PoolSettings(warm_idle_seconds=3600.0))  # fmt: skip
+                                agent_env=env, pool=PoolSettings(warm_idle_seconds=3600.0,
+                                                                 warm_on_start=warm_on_start))  # fmt: skip
             ready = asyncio.Event()
 
             async def on_ready(_d: Daemon) -> None:
@@ -178,6 +195,16 @@ async def main(agents: int, bursts: int, cage: str, with_baseline: bool = True) 
                                lambda: all(s.lifecycle.agents[n].harness_state == "idle" for n in names))  # fmt: skip
                 spawn_s = time.monotonic() - started
                 idle_cold = swarm_rss(daemon)
+                warm_s: float | None = None
+                prewarms: dict[str, int] = {}
+                if warm_on_start:
+                    await wait_for("every pre-warm decided",
+                                   lambda: all(prewarm_outcome(s.read_agent_events(n)) for n in names))  # fmt: skip
+                    warm_s = time.monotonic() - started
+                    for n in names:
+                        outcome = prewarm_outcome(s.read_agent_events(n)) or "none"
+                        prewarms[outcome] = prewarms.get(outcome, 0) + 1
+                idle_prewarmed = swarm_rss(daemon)
 
                 peak: dict[str, int] = {"total": 0}
                 sampling = True
@@ -193,7 +220,9 @@ async def main(agents: int, bursts: int, cage: str, with_baseline: bool = True) 
                 sampler = asyncio.create_task(sample())
                 burst_s: list[float] = []
                 tokens: dict[str, str] = {}
+                first_burst_warm: list[bool] = []
                 for b in range(bursts):
+                    ends_before = {n: len(_turn_ends(s.read_agent_events(n))) for n in names}
                     sent = {f"T{b}-{i}-{uuid.uuid4().hex[:8]}": names[(i + 1) % agents] for i in range(agents)}
                     tokens.update(sent)
                     t0 = time.monotonic()
@@ -208,6 +237,9 @@ async def main(agents: int, bursts: int, cage: str, with_baseline: bool = True) 
                     await wait_for("every agent idle", lambda: all(s.lifecycle.agents[n].harness_state == "idle"
                                                                     for n in names))  # fmt: skip
                     burst_s.append(time.monotonic() - t0)
+                    if b == 0:
+                        first_burst_warm = [bool(e.get("warm")) for n in names
+                                            for e in _turn_ends(s.read_agent_events(n))[ends_before[n]:]]  # fmt: skip
                 sampling = False
                 await sampler
                 idle_warm = swarm_rss(daemon)
@@ -233,18 +265,26 @@ async def main(agents: int, bursts: int, cage: str, with_baseline: bool = True) 
     budget_mib = config.pool.budget_mib or default_budget_mib()
     return {
         "agents": agents, "bursts": bursts, "cage": cage, "cores": os.cpu_count(),
-        "spawn_to_ready_s": round(spawn_s, 2), "burst_s": [round(x, 2) for x in burst_s],
+        "warm_on_start": warm_on_start, "spawn_to_ready_s": round(spawn_s, 2),
+        "spawn_to_warm_s": round(warm_s, 2) if warm_s is not None else None, "prewarms": prewarms,
+        "first_burst_turns": len(first_burst_warm), "first_burst_warm_turns": sum(first_burst_warm),
+        "burst_s": [round(x, 2) for x in burst_s],
         "baseline_2n_claude_p_s": round(base_s, 2), "burst_over_baseline": round(burst_med / base_s, 2),
         "first_burst_over_baseline": round(burst_s[0] / base_s, 2),
         "turn_ms_cold_p50": pct(cold, 0.5), "turn_ms_cold_p95": pct(cold, 0.95),
         "turn_ms_warm_p50": pct(warm, 0.5), "turn_ms_warm_p95": pct(warm, 0.95),
         "warm_over_cold_p50": round(pct(warm, 0.5) / pct(cold, 0.5), 2) if warm and cold else None,  # type: ignore[operator]
-        "rss_idle_cold_kib": idle_cold, "rss_peak_kib": peak, "rss_idle_warm_kib": idle_warm,
+        "rss_idle_cold_kib": idle_cold, "rss_idle_prewarmed_kib": idle_prewarmed, "rss_peak_kib": peak,
+        "rss_idle_warm_kib": idle_warm,
         "rss_cooled_harness_kib": cooled_floor,
         "lost": lost, "duplicated": dup, "unacked_left": unread,
         "failed_turns": len(failed), "initialize_timeouts": sum("initialize" in str(e.get("note", "")).lower() for e in failed),
         "pool_budget_mib": budget_mib, "warm_limit": config.pool.warm_limit(),
     }  # fmt: skip
+
+
+def _turn_ends(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e["payload"] for e in events if e["kind"] == "turn_end"]
 
 
 def _after_start(events: list[dict[str, Any]], token: str) -> list[dict[str, Any]]:
@@ -276,19 +316,25 @@ if __name__ == "__main__":
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the 2N bare CLIs (too many for the host's memory)"
     )
+    parser.add_argument("--cold-start", action="store_true", help="[pool] warm_on_start = false")
     args = parser.parse_args()
-    out = asyncio.run(main(args.agents, args.bursts, args.cage, not args.no_baseline))
+    out = asyncio.run(main(args.agents, args.bursts, args.cage, not args.no_baseline, not args.cold_start))
     mib = 1024
     print(f"agents {out['agents']} ({out['cage']} cages, {out['cores']} cores), bursts {out['bursts']}")
-    print(f"spawn → ready            {out['spawn_to_ready_s']:>8} s")
+    print(f"spawn → ready            {out['spawn_to_ready_s']:>8} s   (every harness idle)")
+    if out["warm_on_start"]:
+        print(f"spawn → warm             {out['spawn_to_warm_s']:>8} s   (every pre-warm decided: {out['prewarms']})")
+    else:
+        print("spawn → warm                  -     (--cold-start: [pool] warm_on_start = false)")
+    print(f"first burst found warm   {out['first_burst_warm_turns']} of {out['first_burst_turns']} turns")
     print(f"burst (2N turns)         {out['burst_s']} s")
     print(
-        f"baseline 2N claude -p    {out['baseline_2n_claude_p_s']:>8} s   burst/baseline {out['burst_over_baseline']} (first, cold: {out['first_burst_over_baseline']})"
+        f"baseline 2N claude -p    {out['baseline_2n_claude_p_s']:>8} s   burst/baseline {out['burst_over_baseline']} (first: {out['first_burst_over_baseline']})"
     )
     print(f"turn cold p50/p95        {out['turn_ms_cold_p50']} / {out['turn_ms_cold_p95']} ms")
     print(f"turn warm p50/p95        {out['turn_ms_warm_p50']} / {out['turn_ms_warm_p95']} ms"
           f"   warm/cold p50 {out['warm_over_cold_p50']}")  # fmt: skip
-    for key in ("rss_idle_cold_kib", "rss_peak_kib", "rss_idle_warm_kib"):
+    for key in ("rss_idle_cold_kib", "rss_idle_prewarmed_kib", "rss_peak_kib", "rss_idle_warm_kib"):
         r = out[key]
         print(f"{key[4:-4]:<24} total {r['total'] // mib} MiB (harness {r['harness'] // mib}, worker "
               f"{r['worker'] // mib}, claude {r['claude'] // mib}, other {r['other'] // mib})")  # fmt: skip

@@ -108,12 +108,14 @@ async def test_a_waiting_turn_is_admitted_before_an_older_prewarm() -> None:
 
 
 async def test_a_prewarm_over_the_warm_room_is_refused() -> None:
-    room = [1]
-    sched = Scheduler(4, warm_room=lambda: room[0])
+    warm: set[str] = set()
+    sched = Scheduler(4, warm_room=lambda starting: 1 - len(warm | starting))
     assert await sched.admit("a", sent_at=0.0, warm=False, wait=1, prewarm=True)
     with pytest.raises(PrewarmRefused, match="warm pool is full"):
         await sched.admit("b", sent_at=0.0, warm=False, wait=1, prewarm=True)  # a's pre-warm takes the room
-    room[0] = 0  # a is warm now
+    warm.add("a")  # a reports warm, then frees its pre-warm's slot
+    with pytest.raises(PrewarmRefused):
+        await sched.admit("b", sent_at=0.0, warm=False, wait=1, prewarm=True)
     sched.release("a", prewarm=True)
     with pytest.raises(PrewarmRefused):
         await sched.admit("b", sent_at=0.0, warm=False, wait=1, prewarm=True)
@@ -121,9 +123,19 @@ async def test_a_prewarm_over_the_warm_room_is_refused() -> None:
     assert sched.running() == ["b"]
 
 
+async def test_an_agent_warm_and_still_holding_its_prewarm_is_counted_once() -> None:
+    warm: set[str] = set()
+    sched = Scheduler(4, warm_room=lambda starting: 2 - len(warm | starting))
+    assert await sched.admit("a", sent_at=0.0, warm=False, wait=1, prewarm=True)
+    warm.add("a")  # a reported warm; its turn_release is still on the way
+    assert await sched.admit("b", sent_at=0.0, warm=False, wait=1, prewarm=True), "room for one more"
+    with pytest.raises(PrewarmRefused):
+        await sched.admit("c", sent_at=0.0, warm=False, wait=1, prewarm=True)
+
+
 async def test_waiting_prewarms_are_refused_when_the_room_goes_while_they_wait() -> None:
     room = [2]
-    sched = Scheduler(1, warm_room=lambda: room[0])
+    sched = Scheduler(1, warm_room=lambda starting: room[0] - len(starting))
     assert await sched.admit("holder", sent_at=0.0, warm=False, wait=1)
     waiting = [asyncio.create_task(sched.admit(n, sent_at=1.0, warm=False, wait=60, prewarm=True)) for n in "pq"]
     while sched.prewarms()[0] != ["p", "q"]:

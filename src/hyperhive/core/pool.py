@@ -54,10 +54,11 @@ class Pool:
     def warm(self) -> list[AgentRuntime]:
         return [rt for rt in self._agents.values() if rt.warm and rt.state == "running"]
 
-    def warm_room(self) -> int | None:
-        """How many more agents may be warm now (None: unbounded); the scheduler's pre-warm gate."""
+    def warm_room(self, starting: frozenset[str]) -> int | None:
+        """How many more agents may be warm now, with `starting` (pre-warms admitted) counted as
+        warm (None: unbounded); the scheduler's pre-warm gate."""
         limit = self.settings.warm_limit()
-        return None if limit is None else limit - len(self.warm())
+        return None if limit is None else limit - len({rt.name for rt in self.warm()} | starting)
 
     def rebalance(self) -> list[str]:
         """Cool the longest-idle warm agents above the limit; returns the names asked to cool."""

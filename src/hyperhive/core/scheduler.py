@@ -9,8 +9,8 @@ agent holds at most one admission: a new admit, a release or the harness's exit 
 
 A pre-warm (an idle harness starting its claude CLI before any message: "warm on start") costs
 a cold slot but has the lowest priority: it is admitted after every waiting turn, whatever their
-ages, and only while the warm pool has room (`warm_room`: how many more agents may be warm;
-pre-warms admitted and not yet released count against it). A pre-warm that finds no room is
+ages, and only while the warm pool has room (`warm_room(starting)`: how many more agents may be
+warm, counting the pre-warms admitted and not yet released, `starting`). A pre-warm that finds no room is
 refused (`PrewarmRefused`): the agent stays cold. Pre-warms are not queued turns (`queued()`).
 """
 
@@ -49,11 +49,11 @@ class Scheduler:
         capacity: float,
         *,
         on_change: Callable[[str], None] | None = None,
-        warm_room: Callable[[], int | None] | None = None,
+        warm_room: Callable[[frozenset[str]], int | None] | None = None,
     ) -> None:
         self.capacity = max(COLD_COST, float(capacity))
         self._on_change = on_change or (lambda _name: None)
-        self._warm_room = warm_room or (lambda: None)
+        self._warm_room = warm_room or (lambda _starting: None)
         self._running: dict[str, float] = {}  # agent -> cost
         self._prewarming: set[str] = set()  # of _running: admitted pre-warms
         self._waiting: list[_Waiter] = []
@@ -73,10 +73,10 @@ class Scheduler:
         return sorted(w.agent for w in self._waiting if w.prewarm), sorted(self._prewarming)
 
     def _prewarm_refusal(self) -> str | None:
-        room = self._warm_room()
-        if room is None or len(self._prewarming) < room:
+        room = self._warm_room(frozenset(self._prewarming))
+        if room is None or room > 0:
             return None
-        return f"the warm pool is full ({len(self._prewarming)} pre-warm(s) starting, room for {max(0, room)} more)"
+        return f"the warm pool is full (with {len(self._prewarming)} pre-warm(s) starting)"
 
     def running(self) -> list[str]:
         return sorted(self._running)
