@@ -173,3 +173,17 @@ async def test_the_turn_admit_verb_refuses_a_prewarm_when_the_pool_is_full(tmp_p
         assert (await ask_socket(b, admit))["admitted"] is True, "a's pre-warm freed the room"
     finally:
         await stop_daemon(daemon, task)
+
+
+async def test_prewarms_wait_while_held_and_go_on_dispatch() -> None:
+    held = [True]
+    sched = Scheduler(2, hold_prewarms=lambda: held[0])
+    waiting = asyncio.create_task(sched.admit("p", sent_at=0.0, warm=False, wait=60, prewarm=True))
+    while sched.prewarms()[0] != ["p"]:
+        await asyncio.sleep(0)
+    assert await sched.admit("t", sent_at=1.0, warm=False, wait=1), "a turn is never held"
+    sched.dispatch()
+    assert sched.prewarms() == (["p"], []), "still held: a cage is starting"
+    held[0] = False
+    sched.dispatch()
+    assert await waiting and sched.prewarms() == ([], ["p"])

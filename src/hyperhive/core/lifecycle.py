@@ -76,10 +76,13 @@ class Lifecycle(Supervision):
         self._closing = False
         self.deploying: set[str] = set()  # an exit of these is reported by the deploy, not as a crash
         self.pool = Pool(config.pool, self.agents, lambda n: self.paths.agent(n).web_socket)
-        self.scheduler = Scheduler(config.pool.turn_limit(), on_change=self._publish, warm_room=self.pool.warm_room)
+        # pre-warms (warm on start) wait while any cage is starting: a spawn of many is not slowed
+        self.scheduler = Scheduler(config.pool.turn_limit(), on_change=self._publish, warm_room=self.pool.warm_room,
+                                   hold_prewarms=lambda: self._starting > 0)  # fmt: skip
         # cages start in parallel up to the host's cores: a slot is held from the cage's start until
         # its harness reports in (the CPU-heavy part), so a spawn of many does not thrash the host
         self._start_gate = asyncio.Semaphore(max(1, os.cpu_count() or 1))
+        self._starting = 0  # cages waiting for a start slot or holding one
         self.nodes: Nodes | None = None  # core/nodes.py: which node runs an agent; the other nodes' rows
 
     async def load(self) -> None:
@@ -286,11 +289,17 @@ class Lifecycle(Supervision):
         rt.harness_state = "starting"
         rt.harness_since = time.time()
         self._publish(rt.name)
-        await self._start_gate.acquire()
+        self._starting += 1
+        try:
+            await self._start_gate.acquire()
+        except BaseException:
+            self._start_finished()
+            raise
         try:
             handle = await self.cage.start(self._spec(rt, cfg))
         except BaseException as exc:
             self._start_gate.release()
+            self._start_finished()
             if isinstance(exc, CageError):
                 rt.set_state("crashed")
                 self._publish(rt.name)
@@ -349,6 +358,11 @@ class Lifecycle(Supervision):
             pass
         finally:
             self._start_gate.release()
+            self._start_finished()
+
+    def _start_finished(self) -> None:
+        self._starting -= 1
+        self.scheduler.dispatch()  # a pre-warm held while cages started may go now
 
     # ---- daemon start / stop -----------------------------------------------------------
 

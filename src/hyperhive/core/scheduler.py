@@ -11,7 +11,9 @@ A pre-warm (an idle harness starting its claude CLI before any message: "warm on
 a cold slot but has the lowest priority: it is admitted after every waiting turn, whatever their
 ages, and only while the warm pool has room (`warm_room(starting)`: how many more agents may be
 warm, counting the pre-warms admitted and not yet released, `starting`). A pre-warm that finds no room is
-refused (`PrewarmRefused`): the agent stays cold. Pre-warms are not queued turns (`queued()`).
+refused (`PrewarmRefused`): the agent stays cold. Pre-warms also wait while `hold_prewarms()`
+(the core: a cage is starting; it calls `dispatch()` when that ends). Pre-warms are not queued
+turns (`queued()`).
 """
 
 from __future__ import annotations
@@ -50,10 +52,12 @@ class Scheduler:
         *,
         on_change: Callable[[str], None] | None = None,
         warm_room: Callable[[frozenset[str]], int | None] | None = None,
+        hold_prewarms: Callable[[], bool] | None = None,
     ) -> None:
         self.capacity = max(COLD_COST, float(capacity))
         self._on_change = on_change or (lambda _name: None)
         self._warm_room = warm_room or (lambda _starting: None)
+        self._hold_prewarms = hold_prewarms or (lambda: False)
         self._running: dict[str, float] = {}  # agent -> cost
         self._prewarming: set[str] = set()  # of _running: admitted pre-warms
         self._waiting: list[_Waiter] = []
@@ -135,10 +139,16 @@ class Scheduler:
             if not w.admitted.done():
                 w.admitted.cancel()
 
+    def dispatch(self) -> None:
+        """Admit what may go now (after `hold_prewarms()` turned false)."""
+        self._dispatch()
+
     def _dispatch(self) -> None:
         free = self.capacity - self.in_use
         head_blocked = False
         for waiter in list(self._waiting):
+            if waiter.prewarm and self._hold_prewarms():
+                break  # pre-warms sort last: nothing after this one goes either
             fits = waiter.cost <= free + 1e-9
             if fits and (not head_blocked or waiter.cost < COLD_COST):
                 self._waiting.remove(waiter)
