@@ -25,6 +25,7 @@ from hyperhive.core.daemon import Daemon
 from hyperhive.core.hub import Hub
 from hyperhive.core.services import Services
 from hyperhive.offline_model.server import OfflineModelServer
+from hyperhive.poolsettings import PoolSettings
 from hyperhive.protocol import Message
 from hyperhive.store.base import Store
 from hyperhive.store.open import open_store
@@ -106,6 +107,10 @@ def make_config(tmp_path: Path, run_dir: Path, **overrides: object) -> HiveConfi
         parent.chmod(parent.stat().st_mode | 0o011)
     base: dict[str, object] = {"state_dir": state, "run_dir": run_dir, "port": 0, "cage": "process",
                                "manager": False, "stop_grace": 5.0, "uid_base": TEST_UID_BASE,
+                               # a test hive's agents start no claude CLI before their first message
+                               # (warm on start is tested in e2e/test_prewarm.py): hundreds of spawns
+                               # in a run would each start one
+                               "pool": PoolSettings(warm_on_start=False),
                                "store_url": store_url_for(state.resolve())}  # fmt: skip
     base.update(overrides)
     return HiveConfig(**base)  # type: ignore[arg-type]

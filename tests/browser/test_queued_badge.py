@@ -50,7 +50,7 @@ async def test_a_turn_waiting_for_a_slot_shows_queued(tmp_path: Path, short_dir:
     async with OfflineModelServer(on_request=on_request) as model:
         env = {"ANTHROPIC_BASE_URL": model.url, "ANTHROPIC_API_KEY": "offline-model-stand-in"}
         daemon, task = await start_daemon(
-            make_config(tmp_path, short_dir, agent_env=env, pool=PoolSettings(max_turns=1))
+            make_config(tmp_path, short_dir, agent_env=env, pool=PoolSettings(max_turns=1, warm_on_start=False))
         )
         try:
             s = daemon.services

@@ -61,8 +61,8 @@ def rig_fixture(**pool: Any) -> Callable[[Path, Path], AsyncIterator[Rig]]:
     return make
 
 
-rig = pytest.fixture(rig_fixture(digest_seconds=3600.0))
-digest_rig = pytest.fixture(rig_fixture(digest_seconds=1.0))
+rig = pytest.fixture(rig_fixture(digest_seconds=3600.0, warm_on_start=False))
+digest_rig = pytest.fixture(rig_fixture(digest_seconds=1.0, warm_on_start=False))
 
 
 async def test_the_spawn_kick_runs_no_turn_and_goes_in_front_of_the_next_message(rig: Rig) -> None:

@@ -45,7 +45,7 @@ async def rig(tmp_path: Path, short_dir: Path) -> AsyncIterator[Rig]:
     require_sdk()
     async with OfflineModelServer() as model:
         env = {"ANTHROPIC_BASE_URL": model.url, "ANTHROPIC_API_KEY": "offline-model-stand-in"}
-        config = make_config(tmp_path, short_dir, agent_env=env, pool=PoolSettings(max_turns=1))
+        config = make_config(tmp_path, short_dir, agent_env=env, pool=PoolSettings(max_turns=1, warm_on_start=False))
         daemon, task = await start_daemon(config)
         try:
             yield Rig(daemon, model)
