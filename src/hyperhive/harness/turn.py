@@ -247,6 +247,10 @@ class TurnRunner:
                     await warm.close()
                 detail = " | ".join(tail)
                 return None, _short(f"{type(exc).__name__}: {exc}" + (f" ({detail})" if detail else ""), 600)
+            except BaseException:  # cancelled (the worker is ending): never leave a CLI behind
+                if warm is not None:
+                    await warm.close()
+                raise
             finally:
                 self._stderr_sink = None
             if warm.pid is None or not await asyncio.to_thread(warm.alive):
