@@ -44,6 +44,23 @@ async def test_an_idle_agent_is_prewarmed_without_a_model_request_and_its_first_
     assert second["ok"] and second["warm"] is True and second["cli_pid"] == prewarmed["pid"]
 
 
+async def test_controls_after_a_prewarm_model_switch_cancel_new_session(rig: Rig) -> None:
+    await rig.hive("spawn", "a")
+    await rig.until("a to report warm", lambda: rig.s.lifecycle.row("a").warm)
+    [prewarmed] = pool_notes(rig, "a", "prewarmed")
+    refused = await rig.post("a", "/api/cancel", {})
+    assert refused["ok"] is False and "nothing to cancel" in refused["error"], refused
+    assert (await rig.post("a", "/api/model", {"model": "haiku-warm"}))["ok"]
+    first = await rig.turn("a", "echo one")
+    assert first["ok"] and first["warm"] is True and first["cli_pid"] == prewarmed["pid"]
+    assert first["model"] == "haiku-warm"
+    assert [r["model"] for r in rig.model.requests if "echo one" in r["last_user_text"]] == ["haiku-warm"]
+    assert (await rig.post("a", "/api/new-session", {}))["ok"]
+    fresh = await rig.turn("a", "echo two")
+    assert fresh["ok"] and fresh["warm"] is False and fresh["cli_pid"] != prewarmed["pid"]
+    assert not alive(prewarmed["pid"])
+
+
 async def test_a_message_sent_at_once_after_spawn_never_starts_a_second_cli(rig: Rig) -> None:
     """Whether the message overtakes the pre-warm or waits for it, the agent runs one CLI."""
     await rig.hive("spawn", "a")
