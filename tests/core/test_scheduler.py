@@ -187,3 +187,15 @@ async def test_prewarms_wait_while_held_and_go_on_dispatch() -> None:
     held[0] = False
     sched.dispatch()
     assert await waiting and sched.prewarms() == ([], ["p"])
+
+
+async def test_the_slot_of_an_agents_prewarm_goes_to_its_own_message_not_another_prewarm() -> None:
+    sched = Scheduler(1)
+    assert await sched.admit("a", sent_at=0.0, warm=False, wait=1, prewarm=True)
+    b = asyncio.create_task(sched.admit("b", sent_at=0.0, warm=False, wait=60, prewarm=True))
+    while sched.prewarms()[0] != ["b"]:
+        await asyncio.sleep(0)
+    assert await sched.admit("a", sent_at=5.0, warm=False, wait=1), "a's message takes a's slot"
+    assert sched.running() == ["a"] and sched.prewarms() == (["b"], [])
+    sched.release("a")
+    assert await b and sched.prewarms() == ([], ["b"])

@@ -90,7 +90,7 @@ class Scheduler:
         A pre-warm with no room in the warm pool raises PrewarmRefused."""
         if prewarm and (why := self._prewarm_refusal()) is not None:
             raise PrewarmRefused(why)
-        self.release(agent)
+        freed = self._free(agent)  # its new wait goes in first: a slot it held is never a pre-warm's
         cost = WARM_COST if warm and not prewarm else COLD_COST
         waiter = _Waiter(
             prewarm, sent_at, next(self._seq), agent, cost, time.time(), asyncio.get_running_loop().create_future()
@@ -98,7 +98,7 @@ class Scheduler:
         self._waiting.append(waiter)
         self._waiting.sort()
         self._dispatch()
-        if not waiter.admitted.done() and not prewarm:
+        if (freed or not waiter.admitted.done()) and not prewarm:
             self._on_change(agent)
         try:
             async with asyncio.timeout(wait):
@@ -130,14 +130,18 @@ class Scheduler:
         `prewarm`: only if what it holds is a pre-warm's slot (a turn admitted since keeps its own)."""
         if prewarm and agent not in self._prewarming:
             return
-        self._prewarming.discard(agent)
-        if self._running.pop(agent, None) is not None:
+        if self._free(agent):
             self._dispatch()
             self._on_change(agent)
+
+    def _free(self, agent: str) -> bool:
+        """Drop the agent's slot and waits, admitting nothing; True if it held a slot."""
+        self._prewarming.discard(agent)
         for w in [w for w in self._waiting if w.agent == agent]:
             self._waiting.remove(w)
             if not w.admitted.done():
                 w.admitted.cancel()
+        return self._running.pop(agent, None) is not None
 
     def dispatch(self) -> None:
         """Admit what may go now (after `hold_prewarms()` turned false)."""
