@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from hyperhive.cages.limits import CageCgroup, Limits, place
+from hyperhive.cages.spawn import SpawnedProcess, spawn
 from hyperhive.errors import CageError
 
 __all__ = [
@@ -167,7 +168,7 @@ class CageHandle:
     def __init__(
         self,
         name: str,
-        proc: asyncio.subprocess.Process,
+        proc: SpawnedProcess,
         *,
         kind: str,
         cgroup: CageCgroup | None = None,
@@ -273,9 +274,7 @@ class CageHandle:
                         self.cgroup.kill(signal.SIGKILL)
                 elif loop.time() > deadline:
                     log.warning("cage %s exited but its output stays open: closing it", self.name)
-                    transport = getattr(self.proc, "_transport", None)
-                    if transport is not None:
-                        transport.close()
+                    self.proc.close_output()
         finally:
             if not waiter.done():
                 waiter.cancel()
@@ -283,6 +282,7 @@ class CageHandle:
     def _finish(self) -> None:
         """After the cage's own process exited: kill stragglers left in its cgroup (a backend
         whose container outlives it, or a child that left the process group), then clean up."""
+        self.proc.close_output()  # already closed at the output's end; a leftover held it open
         if self.cgroup is not None:
             if self.cgroup.kill(signal.SIGKILL):
                 log.warning("cage %s: killed processes left behind after it exited", self.name)
@@ -354,7 +354,7 @@ class Cage(ABC):
         """Start the cage. Its first process joins the cage's cgroup (limits, tracking) before
         exec; the handle's `limits_status` says what the host allowed."""
         launch = self.prepare(spec)
-        cgroup = place(spec.name, spec.state_dir, spec.limits)
+        cgroup = await asyncio.to_thread(place, spec.name, spec.state_dir, spec.limits)  # cgroupfs writes
         if cgroup.stale_killed:
             log.warning("cage %s: %s", spec.name, cgroup.status)
 
@@ -368,17 +368,8 @@ class Cage(ABC):
             os.umask(0o077)  # whatever the cage creates is its own uid's alone (after the 0755 scaffold)
 
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *launch.argv,
-                env=launch.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=preexec,
-                pass_fds=launch.pass_fds,
-                cwd=str(spec.state_dir),
-            )
+            proc = await spawn(list(launch.argv), env=launch.env, cwd=str(spec.state_dir), preexec=preexec,
+                               pass_fds=launch.pass_fds)  # fmt: skip
         except (OSError, subprocess.SubprocessError) as exc:
             cgroup.remove()
             if launch.cleanup is not None:
