@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from hyperhive.client import HiveClient
@@ -37,7 +38,7 @@ class Refused(HiveError):
     code = ErrorCode.CONFLICT
 
 
-class PoolingMixin:
+class PoolingMixin(ABC):
     manager: bool
     client: HiveClient
     poll: HiveClient
@@ -57,17 +58,17 @@ class PoolingMixin:
         if warning:
             self.bus.emit("note", {"text": "warning: " + warning, "level": "warning"})
 
-    async def _ack(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def _ack(self) -> None: ...
 
-    def _background(self, coro: Any, name: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _background(self, coro: Any, name: str) -> None: ...
 
-    async def _report(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def _report(self) -> None: ...
 
-    def _spec(self, prompt: str) -> TurnSpec:
-        raise NotImplementedError
+    @abstractmethod
+    def _spec(self, prompt: str) -> TurnSpec: ...
 
     async def _admit(self, message: dict[str, Any]) -> None:
         """Wait for a slot of the core's burst scheduler (oldest message first; a warm CLI costs

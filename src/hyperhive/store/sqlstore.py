@@ -3,6 +3,7 @@ function in a write transaction (`_write`) or a read one (`_read`) without block
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -29,17 +30,17 @@ class SqlStore(NodeOps):
     backend: str = ""
     recheck_interval: float | None = None
 
-    async def _write(self, fn: Callable[[Tx], T]) -> T:
-        raise NotImplementedError
+    @abstractmethod
+    async def _write(self, fn: Callable[[Tx], T]) -> T: ...
 
-    async def _read(self, fn: Callable[[Tx], T]) -> T:
-        raise NotImplementedError
+    @abstractmethod
+    async def _read(self, fn: Callable[[Tx], T]) -> T: ...
 
-    async def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def close(self) -> None: ...
 
-    async def check(self) -> StoreCheck:
-        raise NotImplementedError
+    @abstractmethod
+    async def check(self) -> StoreCheck: ...
 
     def subscribe_wakeups(self, callback: Callable[[str], None]) -> None:
         """Every writer is in this process: the broker's own wake-ups are enough."""
