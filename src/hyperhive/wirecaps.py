@@ -16,6 +16,7 @@ __all__ = [
     "MAX_RECV_WAIT",
     "MAX_TEXT",
     "PROTOCOL_VERSION",
+    "OVER_BUDGET_MARK",
     "HarnessState",
 ]
 
@@ -30,6 +31,11 @@ MAX_QUESTION_TTL = 6 * 3600
 MAX_NAP_SECONDS = 6 * 3600
 MAX_TEXT = 16 * 1024
 """Cap on short free-text fields (descriptions, notes, questions, answers)."""
+
+OVER_BUDGET_MARK = "[over budget]"
+"""Begins the gateway's refusal of a model call over a budget (core/budget.py). The claude CLI
+reports that 403 as "Failed to authenticate": the harness reads this mark so a refused turn is
+queued again for after the budget's resume, not taken for a logged-out CLI."""
 
 HarnessState = Literal["starting", "idle", "thinking", "compacting", "napping", "needs_login"]
 HARNESS_STATES: tuple[str, ...] = get_args(HarnessState)

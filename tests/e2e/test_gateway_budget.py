@@ -102,3 +102,31 @@ async def test_an_agent_over_its_budget_pauses_queues_asks_and_resumes_when_rais
     await rig.until("the queued message to be handled", lambda: sync(message(rig.s, second["id"])).acked_at)
     assert rig.asked("echo two")
     assert [e["agent"] for e in rig.system_events("manager", "budget_resumed")] == ["a"]
+
+
+async def test_a_turn_the_gateway_refuses_for_the_budget_is_queued_again_not_taken_for_a_logout(rig: Rig) -> None:
+    """The agent's spend is over its budget before its first turn starts, so no pause holds the
+    message yet: the gateway refuses the model call (a 403 the claude CLI reports as "Failed to
+    authenticate"). The harness must queue the message again for after the raise, not wait for a
+    login that would never come."""
+    from hyperhive.core.gateway import RequestUsage
+
+    await wire_agent(rig.daemon, "manager")
+    toml = default_agent_toml("a") + '\n[budget]\nusd_per_day = 0.000001\nwindow = "calendar"\n'
+    await rig.s.repos.seed("a", toml=toml)
+    assert rig.daemon.gateway is not None
+    await rig.daemon.gateway.usage.record(RequestUsage("a", "claude-sonnet-4-5", "earlier", input_tokens=5000))
+    await rig.hive("spawn", "a")
+    sent = json.loads((await rig.hive("send", "a", "echo refused", "--json")).stdout)
+    refused = await rig.until("the refused turn to end",
+                              lambda: [e for e in rig.s.read_agent_events("a") if e["kind"] == "turn_end"])  # fmt: skip
+    assert refused[0]["payload"]["ok"] is False and "[over budget]" in refused[0]["payload"]["note"]
+    assert not refused[0]["payload"]["note"].startswith("not logged in"), refused[0]["payload"]["note"]
+    (q,) = await rig.until("the operator's budget question",
+                           lambda: [q for q in sync(rig.s.questions.pending()) if "a is over budget" in q["question"]])  # fmt: skip
+    await rig.hive("answer", str(q["id"]), RAISE)
+    await rig.until("the refused message to be handled after the raise",
+                    lambda: sync(message(rig.s, sent["id"])).acked_at)  # fmt: skip
+    assert rig.asked("echo refused")
+    states = [e["payload"]["state"] for e in rig.s.read_agent_events("a") if e["kind"] == "state_changed"]
+    assert "needs_login" not in states, states

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from hyperhive.core.usage import DAY, UsageBook, day_start
 from hyperhive.names import MANAGER
+from hyperhive.wirecaps import OVER_BUDGET_MARK
 
 if TYPE_CHECKING:
     from hyperhive.core.broker import Broker
@@ -235,7 +236,7 @@ def _limit(raw: dict[str, Any]) -> Limit | None:
 
 def _reason(key: str, st: dict[str, Any]) -> str:
     who = "the hive" if key == HIVE else key
-    return (f"{who} is over its {st['window']} budget (${st['usd']:.4f} spent, {st['tokens']} tokens); "
+    return (f"{OVER_BUDGET_MARK} {who} is over its {st['window']} budget (${st['usd']:.4f} spent, {st['tokens']} tokens); "
             "the operator has been asked to raise it or resume")  # fmt: skip
 
 

@@ -40,6 +40,7 @@ from claude_agent_sdk.types import McpServerConfig, ServerToolResultBlock, Serve
 from hyperhive.harness.cancel import StopOutcome, TrackedChild, find_claude_cli, stop_child
 from hyperhive.harness.prompting import PromptFile, config_env
 from hyperhive.harness.turnspec import DEFAULT_BUILTINS, TurnResult, TurnSpec
+from hyperhive.wirecaps import OVER_BUDGET_MARK
 
 __all__ = [
     "DEFAULT_BUILTINS",
@@ -353,6 +354,8 @@ class TurnRunner:
             if result.terminal_reason in ("aborted_streaming", "aborted_tools") and not auth_abort:
                 cancelled = True
         auth_failed = auth_failed or (bool(_AUTH_RE.search(evidence)) and (result is None or result.is_error))
+        if OVER_BUDGET_MARK in evidence:
+            auth_failed = False  # the gateway refused it for the budget (a 403 the CLI calls "authenticate")
         too_long = too_long or bool(_TOO_LONG_RE.search(evidence))
         ok = (
             result is not None
