@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/bootstrap
 
 deps: $(STAMP)
 
-# the suite twice at once: on the embedded SQLite store and on PostgreSQL (scripts/test-both)
+# the suite twice: on the embedded SQLite store, then on PostgreSQL (scripts/test-both)
 test: deps
 	PYTEST=$(VENV)/bin/pytest scripts/test-both $(PYTEST_ARGS)
 
