@@ -26,7 +26,7 @@ from hyperhive.core.hub import Hub
 from hyperhive.core.services import Services
 from hyperhive.offline_model.server import OfflineModelServer
 from hyperhive.poolsettings import PoolSettings
-from hyperhive.protocol import Message
+from hyperhive.replies import Message
 from hyperhive.store.base import Store
 from hyperhive.store.open import open_store
 from loopwatch import LoopWatch

@@ -1,4 +1,4 @@
-"""protocol.decode_request: one line in, one typed request out, or a ProtocolFailure with a
+"""requestcodec.decode_request: one line in, one typed request out, or a ProtocolFailure with a
 named code and a one-sentence reason (architecture §3, STYLE §3, issue 2)."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import json
 import pytest
 
 from hyperhive import protocol as p
-from hyperhive.protocol import MAX_BODY_BYTES, MAX_RECV, MAX_RECV_WAIT, ErrorCode, ProtocolFailure, decode_request
+from hyperhive.protocol import MAX_BODY_BYTES, MAX_RECV, MAX_RECV_WAIT, ErrorCode
+from hyperhive.requestcodec import ProtocolFailure, decode_request, error_reply
 
 
 def fails(line: bytes | str, code: str) -> str:
@@ -132,6 +133,6 @@ def test_json_nested_too_deeply_is_bad_json(line: bytes) -> None:
 
 def test_error_reply_is_the_canonical_envelope() -> None:
     """error_reply builds exactly {version, ok:false, error, code} (architecture §3)."""
-    assert p.error_reply("nope", ErrorCode.BAD_REQUEST) == {
+    assert error_reply("nope", ErrorCode.BAD_REQUEST) == {
         "version": p.PROTOCOL_VERSION, "ok": False, "error": "nope", "code": "bad_request",
     }  # fmt: skip

@@ -12,8 +12,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hyperhive.protocol import AgentRow
-from hyperhive.replies import Approval, KeptState, Question
+from hyperhive.replies import AgentRow, Approval, KeptState, Question
 
 __all__ = ["HUB_KINDS", "PAYLOADS", "HubKind", "check_event"]
 

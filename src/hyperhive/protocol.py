@@ -2,18 +2,18 @@
 
 One JSON object per line, UTF-8. Requests carry `{"cmd": "<verb>", ...}`; replies carry
 `{"version": 1, "ok": true|false, "error"?, "code"?, ...}`. Requests are strict (unknown
-verbs and unknown fields are refused); this module does no I/O. The version, caps and harness states live in `wirecaps.py` (no
+verbs and unknown fields are refused); this module does no I/O. Decoding a line is `requestcodec.py`; reply shapes are `replies.py`. The version, caps and harness states live in `wirecaps.py` (no
 pydantic, so a waiting harness can import them) and are re-exported here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from pydantic_core import PydanticCustomError
 
-from hyperhive.errors import ErrorCode, InvalidName, ProtocolError
+from hyperhive.errors import ErrorCode, InvalidName
 from hyperhive.names import validate_agent_name, validate_recipient
 from hyperhive.wirecaps import (
     HARNESS_STATES,
@@ -40,8 +40,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "ErrorCode",
     "HarnessState",
+    "REQUEST_ADAPTER",
     "Request",
-    "decode_request",
 ]
 
 
@@ -480,7 +480,7 @@ Request = Annotated[
     Field(discriminator="cmd"),
 ]
 
-_REQUEST = TypeAdapter(Request)
+REQUEST_ADAPTER = TypeAdapter(Request)
 VERBS: frozenset[str] = frozenset(
     m.model_fields["cmd"].annotation.__args__[0]
     for m in Request.__origin__.__args__  # type: ignore[attr-defined]
@@ -504,127 +504,3 @@ MANAGER_VERBS = AGENT_VERBS | frozenset(
     {"request_spawn", "request_init_config", "request_apply_commit", "kill", "start", "restart",
      "update", "list"}
 )  # fmt: skip
-
-
-class ProtocolFailure(ProtocolError):
-    """A request that failed to decode; `code` is one of ErrorCode."""
-
-    def __init__(self, message: str, code: ErrorCode) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False)[:3]:
-        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p.endswith("Req")))
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"`{loc}`: {msg}" if loc else msg)
-    return "; ".join(parts)
-
-
-def _code(exc: ValidationError) -> ErrorCode:
-    """The wire code of a failed validation, from the error types our validators raise."""
-    types = {err["type"] for err in exc.errors(include_url=False)[:3]}
-    if ErrorCode.TOO_LARGE in types:
-        return ErrorCode.TOO_LARGE
-    if ErrorCode.INVALID_NAME in types:
-        return ErrorCode.INVALID_NAME
-    return ErrorCode.BAD_REQUEST
-
-
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json.loads keeps the last of two equal keys; a request must not be read two ways."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
-
-
-def decode_request(line: bytes | str) -> Any:
-    """Decode one request line into its typed model, or raise ProtocolFailure."""
-    import json
-
-    try:
-        data = json.loads(line, object_pairs_hook=_no_duplicate_keys)
-    except _DuplicateKey as exc:
-        raise ProtocolFailure(f"key {exc.key[:40]!r} appears twice in one object", ErrorCode.DUPLICATE_KEY) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolFailure(f"the line is not valid JSON ({exc.__class__.__name__})", ErrorCode.BAD_JSON) from None
-    except RecursionError:  # deeply nested arrays/objects inside the line cap
-        raise ProtocolFailure("the line is not valid JSON (nested too deeply)", ErrorCode.BAD_JSON) from None
-    if not isinstance(data, dict):
-        raise ProtocolFailure("a request must be a JSON object", ErrorCode.BAD_JSON)
-    if (b"\\u" if isinstance(line, bytes) else "\\u") in line:  # type: ignore[operator]
-        try:  # a lone surrogate escape ("\\ud800") decodes, but no store or socket can encode it
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ProtocolFailure(
-                "a string holds a lone surrogate escape; send valid Unicode", ErrorCode.BAD_REQUEST
-            ) from None
-    cmd = data.get("cmd")
-    if not isinstance(cmd, str):
-        raise ProtocolFailure("`cmd`: missing or not a string", ErrorCode.BAD_REQUEST)
-    if cmd not in VERBS:
-        raise ProtocolFailure(f"unknown verb {cmd[:40]!r}", ErrorCode.UNKNOWN_VERB)
-    try:
-        return _REQUEST.validate_python(data)
-    except ValidationError as exc:
-        raise ProtocolFailure(_describe(exc), _code(exc)) from None
-
-
-# ---- replies ------------------------------------------------------------------------------
-
-
-def error_reply(message: str, code: str) -> dict[str, Any]:
-    return {"version": PROTOCOL_VERSION, "ok": False, "error": message, "code": code}
-
-
-class Message(BaseModel):
-    """A broker message as delivered to a recipient."""
-
-    id: int
-    sender: str
-    recipient: str
-    body: str
-    sent_at: float
-    in_reply_to: int | None = None
-    broadcast: bool = False
-    redelivered: bool = False
-    delivered_at: float | None = None
-    acked_at: float | None = None
-    attempts: int = 0  # deliveries so far (a requeue after the last allowed one parks it)
-    dead_at: float | None = None  # parked as a dead letter (issue 9)
-
-
-AgentRunState = Literal["running", "stopped", "crashed", "starting", "stopping", "unreachable"]
-
-
-class AgentRow(BaseModel):
-    name: str
-    cage: str
-    state: AgentRunState
-    harness_state: str | None = None
-    model: str | None = None
-    pid: int | None = None
-    uid: int | None = None
-    unread: int = 0
-    last_turn_ms: int | None = None
-    state_since: float | None = None
-    isolated: bool = True
-    limits: str | None = None  # what the cage's memory/pids limits came to on this host
-    restarts: int = 0  # restarts in a row by its restart policy
-    down: dict[str, Any] | None = None  # the last unexpected exit (core/restarts.py Downtime.to_json)
-    blocked_until: float | None = None  # the gateway's rate_limited state ends then (epoch seconds)
-    warm: bool = False  # its claude CLI is kept between turns (core/pool.py)
-    queued_since: float | None = None  # its next turn waits for a slot since (core/scheduler.py)
-    node: str | None = None  # set for an agent of another node (core/nodes.py)
-    node_url: str | None = None  # that node's dashboard (its agent page is there)

@@ -9,13 +9,53 @@ same models, so a fake cannot drift from the core. Domain rows that several modu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyperhive.protocol import AgentRow, Message
+__all__ = ["REPLIES", "AgentRow", "Approval", "Message", "Question", "encode_reply"]
 
-__all__ = ["REPLIES", "Approval", "Question", "encode_reply"]
+
+class Message(BaseModel):
+    """A broker message as delivered to a recipient."""
+
+    id: int
+    sender: str
+    recipient: str
+    body: str
+    sent_at: float
+    in_reply_to: int | None = None
+    broadcast: bool = False
+    redelivered: bool = False
+    delivered_at: float | None = None
+    acked_at: float | None = None
+    attempts: int = 0  # deliveries so far (a requeue after the last allowed one parks it)
+    dead_at: float | None = None  # parked as a dead letter (issue 9)
+
+
+AgentRunState = Literal["running", "stopped", "crashed", "starting", "stopping", "unreachable"]
+
+
+class AgentRow(BaseModel):
+    name: str
+    cage: str
+    state: AgentRunState
+    harness_state: str | None = None
+    model: str | None = None
+    pid: int | None = None
+    uid: int | None = None
+    unread: int = 0
+    last_turn_ms: int | None = None
+    state_since: float | None = None
+    isolated: bool = True
+    limits: str | None = None  # what the cage's memory/pids limits came to on this host
+    restarts: int = 0  # restarts in a row by its restart policy
+    down: dict[str, Any] | None = None  # the last unexpected exit (core/restarts.py Downtime.to_json)
+    blocked_until: float | None = None  # the gateway's rate_limited state ends then (epoch seconds)
+    warm: bool = False  # its claude CLI is kept between turns (core/pool.py)
+    queued_since: float | None = None  # its next turn waits for a slot since (core/scheduler.py)
+    node: str | None = None  # set for an agent of another node (core/nodes.py)
+    node_url: str | None = None  # that node's dashboard (its agent page is there)
 
 
 class _Reply(BaseModel):

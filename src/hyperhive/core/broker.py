@@ -21,7 +21,8 @@ from typing import Any
 from hyperhive.core.hub import Hub
 from hyperhive.errors import AgentNotFound, ErrorCode, HiveError, NotAllowed, NotFound
 from hyperhive.names import BROADCAST, MANAGER, OPERATOR, SYSTEM
-from hyperhive.protocol import MAX_BODY_BYTES, MAX_RECV, MAX_RECV_WAIT, Message
+from hyperhive.protocol import MAX_BODY_BYTES, MAX_RECV, MAX_RECV_WAIT
+from hyperhive.replies import Message
 from hyperhive.store.base import MessageRow, Store
 
 __all__ = ["Broker", "BodyTooLarge"]

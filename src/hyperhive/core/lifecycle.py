@@ -33,7 +33,7 @@ from hyperhive.core.uidclaim import UID_RANGE
 from hyperhive.errors import CageError, Conflict, HiveError, NotAllowed, NotFound
 from hyperhive.harnesslog import HarnessLog
 from hyperhive.names import MANAGER, validate_agent_name
-from hyperhive.protocol import AgentRow
+from hyperhive.replies import AgentRow
 from hyperhive.store.base import Store
 
 if TYPE_CHECKING:

@@ -33,7 +33,8 @@ from hyperhive.core.nodeconfig import CONFIG_FILES, NodeConfigs
 from hyperhive.core.sockets import Identity
 from hyperhive.errors import Conflict, ErrorCode, HiveError, NotFound
 from hyperhive.names import MANAGER, OPERATOR
-from hyperhive.protocol import AgentRow, ProtocolFailure, decode_request
+from hyperhive.replies import AgentRow
+from hyperhive.requestcodec import ProtocolFailure, decode_request
 from hyperhive.store.base import Store
 from hyperhive.store.node_base import NodeRow
 from hyperhive.store.nodes import HUB_HINT, node_hint

@@ -17,8 +17,9 @@ from typing import Any
 from hyperhive.connlimits import AGENT_SOCKET_CONNS, Budget
 from hyperhive.errors import HiveError
 from hyperhive.framing import LineTooLong, encode, read_line
-from hyperhive.protocol import MAX_LINE_BYTES, ErrorCode, ProtocolFailure, decode_request, error_reply
+from hyperhive.protocol import MAX_LINE_BYTES, ErrorCode
 from hyperhive.replies import encode_reply
+from hyperhive.requestcodec import ProtocolFailure, decode_request, error_reply
 
 __all__ = ["Identity", "SocketServer", "StreamReply", "Takeover", "peer_gone"]
 

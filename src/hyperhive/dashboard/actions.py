@@ -23,7 +23,7 @@ from hyperhive.core.sockets import Identity
 from hyperhive.core.verbs import Verbs
 from hyperhive.errors import ErrorCode, HiveError, NotAllowed, NotFound, ProtocolError
 from hyperhive.names import OPERATOR
-from hyperhive.protocol import decode_request
+from hyperhive.requestcodec import decode_request
 
 __all__ = ["NO_STORE", "STATUS_FOR_CODE", "action", "action_routes", "err", "ok", "operator_verb"]
 
