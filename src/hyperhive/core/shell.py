@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from hyperhive.cages.base import Entry
+from hyperhive.cages.spawn import SpawnedProcess, spawn_on_terminal, spawn_piped
 from hyperhive.errors import CageError, Conflict
 from hyperhive.shellwire import ExitStatus
 
@@ -120,7 +121,7 @@ class PtySession(_Session):
         super().__init__(shells, agent, "shell", via, by, command, entry)
         self.persistent = persistent
         self.master = -1
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: SpawnedProcess | None = None
         self.replay = bytearray()
         self.viewers: set[Viewer] = set()
         self.rows, self.cols = 24, 80
@@ -142,10 +143,9 @@ class PtySession(_Session):
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the PTY is the shell's controlling terminal
 
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *entry.prefix, *argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                start_new_session=True, preexec_fn=preexec, cwd=entry.cwd or "/",
-            )  # fmt: skip
+            self.proc = await spawn_on_terminal(
+                [*entry.prefix, *argv], terminal=slave, env=env, cwd=entry.cwd or "/", preexec=preexec
+            )
         except BaseException:
             os.close(master)
             self.master = -1
@@ -289,14 +289,12 @@ class PtySession(_Session):
 class ExecRun(_Session):
     """A command with pipes for stdin, stdout and stderr (`hive exec`)."""
 
-    proc: asyncio.subprocess.Process
+    proc: SpawnedProcess
 
     async def start(self, entry: Entry, argv: list[str]) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            *entry.prefix, *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=entry.env, start_new_session=True, preexec_fn=entry.preexec,
-            cwd=entry.cwd or "/",
-        )  # fmt: skip
+        self.proc = await spawn_piped(
+            [*entry.prefix, *argv], env=entry.env, cwd=entry.cwd or "/", preexec=entry.preexec
+        )
 
     async def finish(self) -> ExitStatus:
         rc = await self.proc.wait()
