@@ -199,3 +199,19 @@ async def test_the_slot_of_an_agents_prewarm_goes_to_its_own_message_not_another
     assert sched.running() == ["a"] and sched.prewarms() == (["b"], [])
     sched.release("a")
     assert await b and sched.prewarms() == ([], ["b"])
+
+
+async def test_busy_names_waiting_and_running_turns_and_starting_cold_the_cli_starts() -> None:
+    sched = Scheduler(1.25, warm_room=lambda _starting: 5)
+    assert await sched.admit("cold", sent_at=1.0, warm=False, wait=1)
+    assert await sched.admit("warm", sent_at=2.0, warm=True, wait=1)
+    waiting = asyncio.create_task(sched.admit("waits", sent_at=3.0, warm=True, wait=60))
+    prewarm = asyncio.create_task(sched.admit("pre", sent_at=4.0, warm=False, wait=60, prewarm=True))
+    while "waits" not in sched.queued() or sched.prewarms()[0] != ["pre"]:
+        await asyncio.sleep(0)
+    assert sched.busy() == {"cold", "warm", "waits"}, "a waiting pre-warm is no turn"
+    assert sched.starting_cold() == {"cold"}
+    sched.release("cold")
+    sched.release("warm")
+    assert await waiting and await prewarm
+    assert sched.busy() == {"waits", "pre"} and sched.starting_cold() == {"pre"}

@@ -77,7 +77,7 @@ class Lifecycle(Supervision):
         self.deploying: set[str] = set()  # an exit of these is reported by the deploy, not as a crash
         self.pool = Pool(config.pool, self.agents, lambda n: self.paths.agent(n).web_socket)
         # pre-warms (warm on start) wait while any cage is starting: a spawn of many is not slowed
-        self.scheduler = Scheduler(config.pool.turn_limit(), on_change=self._publish, warm_room=self.pool.warm_room,
+        self.scheduler = Scheduler(config.pool.turn_limit(), on_change=self._turns_changed, warm_room=self.pool.warm_room,
                                    hold_prewarms=lambda: self._starting > 0)  # fmt: skip
         # cages start in parallel up to the host's cores: a slot is held from the cage's start until
         # its harness reports in (the CPU-heavy part), so a spawn of many does not thrash the host
@@ -165,6 +165,14 @@ class Lifecycle(Supervision):
     def _publish(self, name: str) -> None:
         if name in self.agents:
             self.hub.publish("agent_changed", self.row(name).model_dump())
+
+    def rebalance_pool(self) -> None:
+        """Cool idle warm agents above the pool's limit, counting the CLIs being started."""
+        self.pool.rebalance(busy=self.scheduler.busy(), starting=self.scheduler.starting_cold())
+
+    def _turns_changed(self, name: str) -> None:
+        self._publish(name)
+        self.rebalance_pool()
 
     # ---- spawn / destroy ---------------------------------------------------------------
 

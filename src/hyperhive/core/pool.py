@@ -4,7 +4,9 @@ Each harness keeps its CLI after a turn and cools it itself after `warm_idle_sec
 reports `warm` with its state. The core sees every agent, so it enforces the host's budget
 (`[pool] max_warm` / `budget_mib`): when more are warm than allowed, the longest-idle warm
 agents are told to cool through their harness's `/_core/cool` (web.sock; the dashboard proxy
-never forwards `/_core/`). An agent in a turn is never cooled; it is counted and cooled later.
+never forwards `/_core/`). An agent in a turn, or waiting for the scheduler's slot for one, is
+never cooled; it is counted and cooled later. Agents the scheduler admitted to start a CLI count
+as warm, so room is made as a CLI starts, not after it is up.
 """
 
 from __future__ import annotations
@@ -60,15 +62,19 @@ class Pool:
         limit = self.settings.warm_limit()
         return None if limit is None else limit - len({rt.name for rt in self.warm()} | starting)
 
-    def rebalance(self) -> list[str]:
-        """Cool the longest-idle warm agents above the limit; returns the names asked to cool."""
+    def rebalance(self, *, busy: frozenset[str] = frozenset(), starting: frozenset[str] = frozenset()) -> list[str]:
+        """Cool the longest-idle warm agents above the limit; returns the names asked to cool.
+        `starting` (cold turns and pre-warms admitted: CLIs starting) count as warm, so the pool
+        makes room before a new CLI is up rather than after; `busy` (a turn running or waiting
+        for its slot) are never chosen."""
         limit = self.settings.warm_limit()
         warm = self.warm()
-        if limit is None or len(warm) <= limit:
+        counted = {rt.name for rt in warm} | starting
+        if limit is None or len(counted) <= limit:
             return []
-        excess = len(warm) - limit - len(self._cooling)
+        excess = len(counted) - limit - len(self._cooling)
         idle = sorted(
-            (rt for rt in warm if rt.harness_state == "idle" and rt.name not in self._cooling),
+            (rt for rt in warm if rt.harness_state == "idle" and rt.name not in self._cooling and rt.name not in busy),
             key=lambda rt: rt.harness_since or 0.0,
         )
         chosen = [rt.name for rt in idle[: max(0, excess)]]

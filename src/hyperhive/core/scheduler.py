@@ -85,6 +85,16 @@ class Scheduler:
     def running(self) -> list[str]:
         return sorted(self._running)
 
+    def busy(self) -> frozenset[str]:
+        """Agents about to run a turn or running one (the pool must not cool these: a warm agent
+        waiting for its slot was admitted at a warm turn's price)."""
+        return frozenset(self._running) | {w.agent for w in self._waiting if not w.prewarm}
+
+    def starting_cold(self) -> frozenset[str]:
+        """Agents admitted at a cold turn's cost (pre-warms included): each is starting a CLI
+        that will be warm after, so the pool counts them as warm already."""
+        return frozenset(a for a, cost in self._running.items() if cost >= COLD_COST)
+
     async def admit(self, agent: str, *, sent_at: float, warm: bool, wait: float, prewarm: bool = False) -> bool:
         """Wait up to `wait` seconds for a slot; True once admitted (the caller must release).
         A pre-warm with no room in the warm pool raises PrewarmRefused."""

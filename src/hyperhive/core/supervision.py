@@ -20,7 +20,6 @@ from hyperhive.names import MANAGER, OPERATOR
 if TYPE_CHECKING:
     from hyperhive.core.broker import Broker
     from hyperhive.core.hub import Hub
-    from hyperhive.core.pool import Pool
     from hyperhive.core.registry import Registry
     from hyperhive.core.scheduler import Scheduler
 
@@ -33,13 +32,15 @@ class Supervision(ABC):
     registry: Registry
     hub: Hub
     broker: Broker
-    pool: Pool
     scheduler: Scheduler
     deploying: set[str]
     _closing: bool
 
     @abstractmethod
     def _publish(self, name: str) -> None: ...
+
+    @abstractmethod
+    def rebalance_pool(self) -> None: ...
 
     @abstractmethod
     async def _start_locked(self, rt: AgentRuntime, reason: str) -> None: ...
@@ -133,7 +134,7 @@ class Supervision(ABC):
         if last_turn_ms is not None:
             rt.last_turn_ms = last_turn_ms
         self._publish(name)
-        self.pool.rebalance()
+        self.rebalance_pool()
         if state == "needs_login" and previous != "needs_login":
             await self.broker.system_event(MANAGER if name != MANAGER else OPERATOR, "needs_login", agent=name)
         elif previous == "needs_login" and state != "needs_login":

@@ -76,16 +76,19 @@ class PoolingMixin(ABC):
         self._turn_asked = True
         sent_at = float(message.get("sent_at") or time.time())
         while not self._stopping.is_set():
+            warm = self.runner.warm
             try:
-                reply = await self.poll.call("turn_admit", sent_at=sent_at, warm=self.runner.warm,
+                reply = await self.poll.call("turn_admit", sent_at=sent_at, warm=warm,
                                              wait_seconds=MAX_RECV_WAIT)  # fmt: skip
             except HiveError as exc:
                 self.bus.emit(
                     "note", {"text": f"turn admission unavailable ({exc.message}): running", "level": "warning"}
                 )
                 return
-            if reply.get("admitted"):
+            if reply.get("admitted") and not (warm and not self.runner.warm):
                 return
+            # else the CLI was cooled (or died) while it waited: a cold start costs a cold slot,
+            # asked for again with the same message age (a new admit frees the slot it holds)
 
     async def _prewarm(self) -> None:
         """Warm on start: an idle harness starts its worker and connects the claude CLI its first
