@@ -20,6 +20,8 @@ a real `Daemon` in this process (no manager, `[pool]` defaults: every agent may 
 - memory: VmRSS of each agent's process tree (harness, worker, claude) at ready (cold
   harnesses; the first pre-warms may have begun), when the pre-warms are decided, peak while
   the bursts run, and at idle after the last burst (warm: harness + worker + CLI), by process.
+- idle CPU: cores the swarm's processes use, by role, over 10 s with no message, after the
+  pre-warms (before the first burst).
 - lost / duplicated: every token must start exactly one turn in its receiver's trail and none
   may be unacknowledged at the end (both must be 0).
 - baseline: 2N bare `claude -p` runs (the SDK's bundled CLI) at once against the same model —
@@ -53,6 +55,8 @@ from hyperhive.offline_model.server import OfflineModelServer  # noqa: E402
 from hyperhive.poolsettings import PoolSettings, default_budget_mib  # noqa: E402
 
 BOUND = 900.0
+IDLE_WINDOW = 10.0  # seconds of the idle swarm's CPU use, measured before the first burst
+POLL = 0.1  # seconds between checks of whether a burst is done (its resolution)
 
 
 def claude_cli() -> str:
@@ -101,11 +105,47 @@ def tree_rss(root: int) -> dict[str, int]:
     while frontier:
         pid = frontier.pop()
         frontier += parents.get(pid, [])
-        cmd = _cmd(pid)
-        role = ("worker" if "hyperhive.harness.worker" in cmd else "harness" if "-m hyperhive.harness" in cmd
-                else "claude" if "claude" in cmd and "--output-format" in cmd else "other")  # fmt: skip
-        roles[role] += rss_kib(pid)
+        roles[_role(_cmd(pid))] += rss_kib(pid)
     return roles
+
+
+def _role(cmd: str) -> str:
+    return ("worker" if "hyperhive.harness.worker" in cmd else "harness" if "-m hyperhive.harness" in cmd
+            else "claude" if "claude" in cmd and "--output-format" in cmd else "other")  # fmt: skip
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def swarm_cpu(daemon: Daemon) -> dict[str, float]:
+    """CPU seconds so far of every process in the agents' trees, by role (a process that ended
+    is not counted: take two readings with nothing starting or ending between them)."""
+    assert daemon.services is not None
+    parents = _parents()
+    total = {"harness": 0.0, "worker": 0.0, "claude": 0.0, "other": 0.0}
+    hz = os.sysconf("SC_CLK_TCK")
+    for rt in daemon.services.lifecycle.agents.values():
+        frontier = [rt.handle.pid] if rt.handle is not None else []
+        while frontier:
+            pid = frontier.pop()
+            frontier += parents.get(pid, [])
+            total[_role(_cmd(pid))] += _cpu_ticks(pid) / hz
+    return total
+
+
+async def idle_cpu(daemon: Daemon, seconds: float) -> dict[str, float]:
+    """Cores the idle swarm uses, by role, over `seconds` with no message sent."""
+    before = await asyncio.to_thread(swarm_cpu, daemon)
+    await asyncio.sleep(seconds)
+    after = await asyncio.to_thread(swarm_cpu, daemon)
+    out = {k: round((after[k] - before[k]) / seconds, 3) for k in before}
+    out["total"] = round(sum(out.values()), 3)
+    return out
 
 
 def swarm_rss(daemon: Daemon) -> dict[str, int]:
@@ -127,11 +167,13 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 async def wait_for(what: str, check: Any, bound: float = BOUND) -> None:
+    """Poll `check` in a thread: it reads every agent's trail, which on the loop would hold the
+    daemon under test (at 100 agents, most of the time)."""
     deadline = time.monotonic() + bound
-    while not check():
+    while not await asyncio.to_thread(check):
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(POLL)
 
 
 async def baseline(model_url: str, runs: int) -> float:
@@ -205,6 +247,7 @@ async def main(
                         outcome = prewarm_outcome(s.read_agent_events(n)) or "none"
                         prewarms[outcome] = prewarms.get(outcome, 0) + 1
                 idle_prewarmed = swarm_rss(daemon)
+                idle_cores = await idle_cpu(daemon, IDLE_WINDOW)
 
                 peak: dict[str, int] = {"total": 0}
                 sampling = True
@@ -275,7 +318,7 @@ async def main(
         "turn_ms_warm_p50": pct(warm, 0.5), "turn_ms_warm_p95": pct(warm, 0.95),
         "warm_over_cold_p50": round(pct(warm, 0.5) / pct(cold, 0.5), 2) if warm and cold else None,  # type: ignore[operator]
         "rss_idle_cold_kib": idle_cold, "rss_idle_prewarmed_kib": idle_prewarmed, "rss_peak_kib": peak,
-        "rss_idle_warm_kib": idle_warm,
+        "rss_idle_warm_kib": idle_warm, "idle_cores": idle_cores,
         "rss_cooled_harness_kib": cooled_floor,
         "lost": lost, "duplicated": dup, "unacked_left": unread,
         "failed_turns": len(failed), "initialize_timeouts": sum("initialize" in str(e.get("note", "")).lower() for e in failed),
@@ -339,6 +382,9 @@ if __name__ == "__main__":
         print(f"{key[4:-4]:<24} total {r['total'] // mib} MiB (harness {r['harness'] // mib}, worker "
               f"{r['worker'] // mib}, claude {r['claude'] // mib}, other {r['other'] // mib})")  # fmt: skip
     print(f"one cooled harness       {out['rss_cooled_harness_kib'] // mib} MiB")
+    c = out["idle_cores"]
+    print(f"idle CPU (pre-warmed)    {c['total']} cores (harness {c['harness']}, worker {c['worker']}, "
+          f"claude {c['claude']}, other {c['other']})")  # fmt: skip
     print(
         f"lost {out['lost']}  duplicated {out['duplicated']}  unacked left {out['unacked_left']}  "
         f"failed turns {out['failed_turns']} (initialize timeouts {out['initialize_timeouts']})"
