@@ -127,6 +127,7 @@ async def test_a_warm_cli_killed_mid_turn_redelivers_the_message_and_the_next_tu
     await rig.hive("send", "a", "slow 30")
     await rig.until("the model to be asked about 'slow 30'",
                     lambda: any("slow 30" in r["last_user_text"] for r in rig.model.requests))  # fmt: skip
+    rig.model.hurry()  # the redelivery need not be slow
     os.kill(first["cli_pid"], signal.SIGKILL)
 
     def again() -> list[dict[str, Any]]:
@@ -145,6 +146,7 @@ async def test_cancel_on_a_warm_cli_ends_it_and_the_message_comes_back(rig: Rig)
     await rig.hive("send", "a", "slow 30")
     await rig.until("a's turn on 'slow 30'",
                     lambda: any("slow 30" in r["last_user_text"] for r in rig.model.requests))  # fmt: skip
+    rig.model.hurry()
     assert (await rig.post("a", "/api/cancel", {}))["ok"]
     cancelled = await rig.until(
         "the cancelled turn_end", lambda: [e for e in rig.events("a", "turn_end") if e["cancelled"]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -90,6 +91,7 @@ class _State:
         self.api_key = api_key
         self.on_request = on_request
         self.rate_limit = RateLimitScript()
+        self.hurried = False  # `slow N` answered at once (OfflineModelServer.hurry)
 
 
 def build_app(*, log_limit: int = 200, api_key: str | None = None, on_request: RequestHook | None = None) -> Starlette:
@@ -147,6 +149,8 @@ def build_app(*, log_limit: int = 200, api_key: str | None = None, on_request: R
             "system": json.dumps(body.get("system")),  # as sent (tests check what reached the model)
         }
         decision = decide(body)
+        if state.hurried and decision.delay:
+            decision = dataclasses.replace(decision, delay=0.0)
         entry["answer"] = [b.get("text") if b["type"] == "text" else {"tool_use": b["name"]} for b in decision.blocks]
         state.requests.append(entry)
         if state.on_request is not None:
@@ -319,6 +323,11 @@ class OfflineModelServer:
     def requests(self) -> list[dict[str, Any]]:
         """The bounded log of received /v1/messages requests (oldest first)."""
         return list(self.app.state.offline.requests)
+
+    def hurry(self) -> None:
+        """From now on answer `slow N` at once: a test that interrupted a slow turn need not wait
+        the delay out again on the message's redelivery."""
+        self.app.state.offline.hurried = True
 
     async def start(self) -> None:
         self._sock.bind((self.host, self._requested_port))
