@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hivetest import IN_CI, make_config, require, require_tool, start_daemon, stop_daemon
+from hivetest import IN_CI, StoreUse, make_config, require, require_tool, start_daemon, stop_daemon
 from hyperhive.core.daemon import Daemon
 
 __all__ = ["IN_CI", "make_config", "require", "require_tool", "start_daemon", "stop_daemon"]
@@ -31,15 +31,38 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"store: {os.environ.get('HYPERHIVE_TEST_STORE', 'sqlite')}"
 
 
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+STORE_FILES = OUTPUT / "store-files.txt"
+_store_files: set[str] = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """Note the test files whose tests open a store of the run's kind (hivetest.StoreUse)."""
+    StoreUse.opened = False
+    try:
+        return (yield)
+    finally:
+        if StoreUse.opened:
+            _store_files.add(item.nodeid.split("::", 1)[0])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The SQLite pass writes test-output/store-files.txt: the files `make test` runs again on
+    PostgreSQL (scripts/test-both)."""
+    if os.environ.get("HYPERHIVE_TEST_STORE", "sqlite") == "sqlite" and session.testscollected:
+        OUTPUT.mkdir(exist_ok=True)
+        STORE_FILES.write_text("".join(f"{f}\n" for f in sorted(_store_files)), encoding="utf-8")
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """A failure's whole report goes to test-output/failures-<store>.log the moment it happens:
     a long run's first failure can be read while the run goes on (pytest prints it at the end)."""
     if not report.failed:
         return
-    out = Path(__file__).resolve().parent.parent / "test-output"
-    out.mkdir(exist_ok=True)
+    OUTPUT.mkdir(exist_ok=True)
     store = os.environ.get("HYPERHIVE_TEST_STORE", "sqlite")
-    with (out / f"failures-{store}.log").open("a", encoding="utf-8") as f:
+    with (OUTPUT / f"failures-{store}.log").open("a", encoding="utf-8") as f:
         f.write(f"===== {report.nodeid} ({report.when})\n{report.longreprtext}\n")
 
 

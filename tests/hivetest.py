@@ -78,8 +78,17 @@ def pg_test_url() -> str:
     return shared_cluster().database()
 
 
+class StoreUse:
+    """Whether the running test opened a store of the run's kind (`--store`): tests/conftest.py
+    records the files where one did, and `make test`'s PostgreSQL pass runs only those files
+    (a test whose store does not depend on the pass would only run the same twice)."""
+
+    opened = False
+
+
 def store_url_for(state: Path) -> str | None:
     """The store URL for the hive whose state dir is `state` (the same one on a restart)."""
+    StoreUse.opened = True
     if test_store() != "postgresql":
         return None
     if state not in _STORE_URLS:
@@ -110,8 +119,9 @@ def make_config(tmp_path: Path, run_dir: Path, **overrides: object) -> HiveConfi
                                # a test hive's agents start no claude CLI before their first message
                                # (warm on start is tested in e2e/test_prewarm.py): hundreds of spawns
                                # in a run would each start one
-                               "pool": PoolSettings(warm_on_start=False),
-                               "store_url": store_url_for(state.resolve())}  # fmt: skip
+                               "pool": PoolSettings(warm_on_start=False)}  # fmt: skip
+    if "store_url" not in overrides:  # nodes tests name their shared PostgreSQL database
+        base["store_url"] = store_url_for(state.resolve())
     base.update(overrides)
     return HiveConfig(**base)  # type: ignore[arg-type]
 
