@@ -215,3 +215,24 @@ async def test_busy_names_waiting_and_running_turns_and_starting_cold_the_cli_st
     sched.release("warm")
     assert await waiting and await prewarm
     assert sched.busy() == {"waits", "pre"} and sched.starting_cold() == {"pre"}
+
+
+async def test_a_cold_turn_waits_for_room_in_the_pool_and_goes_on_dispatch() -> None:
+    room = {"ok": False}
+    asked: list[tuple[str, frozenset[str]]] = []
+
+    def cold_room(agent: str, starting: frozenset[str]) -> bool:
+        asked.append((agent, starting))
+        return room["ok"]
+
+    sched = Scheduler(4, cold_room=cold_room)
+    assert await sched.admit("warm", sent_at=1.0, warm=True, wait=1), "a warm turn starts no CLI: never held"
+    cold = asyncio.create_task(sched.admit("cold", sent_at=2.0, warm=False, wait=60))
+    while "cold" not in sched.queued():
+        await asyncio.sleep(0)
+    assert asked[-1] == ("cold", frozenset()) and sched.cold_wanted() == 1
+    assert await sched.admit("warm2", sent_at=3.0, warm=True, wait=1), "warm turns pass a cold one held for room"
+    room["ok"] = True
+    sched.dispatch()
+    assert await cold
+    assert sched.cold_wanted() == 0 and sched.starting_cold() == {"cold"}

@@ -187,3 +187,7 @@ async def test_the_core_cools_the_longest_idle_agent_over_max_warm(pool_rig: Rig
     await rig.until("the pool to cool a", lambda: rig.cooled("a"))
     await rig.until("only b to stay warm", lambda: not rig.s.lifecycle.row("a").warm and rig.s.lifecycle.row("b").warm)
     assert rig.cooled("b") == []
+    # b's turn (a CLI to start) waited for a's CLI to go: the pool never held two
+    a_cooled = next(e["ts"] for e in rig.s.read_agent_events("a") if e["payload"].get("pool") == "cooled")
+    b_started = next(e["ts"] for e in rig.s.read_agent_events("b") if e["kind"] == "turn_start")
+    assert b_started >= a_cooled

@@ -75,10 +75,13 @@ class Lifecycle(Supervision):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self.deploying: set[str] = set()  # an exit of these is reported by the deploy, not as a crash
-        self.pool = Pool(config.pool, self.agents, lambda n: self.paths.agent(n).web_socket)
+        self.pool = Pool(config.pool, self.agents, lambda n: self.paths.agent(n).web_socket,
+                         on_cooled=lambda: self.scheduler.dispatch())  # fmt: skip
         # pre-warms (warm on start) wait while any cage is starting: a spawn of many is not slowed
         self.scheduler = Scheduler(config.pool.turn_limit(), on_change=self._turns_changed, warm_room=self.pool.warm_room,
-                                   hold_prewarms=lambda: self._starting > 0)  # fmt: skip
+                                   hold_prewarms=lambda: self._starting > 0,
+                                   cold_room=lambda agent, starting: self.pool.room_for_cold(
+                                       agent, starting, self.scheduler.busy()))  # fmt: skip
         # cages start in parallel up to the host's cores: a slot is held from the cage's start until
         # its harness reports in (the CPU-heavy part), so a spawn of many does not thrash the host
         self._start_gate = asyncio.Semaphore(max(1, os.cpu_count() or 1))
@@ -168,7 +171,8 @@ class Lifecycle(Supervision):
 
     def rebalance_pool(self) -> None:
         """Cool idle warm agents above the pool's limit, counting the CLIs being started."""
-        self.pool.rebalance(busy=self.scheduler.busy(), starting=self.scheduler.starting_cold())
+        self.pool.rebalance(busy=self.scheduler.busy(), starting=self.scheduler.starting_cold(),
+                            wanted=self.scheduler.cold_wanted())  # fmt: skip
 
     def _turns_changed(self, name: str) -> None:
         self._publish(name)

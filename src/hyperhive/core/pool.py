@@ -34,9 +34,14 @@ POST_TIMEOUT = 10.0
 
 class Pool:
     def __init__(
-        self, settings: PoolSettings, agents: Mapping[str, AgentRuntime], web_socket: Callable[[str], Path]
+        self,
+        settings: PoolSettings,
+        agents: Mapping[str, AgentRuntime],
+        web_socket: Callable[[str], Path],
+        on_cooled: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self._on_cooled = on_cooled or (lambda: None)
         self._agents = agents
         self._web_socket = web_socket
         self._cooling: dict[str, asyncio.Task[None]] = {}
@@ -62,22 +67,20 @@ class Pool:
         limit = self.settings.warm_limit()
         return None if limit is None else limit - len({rt.name for rt in self.warm()} | starting)
 
-    def rebalance(self, *, busy: frozenset[str] = frozenset(), starting: frozenset[str] = frozenset()) -> list[str]:
+    def rebalance(
+        self, *, busy: frozenset[str] = frozenset(), starting: frozenset[str] = frozenset(), wanted: int = 0
+    ) -> list[str]:
         """Cool the longest-idle warm agents above the limit; returns the names asked to cool.
-        `starting` (cold turns and pre-warms admitted: CLIs starting) count as warm, so the pool
-        makes room before a new CLI is up rather than after; `busy` (a turn running or waiting
-        for its slot) are never chosen."""
+        `starting` (cold turns and pre-warms admitted: CLIs starting) count as warm, and so do
+        `wanted` more (cold turns waiting for room), so the pool makes room before a new CLI
+        starts; `busy` (a turn running or waiting for its slot) are never chosen."""
         limit = self.settings.warm_limit()
         warm = self.warm()
-        counted = {rt.name for rt in warm} | starting
-        if limit is None or len(counted) <= limit:
+        counted = len({rt.name for rt in warm} | starting) + wanted
+        if limit is None or counted <= limit:
             return []
-        excess = len(counted) - limit - len(self._cooling)
-        idle = sorted(
-            (rt for rt in warm if rt.harness_state == "idle" and rt.name not in self._cooling and rt.name not in busy),
-            key=lambda rt: rt.harness_since or 0.0,
-        )
-        chosen = [rt.name for rt in idle[: max(0, excess)]]
+        excess = counted - limit - len(self._cooling)
+        chosen = [rt.name for rt in self._coolable(busy)[: max(0, excess)]]
         for name in chosen:
             task = asyncio.ensure_future(self._cool(name))
             task.set_name(f"cool-{name}")
@@ -85,10 +88,30 @@ class Pool:
             task.add_done_callback(self._done)
         return chosen
 
+    def _coolable(self, busy: frozenset[str]) -> list[AgentRuntime]:
+        """Idle warm agents not being cooled and not busy, longest idle first."""
+        return sorted(
+            (rt for rt in self.warm() if rt.harness_state == "idle" and rt.name not in self._cooling
+             and rt.name not in busy),
+            key=lambda rt: rt.harness_since or 0.0,
+        )  # fmt: skip
+
+    def room_for_cold(self, agent: str, starting: frozenset[str], busy: frozenset[str]) -> bool:
+        """May `agent` start a CLI now? Yes while the pool has room (counting `starting`), and
+        also when it is full but cannot make any (every warm agent busy): a turn is never held
+        for a room that will not come; the budget is then exceeded until a turn ends."""
+        limit = self.settings.warm_limit()
+        if limit is None:
+            return True
+        if len(({rt.name for rt in self.warm()} | starting) - {agent}) < limit:
+            return True
+        return not (self._cooling or self._coolable(busy))
+
     def _done(self, task: asyncio.Task[None]) -> None:
         for name, t in list(self._cooling.items()):
             if t is task:
                 del self._cooling[name]
+        self._on_cooled()
 
     async def _cool(self, name: str) -> None:
         self.cooled += 1

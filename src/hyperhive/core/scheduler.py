@@ -7,6 +7,10 @@ memory (poolsettings.default_turn_limit). Waiting turns are admitted oldest mess
 warm turn may use capacity the oldest (cold) one cannot use yet, never capacity it could. An
 agent holds at most one admission: a new admit, a release or the harness's exit frees it.
 
+A cold turn also waits while `cold_room(agent, starting)` says no: the warm pool is full and can
+make room (an idle warm agent to cool, or one cooling), so a new CLI starts once an old one has
+gone and the pool's memory budget holds (the core calls `dispatch()` when a cool ends).
+
 A pre-warm (an idle harness starting its claude CLI before any message: "warm on start") costs
 a cold slot but has the lowest priority: it is admitted after every waiting turn, whatever their
 ages, and only while the warm pool has room (`warm_room(starting)`: how many more agents may be
@@ -53,11 +57,13 @@ class Scheduler:
         on_change: Callable[[str], None] | None = None,
         warm_room: Callable[[frozenset[str]], int | None] | None = None,
         hold_prewarms: Callable[[], bool] | None = None,
+        cold_room: Callable[[str, frozenset[str]], bool] | None = None,
     ) -> None:
         self.capacity = max(COLD_COST, float(capacity))
         self._on_change = on_change or (lambda _name: None)
         self._warm_room = warm_room or (lambda _starting: None)
         self._hold_prewarms = hold_prewarms or (lambda: False)
+        self._cold_room = cold_room or (lambda _agent, _starting: True)
         self._running: dict[str, float] = {}  # agent -> cost
         self._prewarming: set[str] = set()  # of _running: admitted pre-warms
         self._waiting: list[_Waiter] = []
@@ -89,6 +95,12 @@ class Scheduler:
         """Agents about to run a turn or running one (the pool must not cool these: a warm agent
         waiting for its slot was admitted at a warm turn's price)."""
         return frozenset(self._running) | {w.agent for w in self._waiting if not w.prewarm}
+
+    def cold_wanted(self) -> int:
+        """Cold turns that have a slot's capacity but wait for room in the warm pool (as many as
+        the free capacity admits): the pool cools that many idle agents for them."""
+        cold = sum(1 for w in self._waiting if not w.prewarm and w.cost >= COLD_COST)
+        return min(cold, int((self.capacity - self.in_use + 1e-9) // COLD_COST))
 
     def starting_cold(self) -> frozenset[str]:
         """Agents admitted at a cold turn's cost (pre-warms included): each is starting a CLI
@@ -164,6 +176,8 @@ class Scheduler:
             if waiter.prewarm and self._hold_prewarms():
                 break  # pre-warms sort last: nothing after this one goes either
             fits = waiter.cost <= free + 1e-9
+            if fits and waiter.cost >= COLD_COST and not waiter.prewarm:
+                fits = self._cold_room(waiter.agent, self.starting_cold())  # the pool makes room first
             if fits and (not head_blocked or waiter.cost < COLD_COST):
                 self._waiting.remove(waiter)
                 if waiter.prewarm and self._prewarm_refusal() is not None:

@@ -135,6 +135,7 @@ class Supervision(ABC):
             rt.last_turn_ms = last_turn_ms
         self._publish(name)
         self.rebalance_pool()
+        self.scheduler.dispatch()  # a cold turn may have waited for this agent's CLI to go
         if state == "needs_login" and previous != "needs_login":
             await self.broker.system_event(MANAGER if name != MANAGER else OPERATOR, "needs_login", agent=name)
         elif previous == "needs_login" and state != "needs_login":

@@ -190,6 +190,7 @@ class PoolingMixin(ABC):
             raise Refused("a turn is running: the CLI is cooled after it")
         pid = self.runner.warm_pid()
         if not await self.runner.cool(why):
+            self._background(self._report(), "report-cold")  # the core may think it warm (a CLI that died)
             return "nothing to cool: no claude CLI is kept"
         self.bus.emit("note", {"text": f"cooled the claude CLI (pid {pid}): {why}", "pool": "cooled", "pid": pid})
         self._background(self._report(), "report-cooled")
