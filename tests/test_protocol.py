@@ -8,6 +8,7 @@ import json
 import pytest
 
 from hyperhive import protocol as p
+from hyperhive import socketverbs as sv
 from hyperhive.protocol import MAX_BODY_BYTES, MAX_RECV, MAX_RECV_WAIT, ErrorCode
 from hyperhive.requestcodec import ProtocolFailure, decode_request, error_reply
 
@@ -31,10 +32,10 @@ def test_a_good_line_decodes_to_its_typed_model() -> None:
 
 def test_every_verb_in_the_socket_tables_is_a_known_verb() -> None:
     """The per-socket verb tables only name verbs the protocol defines (architecture §3)."""
-    assert p.HOST_VERBS | p.AGENT_VERBS | p.MANAGER_VERBS <= p.VERBS
-    assert {"approve", "deny", "spawn", "destroy", "inbox"}.isdisjoint(p.AGENT_VERBS)
-    assert {"approve", "deny", "spawn", "destroy"}.isdisjoint(p.MANAGER_VERBS)
-    assert p.AGENT_VERBS < p.MANAGER_VERBS
+    assert sv.HOST_VERBS | sv.AGENT_VERBS | sv.MANAGER_VERBS <= p.VERBS
+    assert {"approve", "deny", "spawn", "destroy", "inbox"}.isdisjoint(sv.AGENT_VERBS)
+    assert {"approve", "deny", "spawn", "destroy"}.isdisjoint(sv.MANAGER_VERBS)
+    assert sv.AGENT_VERBS < sv.MANAGER_VERBS
 
 
 @pytest.mark.parametrize("line", [b"", b"{", b"not json", b'{"cmd":"ping"', b"\xff\xfe", b'{"a":"\xc3\x28"}'])

@@ -485,22 +485,3 @@ VERBS: frozenset[str] = frozenset(
     m.model_fields["cmd"].annotation.__args__[0]
     for m in Request.__origin__.__args__  # type: ignore[attr-defined]
 )
-
-HOST_VERBS = frozenset(
-    {
-        "ping", "list", "spawn", "start", "stop", "restart", "destroy", "revive", "send", "inbox",
-        "pending", "approve", "deny", "questions", "answer", "cancel_question", "events", "events_follow",
-        "request_spawn", "subscribe", "exec", "shell", "kept", "purge", "config_show", "config_apply",
-        "sessions", "dead_letters", "retry_dead", "discard_dead", "stats", "nodes", "manager_claim",
-    }
-)  # fmt: skip
-AGENT_VERBS = frozenset(
-    {
-        "ping", "send", "recv", "ack_turn", "requeue_inflight", "status", "whoami", "agent_config",
-        "recent", "report_state", "ask", "answer", "open_threads", "turn_admit", "turn_release",
-    }
-)  # fmt: skip
-MANAGER_VERBS = AGENT_VERBS | frozenset(
-    {"request_spawn", "request_init_config", "request_apply_commit", "kill", "start", "restart",
-     "update", "list"}
-)  # fmt: skip

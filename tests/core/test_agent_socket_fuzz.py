@@ -26,7 +26,8 @@ import fuzzkit
 from fuzzkit import LiveDaemon, assert_well_formed, fuzz_settings, json_leaf, json_value, live_daemon, ping, raw_lines
 from hivetest import sync
 from hyperhive.names import MANAGER
-from hyperhive.protocol import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS, MAX_LINE_BYTES
+from hyperhive.protocol import MAX_LINE_BYTES
+from hyperhive.socketverbs import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS
 
 PROCESS_VERBS = {"start", "restart", "update", "kill"}  # would start or stop real cages
 FUZZ_VERBS = {"agent": sorted(AGENT_VERBS), "manager": sorted(MANAGER_VERBS - PROCESS_VERBS)}

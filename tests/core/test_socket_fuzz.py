@@ -29,7 +29,7 @@ from fuzzkit import (
     ping,
     raw_lines,
 )
-from hyperhive.protocol import AGENT_VERBS, HOST_VERBS
+from hyperhive.socketverbs import AGENT_VERBS, HOST_VERBS
 
 SAFE_HOST_VERBS = sorted(HOST_VERBS - {"spawn", "start", "stop", "restart", "destroy", "revive"})
 FIELDS = ["cmd", "to", "body", "name", "id", "in_reply_to", "wait_seconds", "max", "limit", "purge",

@@ -41,7 +41,7 @@ from hyperhive.core.websessions import sessions_of
 from hyperhive.errors import HiveError, StartupError
 from hyperhive.fsutil import read_or_create_secret
 from hyperhive.names import MANAGER
-from hyperhive.protocol import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS
+from hyperhive.socketverbs import AGENT_VERBS, HOST_VERBS, MANAGER_VERBS
 from hyperhive.store.base import Store
 from hyperhive.store.open import describe, open_store
 from hyperhive.webserver import DashboardLimits, EmbeddedServer, bind_listener, capped_http_protocol
