@@ -65,7 +65,11 @@ class Pool:
         """How many more agents may be warm now, with `starting` (pre-warms admitted) counted as
         warm (None: unbounded); the scheduler's pre-warm gate."""
         limit = self.settings.warm_limit()
-        return None if limit is None else limit - len({rt.name for rt in self.warm()} | starting)
+        return None if limit is None else limit - len(self._counted(starting))
+
+    def _counted(self, starting: frozenset[str]) -> set[str]:
+        """The agents the limit counts: the warm ones and those starting a CLI."""
+        return {rt.name for rt in self.warm()} | starting
 
     def rebalance(
         self, *, busy: frozenset[str] = frozenset(), starting: frozenset[str] = frozenset(), wanted: int = 0
@@ -75,8 +79,7 @@ class Pool:
         `wanted` more (cold turns waiting for room), so the pool makes room before a new CLI
         starts; `busy` (a turn running or waiting for its slot) are never chosen."""
         limit = self.settings.warm_limit()
-        warm = self.warm()
-        counted = len({rt.name for rt in warm} | starting) + wanted
+        counted = len(self._counted(starting)) + wanted
         if limit is None or counted <= limit:
             return []
         excess = counted - limit - len(self._cooling)
@@ -103,7 +106,7 @@ class Pool:
         limit = self.settings.warm_limit()
         if limit is None:
             return True
-        if len(({rt.name for rt in self.warm()} | starting) - {agent}) < limit:
+        if len(self._counted(starting) - {agent}) < limit:
             return True
         return not (self._cooling or self._coolable(busy))
 
