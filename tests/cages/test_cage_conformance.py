@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from hivetest import IN_CI
 from hyperhive.cages import load_backend
 from hyperhive.cages.base import Bind, Cage, CageHandle, CageSpec, Limits
 
@@ -38,7 +39,7 @@ def cage(request: pytest.FixtureRequest) -> Cage:
     cls = load_backend(request.param)
     ok, why = cls.available()
     if not ok:
-        if os.environ.get("CI") == "true":
+        if IN_CI:
             pytest.fail(f"the {request.param} cage is unavailable under CI: {why}")
         pytest.skip(f"the {request.param} cage is unavailable here: {why}")
     return cls()
@@ -258,7 +259,7 @@ async def test_nothing_the_cage_started_outlives_it(cage, make_spec, started) ->
     handle = await run(cage, make_spec(py(code)), started)
     if "tracked in" not in handle.limits_status:
         await finish(handle)
-        if os.environ.get("CI") == "true":  # CI runs as root on a cgroup host: this must hold
+        if IN_CI:  # CI runs as root on a cgroup host: this must hold
             pytest.fail(f"the cage got no cgroup under CI: {handle.limits_status}")
         pytest.skip(f"this host gives the cage no cgroup: {handle.limits_status}")
     info = await finish(handle)
