@@ -34,7 +34,7 @@ async def test_a_hint_from_another_writer_wakes_the_long_poll(two_nodes: tuple[P
     await receiver.load()
     await sender.load()
     heard = asyncio.Event()
-    one.subscribe_wakeups(lambda recipient: heard.set() if recipient == "b" else None)
+    await one.subscribe_wakeups(lambda recipient: heard.set() if recipient == "b" else None)
     waiter = asyncio.create_task(receiver.recv("b", 30))
     await asyncio.sleep(0)
     await sender.send("a", "b", "across nodes")

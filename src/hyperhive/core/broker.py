@@ -87,7 +87,7 @@ class Broker:
     async def load(self) -> None:
         """At start: the unread counts, and the store's wake-up hints from other writers."""
         self._unread = dict(await self.store.unread_counts())
-        self.store.subscribe_wakeups(self._hinted)
+        await self.store.subscribe_wakeups(self._hinted)
 
     def _hinted(self, recipient: str) -> None:
         if recipient.startswith("#"):  # a hint for core/nodes.py (requests, relayed events), not a queue

@@ -101,7 +101,7 @@ class Nodes:
         if MANAGER in self.remote and self.lifecycle.config.manager:
             log.info("the manager runs on node %s (hive manager claim moves it here)", self.remote[MANAGER])
             self.lifecycle.config = dataclasses.replace(self.lifecycle.config, manager=False)
-        self.store.subscribe_wakeups(self._hinted)
+        await self.store.subscribe_wakeups(self._hinted)
 
     async def before_register(self, name: str) -> None:
         """Lifecycle hook: an agent (or its kept state) that belongs to another node is spawned there."""

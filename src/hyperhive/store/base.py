@@ -116,9 +116,10 @@ class Store(NodeStore, Protocol):
         """Which migrations are applied or missing, and how many rows each table holds."""
         ...
 
-    def subscribe_wakeups(self, callback: Callable[[str], None]) -> None:
+    async def subscribe_wakeups(self, callback: Callable[[str], None]) -> None:
         """Call `callback(recipient)` on the running loop when another writer (another node)
-        commits a message for `recipient`. A hint only: it may be late, doubled or lost."""
+        commits a message for `recipient`. A hint only: it may be late, doubled or lost; but one
+        for a commit made after this returns is not lost while the store's connection holds."""
         ...
 
     # ---- messages ------------------------------------------------------------------------

@@ -38,6 +38,7 @@ T = TypeVar("T")
 WAKE_CHANNEL = "hyperhive_wake"
 POOL_SIZE = 8
 RECHECK = 1.0
+LISTEN_TIMEOUT = 10.0  # how long subscribing waits for the LISTEN before relying on re-checks
 MIGRATION_LOCK = 0x68697665  # "hive": one node migrates at a time
 
 
@@ -117,6 +118,7 @@ class PostgresStore(SqlStore):
         self._writer_id = secrets.token_hex(6)
         self._callbacks: list[tuple[asyncio.AbstractEventLoop, Callable[[str], None]]] = []
         self._listen_conn: psycopg.Connection[Any] | None = None
+        self._listening = threading.Event()
 
     # ---- running operations ----------------------------------------------------------------
 
@@ -176,34 +178,41 @@ class PostgresStore(SqlStore):
 
         return await self._write(run)
 
-    def subscribe_wakeups(self, callback: Callable[[str], None]) -> None:
-        """Call `callback(recipient)` on the caller's loop for every NOTIFY from another writer."""
+    async def subscribe_wakeups(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(recipient)` on the caller's loop for every NOTIFY from another writer.
+        Returns once the LISTEN is in effect (or its connection failed: long-polls then re-check),
+        so a message committed after this call is heard."""
         loop = asyncio.get_running_loop()
         self._callbacks.append((loop, callback))
-        if self._listener is not None:
-            return
+        if self._listener is None:
+            self._listener = threading.Thread(target=self._listen, name="pg-listen", daemon=True)
+            self._listener.start()
+        if not await asyncio.to_thread(self._listening.wait, LISTEN_TIMEOUT):
+            log.warning(
+                "store wake-up listener not up after %.0fs; long-polls re-check every %.1fs", LISTEN_TIMEOUT, RECHECK
+            )
 
-        def listen() -> None:
-            try:  # connecting here, not on the caller's loop: a hint missed meanwhile costs one re-check
-                conn = psycopg.connect(self.url, autocommit=True)
-                conn.execute(f"LISTEN {WAKE_CHANNEL}")
-                self._listen_conn = conn
-                if self._closed:
-                    conn.close()
-                    return
-                for note in conn.notifies():
-                    writer, _, recipient = note.payload.partition(":")
-                    if writer == self._writer_id:
-                        continue
-                    for cb_loop, cb in list(self._callbacks):
-                        with contextlib.suppress(RuntimeError):  # that loop is gone
-                            cb_loop.call_soon_threadsafe(cb, recipient)
-            except psycopg.Error:
-                if not self._closed:
-                    log.warning("store wake-up listener lost its connection; long-polls re-check every %.1fs", RECHECK)
-
-        self._listener = threading.Thread(target=listen, name="pg-listen", daemon=True)
-        self._listener.start()
+    def _listen(self) -> None:
+        try:
+            conn = psycopg.connect(self.url, autocommit=True)
+            conn.execute(f"LISTEN {WAKE_CHANNEL}")
+            self._listen_conn = conn
+            self._listening.set()
+            if self._closed:
+                conn.close()
+                return
+            for note in conn.notifies():
+                writer, _, recipient = note.payload.partition(":")
+                if writer == self._writer_id:
+                    continue
+                for cb_loop, cb in list(self._callbacks):
+                    with contextlib.suppress(RuntimeError):  # that loop is gone
+                        cb_loop.call_soon_threadsafe(cb, recipient)
+        except psycopg.Error:
+            if not self._closed:
+                log.warning("store wake-up listener lost its connection; long-polls re-check every %.1fs", RECHECK)
+        finally:
+            self._listening.set()  # whoever waits for the LISTEN stops waiting: re-checks cover the rest
 
     # ---- admin -------------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ class SqlStore(NodeOps):
     @abstractmethod
     async def check(self) -> StoreCheck: ...
 
-    def subscribe_wakeups(self, callback: Callable[[str], None]) -> None:
+    async def subscribe_wakeups(self, callback: Callable[[str], None]) -> None:
         """Every writer is in this process: the broker's own wake-ups are enough."""
 
     # ---- messages ------------------------------------------------------------------------
