@@ -106,12 +106,12 @@ async def test_room_for_a_cold_start_waits_while_the_pool_can_make_room(harnesse
     agents = await _warm_agents(harnesses, {"a": 10.0, "b": 20.0})
     cooled = asyncio.Event()
     pool = Pool(PoolSettings(max_warm=2), agents, harnesses.socket, on_cooled=cooled.set)
-    assert not pool.room_for_cold("new", frozenset(), frozenset()), "full, and a or b can be cooled"
-    assert pool.room_for_cold("new", frozenset(), frozenset({"a", "b"})), "full, but nothing can be cooled"
+    assert not pool.room_for_cold("new", frozenset(), frozenset), "full, and a or b can be cooled"
+    assert pool.room_for_cold("new", frozenset(), lambda: frozenset({"a", "b"})), "full, but nothing can be cooled"
     assert pool.rebalance(wanted=1) == ["a"], "the longest idle makes room for the waiting cold turn"
-    assert not pool.room_for_cold("new", frozenset(), frozenset({"b"})), "a is cooling: wait for it"
+    assert not pool.room_for_cold("new", frozenset(), lambda: frozenset({"b"})), "a is cooling: wait for it"
     await harnesses.wait_for(1)
     await asyncio.wait_for(cooled.wait(), 30)  # the cool is answered: the scheduler looks again
     agents["a"].warm = False  # what a's harness reports once its CLI is gone
-    assert pool.room_for_cold("new", frozenset(), frozenset())
+    assert pool.room_for_cold("new", frozenset(), frozenset)
     await pool.close()

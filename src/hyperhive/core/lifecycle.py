@@ -81,7 +81,7 @@ class Lifecycle(Supervision):
         self.scheduler = Scheduler(config.pool.turn_limit(), on_change=self._turns_changed, warm_room=self.pool.warm_room,
                                    hold_prewarms=lambda: self._starting > 0,
                                    cold_room=lambda agent, starting: self.pool.room_for_cold(
-                                       agent, starting, self.scheduler.busy()))  # fmt: skip
+                                       agent, starting, self.scheduler.busy))  # fmt: skip
         # cages start in parallel up to the host's cores: a slot is held from the cage's start until
         # its harness reports in (the CPU-heavy part), so a spawn of many does not thrash the host
         self._start_gate = asyncio.Semaphore(max(1, os.cpu_count() or 1))

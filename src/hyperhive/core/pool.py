@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +83,8 @@ class Pool:
         if limit is None or counted <= limit:
             return []
         excess = counted - limit - len(self._cooling)
-        chosen = [rt.name for rt in self._coolable(busy)[: max(0, excess)]]
+        coolable = sorted(self._coolable(busy), key=lambda rt: rt.harness_since or 0.0)  # longest idle first
+        chosen = [rt.name for rt in coolable[: max(0, excess)]]
         for name in chosen:
             task = asyncio.ensure_future(self._cool(name))
             task.set_name(f"cool-{name}")
@@ -91,24 +92,19 @@ class Pool:
             task.add_done_callback(self._done)
         return chosen
 
-    def _coolable(self, busy: frozenset[str]) -> list[AgentRuntime]:
-        """Idle warm agents not being cooled and not busy, longest idle first."""
-        return sorted(
-            (rt for rt in self.warm() if rt.harness_state == "idle" and rt.name not in self._cooling
-             and rt.name not in busy),
-            key=lambda rt: rt.harness_since or 0.0,
-        )  # fmt: skip
+    def _coolable(self, busy: frozenset[str]) -> Iterator[AgentRuntime]:
+        """Idle warm agents not being cooled and not busy."""
+        return (rt for rt in self.warm() if rt.harness_state == "idle" and rt.name not in self._cooling
+                and rt.name not in busy)  # fmt: skip
 
-    def room_for_cold(self, agent: str, starting: frozenset[str], busy: frozenset[str]) -> bool:
+    def room_for_cold(self, agent: str, starting: frozenset[str], busy: Callable[[], frozenset[str]]) -> bool:
         """May `agent` start a CLI now? Yes while the pool has room (counting `starting`), and
-        also when it is full but cannot make any (every warm agent busy): a turn is never held
+        also when it is full but cannot make any (every warm agent `busy()`): a turn is never held
         for a room that will not come; the budget is then exceeded until a turn ends."""
         limit = self.settings.warm_limit()
-        if limit is None:
+        if limit is None or len(self._counted(starting) - {agent}) < limit:
             return True
-        if len(self._counted(starting) - {agent}) < limit:
-            return True
-        return not (self._cooling or self._coolable(busy))
+        return not self._cooling and next(self._coolable(busy()), None) is None
 
     def _done(self, task: asyncio.Task[None]) -> None:
         for name, t in list(self._cooling.items()):
