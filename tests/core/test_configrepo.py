@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from hivetest import IN_CI
 from hyperhive.agentconfig import ConfigInvalid, default_agent_toml
 from hyperhive.core.configrepo import (
     CORE_NAME,
@@ -530,7 +531,7 @@ def test_refs_and_files_that_do_not_exist_are_not_found(repos: BlockingRepos, ir
 # ---- hostile repos and names -------------------------------------------------------------
 
 
-@pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"), reason="chown needs root")
+@pytest.mark.skipif(os.geteuid() != 0 and not IN_CI, reason="chown needs root")
 def test_a_proposed_repo_owned_by_another_uid_works_from_root(
     repos: BlockingRepos, paths: HivePaths, iris: Path
 ) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from test_configrepo import MANAGER_UID, BlockingRepos, commit, manager_git
 
+from hivetest import IN_CI
 from hyperhive.core.configrepo import ConfigRepos
 from hyperhive.errors import HiveError
 from hyperhive.fsutil import UnsafePath
@@ -106,7 +107,7 @@ def test_a_link_anywhere_below_git_is_refused(repos: BlockingRepos, iris: Path, 
         repos.propose("iris", own, 1)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"), reason="chown and hard links need root")
+@pytest.mark.skipif(os.geteuid() != 0 and not IN_CI, reason="chown and hard links need root")
 def test_a_hard_link_to_a_foreign_object_is_refused(
     repos: BlockingRepos, paths: HivePaths, iris: Path, secret: tuple[Path, str], tmp_path: Path
 ) -> None:
